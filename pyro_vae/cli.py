@@ -1,0 +1,127 @@
+"""The ``pyro-vae`` command line (also ``python -m pyro_vae``).
+
+    pyro-vae train [--config FILE] [--overwrite] [--quiet] [--SECTION.KEY VALUE ...]
+    pyro-vae sample RUN_DIR [-n 64] [--out FILE] [--seed N] [--device DEVICE]
+
+A problem with the user's input (config, data, device, run directory) is reported as
+one line on stderr with exit status 2; nothing is written.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import Config
+from .errors import ConfigError, PyroVAEError
+
+
+def _flat_defaults(values: dict, prefix: str = "") -> list[str]:
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, dict) and "kind" not in value:
+            lines += _flat_defaults(value, f"{prefix}{key}.")
+        else:
+            lines.append(f"  --{prefix}{key} {value!r}")
+    return lines
+
+
+def _overrides(words: list[str]) -> dict[str, str]:
+    """``--train.epochs 5 --model.latent_dim=2`` -> ``{"train.epochs": "5", "model.latent_dim": "2"}``."""
+    overrides, i = {}, 0
+    while i < len(words):
+        word = words[i]
+        if not word.startswith("--") or "." not in word:
+            raise ConfigError(f"unrecognized argument {word!r}; overrides look like --train.epochs 5")
+        key, eq, value = word[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(words):
+                raise ConfigError(f"--{key} needs a value")
+            value, i = words[i + 1], i + 1
+        overrides[key] = value
+        i += 1
+    return overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyro-vae",
+        description="Variational autoencoders as Pyro programs: train, sample.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="train a VAE as a config file describes (defaults: the digits dataset)",
+        description="Train a VAE. Every config key can be overridden as --SECTION.KEY VALUE; "
+        'values are read as TOML (5, 1e-3, true, [300, 300], "cuda") and otherwise as words.',
+        epilog="config keys and their defaults:\n" + "\n".join(_flat_defaults(Config().to_dict())),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("--config", type=Path, metavar="FILE", help="a .toml or .json config file")
+    train.add_argument("--overwrite", action="store_true", help="replace a run already in the run directory")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+
+    sample = commands.add_parser("sample", help="decode draws from the prior of a trained run")
+    sample.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    sample.add_argument("-n", type=int, default=64, help="how many samples (default 64)")
+    sample.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="a .png grid, or .npy of the values (default RUN_DIR/samples-N.png)",
+    )
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sample.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    return parser
+
+
+def _train(args, extra: list[str]) -> None:
+    from .training import train
+
+    config = Config.load(args.config) if args.config else Config()
+    config = config.override(_overrides(extra))
+    run = train(config, overwrite=args.overwrite, quiet=args.quiet)
+    print(run.dir)
+
+
+def _sample(args) -> None:
+    import numpy as np
+    import pyro
+
+    from . import plots
+    from .run import Run
+    from .training import resolve_device
+
+    if args.n < 1:
+        raise ConfigError(f"-n {args.n} is not allowed: expected an integer >= 1")
+    out = args.out or args.run_dir / f"samples-{args.n}.png"
+    if out.suffix not in (".png", ".npy"):
+        raise ConfigError(f"--out {str(out)!r}: unknown format {out.suffix!r}; allowed: .png, .npy")
+    run = Run.load(args.run_dir, device=resolve_device(args.device))
+    pyro.set_rng_seed(args.seed)
+    x = run.vae.sample(args.n).cpu().numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        np.save(out, x)
+    else:
+        plots.image_grid(x, run.config.data.image_shape, out, title=f"{args.n} samples from p(x)")
+    print(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    try:
+        if args.command == "train":
+            _train(args, extra)
+        else:
+            if extra:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            _sample(args)
+    except PyroVAEError as e:
+        print(f"pyro-vae: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pyro-vae: interrupted", file=sys.stderr)
+        return 130
+    return 0

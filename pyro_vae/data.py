@@ -1,0 +1,185 @@
+"""Datasets: built-in ones by name, or any ``.npy``/``.npz`` array file by path.
+
+Data is a float32 matrix of shape ``(N, D)``, one data point per row (images are
+flattened, their shape kept for pictures), with a validation split and optional
+integer labels (used only to colour pictures of the latent space). It is checked
+once when loaded (shape, dtype, finite values) and then held on the training
+device, so that a training step indexes it there and copies nothing from the host.
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import DataConfig
+from .errors import DataError
+from .registry import Registry
+
+DATASETS = Registry("dataset")
+register_dataset = DATASETS.register
+
+_VALID_KEYS = ("valid", "validation", "val")
+
+
+@dataclass(frozen=True)
+class Data:
+    """A training and a validation split, with labels where known."""
+
+    name: str
+    train: torch.Tensor  # (N, D)
+    valid: torch.Tensor  # (M, D)
+    train_labels: torch.Tensor | None = None  # (N,)
+    valid_labels: torch.Tensor | None = None  # (M,)
+    image_shape: tuple[int, ...] | None = None
+
+    @property
+    def dim(self) -> int:
+        return self.train.shape[1]
+
+    def to(self, device) -> "Data":
+        """The same data on ``device`` (one copy per tensor, made once)."""
+        move = {
+            f.name: getattr(self, f.name).to(device)
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        return dataclasses.replace(self, **move)
+
+    def pin(self) -> "Data":
+        """The same data in page-locked host memory, for asynchronous copies to a GPU."""
+        pinned = {k: getattr(self, k).pin_memory() for k in ("train", "valid")}
+        return dataclasses.replace(self, **pinned)
+
+
+@register_dataset("digits")
+def digits() -> dict[str, np.ndarray]:
+    """scikit-learn's 1797 handwritten digits (8×8, grey levels 0..16), scaled to [0, 1].
+
+    They ship inside scikit-learn, so nothing is downloaded.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return {"data": bunch.data / 16.0, "labels": bunch.target, "image_shape": (8, 8)}
+
+
+def load_data(config: DataConfig, seed: int = 0) -> Data:
+    """Load, check and split the data that ``config`` names (on the CPU)."""
+    if config.path is None:
+        arrays = DATASETS.get(config.name, key="data.name")()
+        image_shape = arrays.pop("image_shape", None)
+        where = f"data.name = {config.name!r}"
+    else:
+        arrays = _read_array_file(Path(config.path))
+        image_shape = None
+        where = f"data.path = {config.path!r}"
+
+    splits = {}
+    for split in ("train", "valid"):
+        if arrays.get(split) is not None:
+            x, shape = _as_matrix(arrays[split], f"{where} ({split!r})")
+            image_shape = image_shape or shape
+            splits[split] = x
+            splits[f"{split}_labels"] = _labels(arrays.get(f"{split}_labels"), len(x), where)
+    if "train" not in splits:
+        x, shape = _as_matrix(arrays["data"], where)
+        image_shape = image_shape or shape
+        labels = _labels(arrays.get("labels"), len(x), where)
+        splits.update(_split(x, labels, config.valid_fraction, seed, where))
+    if splits["valid"].shape[1] != splits["train"].shape[1]:
+        raise DataError(
+            f"{where}: validation points have {splits['valid'].shape[1]} values, "
+            f"training points {splits['train'].shape[1]}"
+        )
+
+    image_shape = tuple(config.image_shape) if config.image_shape else image_shape
+    dim = splits["train"].shape[1]
+    if image_shape is None and math.isqrt(dim) ** 2 == dim:
+        image_shape = (math.isqrt(dim),) * 2
+    if image_shape is not None and math.prod(image_shape) != dim:
+        raise DataError(f"data.image_shape = {list(image_shape)} does not hold {dim} values per point")
+    return Data(name=config.name, image_shape=image_shape, **splits)
+
+
+def _read_array_file(path: Path) -> dict:
+    if not path.is_file():
+        raise DataError(f"data.path = {str(path)!r}: no such file")
+    if path.suffix not in (".npy", ".npz"):
+        raise DataError(f"data.path = {str(path)!r}: unknown format {path.suffix!r}; allowed: .npy, .npz")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise DataError(f"data.path = {str(path)!r} is not a readable {path.suffix} file: {e}") from None
+    if isinstance(loaded, np.ndarray):
+        return {"data": loaded}
+    with loaded:
+        arrays = {key: loaded[key] for key in loaded.files}
+    if "train" in arrays:
+        valid = next((arrays[k] for k in _VALID_KEYS if k in arrays), None)
+        return {
+            "train": arrays["train"],
+            "valid": valid,
+            "train_labels": arrays.get("train_labels"),
+            "valid_labels": arrays.get("valid_labels"),
+        }
+    data_keys = [k for k in arrays if not k.endswith("labels")]
+    if len(data_keys) != 1:
+        raise DataError(
+            f"data.path = {str(path)!r} holds arrays {', '.join(arrays) or '(none)'}; "
+            "name the training array 'train' (optionally 'valid', 'train_labels', 'valid_labels')"
+        )
+    return {"data": arrays[data_keys[0]], "labels": arrays.get("labels")}
+
+
+def _as_matrix(array: np.ndarray, where: str) -> tuple[torch.Tensor, tuple[int, ...] | None]:
+    """Check one array and flatten it to ``(N, D)`` float32; return the image shape if any."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{where}: dtype {array.dtype} is not numeric; expected bool, integer or float")
+    if array.ndim < 2:
+        raise DataError(
+            f"{where}: shape {array.shape} has no data dimension; expected (N, D) "
+            "or images (N, H, W) / (N, C, H, W)"
+        )
+    if array.shape[0] == 0 or math.prod(array.shape[1:]) == 0:
+        raise DataError(f"{where}: shape {array.shape} holds no data")
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise DataError(
+                f"{where}: {len(bad)} data points hold NaN or infinite values (first: row {bad[0]})"
+            )
+    image_shape = tuple(s for s in array.shape[1:] if s != 1) if array.ndim > 2 else None
+    return torch.from_numpy(array.reshape(len(array), -1).astype(np.float32)), image_shape
+
+
+def _labels(labels, n: int, where: str) -> torch.Tensor | None:
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if labels.shape != (n,) or labels.dtype.kind not in "biu":
+        raise DataError(
+            f"{where}: labels of shape {labels.shape} and dtype {labels.dtype}; expected {n} integers"
+        )
+    return torch.from_numpy(labels.astype(np.int64))
+
+
+def _split(x, labels, fraction: float, seed: int, where: str) -> dict:
+    """A seeded random split into training and validation points."""
+    n_valid = max(1, round(fraction * len(x)))
+    if n_valid >= len(x):
+        raise DataError(f"{where}: {len(x)} data points are too few to hold out {n_valid} for validation")
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    valid, train = order[:n_valid], order[n_valid:]
+    pick = (lambda t, i: None) if labels is None else (lambda t, i: t[i])
+    return {
+        "train": x[train],
+        "valid": x[valid],
+        "train_labels": pick(labels, train),
+        "valid_labels": pick(labels, valid),
+    }
