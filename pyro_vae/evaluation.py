@@ -38,9 +38,11 @@ def per_datum(log_prob: torch.Tensor, site: dict, plate: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def elbo_parts(model, guide, x: torch.Tensor, *, plate: str = "data") -> dict:
+def elbo_parts(model, guide, x: torch.Tensor, *, plate: str = "data", analytic_kl: bool = True) -> dict:
     """ELBO, reconstruction and KL per data point of one batch ``x``, shape ``(B,)`` each.
 
+    With ``analytic_kl=False`` the KL is always the Monte-Carlo estimate, so that the
+    ELBO is log p(x, z) − log q(z|x) at one z (exact at the true posterior, whatever z).
     Also returns ``"kl_estimator"``: ``"analytic"`` when every latent site had a closed
     form KL, ``"monte_carlo"`` when none did, ``"mixed"`` otherwise.
     """
@@ -57,6 +59,8 @@ def elbo_parts(model, guide, x: torch.Tensor, *, plate: str = "data") -> dict:
             continue
         q_site = guide_trace.nodes[name]
         try:
+            if not analytic_kl:
+                raise NotImplementedError
             site_kl = kl_divergence(q_site["fn"], site["fn"])
             used.add("analytic")
         except NotImplementedError:
@@ -70,14 +74,27 @@ def elbo_parts(model, guide, x: torch.Tensor, *, plate: str = "data") -> dict:
 
 @torch.no_grad()
 def evaluate_elbo(
-    model, guide, data: torch.Tensor, *, batch_size: int = 1000, plate: str = "data", device=None
+    model,
+    guide,
+    data: torch.Tensor,
+    *,
+    batch_size: int = 1000,
+    plate: str = "data",
+    analytic_kl: bool = True,
+    device=None,
 ) -> dict:
     """:func:`elbo_parts` over a whole dataset in batches; tensors of shape ``(N,)``.
 
     Batches are moved to ``device`` when given (data too large to hold there whole).
     """
     chunks = [
-        elbo_parts(model, guide, data[i : i + batch_size].to(device or data.device), plate=plate)
+        elbo_parts(
+            model,
+            guide,
+            data[i : i + batch_size].to(device or data.device),
+            plate=plate,
+            analytic_kl=analytic_kl,
+        )
         for i in range(0, len(data), batch_size)
     ]
     out = {key: torch.cat([c[key] for c in chunks]) for key in ("elbo", "recon", "kl")}

@@ -1,0 +1,39 @@
+"""Shared test setup: seeds, isolated Pyro state, devices, the shared data directory."""
+
+from pathlib import Path
+
+import pyro
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=[pytest.mark.cuda, requires_cuda]),
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolate():
+    """Every test starts from the same seed with an empty param store and validation on."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    with pyro.validation_enabled(True):
+        yield
+    pyro.clear_param_store()
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def binarized_mnist() -> Path:
+    path = SHARED_DATA / "binarized_mnist.npz"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (it sits beside the project in CI)")
+    return path
