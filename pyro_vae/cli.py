@@ -11,18 +11,24 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import Config
+from .config import Config, toml_value
 from .errors import ConfigError, PyroVAEError
+from .registry import REGISTRIES
 
 
 def _flat_defaults(values: dict, prefix: str = "") -> list[str]:
+    """``--model.prior.kind "normal"``-style lines for every key of a config, in TOML syntax."""
     lines = []
     for key, value in values.items():
-        if isinstance(value, dict) and "kind" not in value:
+        if isinstance(value, dict):
             lines += _flat_defaults(value, f"{prefix}{key}.")
         else:
-            lines.append(f"  --{prefix}{key} {value!r}")
+            lines.append(f"  --{prefix}{key} {'(unset)' if value is None else toml_value(value)}")
     return lines
+
+
+def _kinds() -> list[str]:
+    return [f"  {family}: {', '.join(r.names())}" for family, r in REGISTRIES.items()]
 
 
 def _overrides(words: list[str]) -> dict[str, str]:
@@ -54,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
         help="train a VAE as a config file describes (defaults: the digits dataset)",
         description="Train a VAE. Every config key can be overridden as --SECTION.KEY VALUE; "
         'values are read as TOML (5, 1e-3, true, [300, 300], "cuda") and otherwise as words.',
-        epilog="config keys and their defaults:\n" + "\n".join(_flat_defaults(Config().to_dict())),
+        epilog="\n".join(
+            ["config keys and their defaults:", *_flat_defaults(Config().to_dict()), "", "kinds:", *_kinds()]
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--config", type=Path, metavar="FILE", help="a .toml or .json config file")

@@ -27,7 +27,9 @@ def tiny(tmp_path, **overrides):
 @pytest.mark.slow
 def test_training_on_digits_raises_the_validation_elbo(tmp_path):
     # 20 epochs of the default digits VAE take a few seconds on 2 cores.
-    config = Config().override({"train.epochs": 20, "train.run_dir": str(tmp_path / "run"), "train.device": "cpu"})
+    config = Config().override(
+        {"train.epochs": 20, "train.run_dir": str(tmp_path / "run"), "train.device": "cpu"}
+    )
     run = pyro_vae.train(config, quiet=True)
     first, last = run.history[0], run.history[-1]
     # The untrained model scores about −340 nats per point; 20 epochs reach about +30.
