@@ -112,7 +112,7 @@ def test_analytic_kl_matches_closed_form_and_monte_carlo(f64, device):
 
 
 def test_meanfield_objective_uses_the_analytic_kl(f64, device):
-    vae, x, log_px, post_loc, post_sd = ppca(device)
+    vae, x, log_px, _, _ = ppca(device)
     objective = make_objective("meanfield")
     torch.manual_seed(0)
     # TraceMeanField_ELBO: −loss = Σ_n (E_q[log p(x_n|z)] − KL_n) with the KL term exact, so
