@@ -105,7 +105,7 @@ def _sample(args) -> None:
     out = args.out or args.run_dir / f"samples-{args.n}.png"
     if out.suffix not in (".png", ".npy"):
         raise ConfigError(f"--out {str(out)!r}: unknown format {out.suffix!r}; allowed: .png, .npy")
-    run = Run.load(args.run_dir, device=resolve_device(args.device))
+    run = Run.load(args.run_dir, device=resolve_device(args.device, key="--device"))
     pyro.set_rng_seed(args.seed)
     x = run.vae.sample(args.n).cpu().numpy()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,14 +18,14 @@ allowed.
 
 import dataclasses
 import json
+import math
 import re
+import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-
-import tomllib
 
 from .errors import ConfigError
 from .registry import get_registry
@@ -49,13 +49,13 @@ class Range:
         parts = []
         if self.lo is not None:
             parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
-        if self.hi is not None:
+        if self.hi is not None and self.hi != math.inf:
             parts.append(f"{'<' if self.hi_open else '<='} {self.hi:g}")
         return " and ".join(parts)
 
 
 PositiveInt = Annotated[int, Range(lo=1)]
-PositiveFloat = Annotated[float, Range(lo=0, lo_open=True)]
+PositiveFloat = Annotated[float, Range(lo=0, lo_open=True, hi=math.inf, hi_open=True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def describe(annotation) -> str:
         ranges = [str(m) for m in meta if isinstance(m, Range)]
         return " ".join([describe(base), *ranges])
     if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
+        return "one of " + ", ".join(show(a) for a in args)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(describe(a) for a in args)
     if origin in (list, tuple):
@@ -87,7 +87,15 @@ def check_value(key: str, value, annotation):
     try:
         return _check(value, annotation)
     except _Mismatch:
-        raise ConfigError(f"{key} = {value!r} is not allowed: expected {describe(annotation)}") from None
+        raise ConfigError(f"{key} = {show(value)} is not allowed: expected {describe(annotation)}") from None
+
+
+def show(value) -> str:
+    """A value as a config file would spell it (``true``, not ``True``)."""
+    try:
+        return toml_value(value)
+    except TypeError:
+        return repr(value)
 
 
 class _Mismatch(Exception):
@@ -166,7 +174,7 @@ class Spec:
         if isinstance(value, str):
             value = {"kind": value}
         if not isinstance(value, dict) or "kind" not in value:
-            raise ConfigError(f"{key} = {value!r} is not allowed: expected {{ kind = ... }}")
+            raise ConfigError(f"{key} = {show(value)} is not allowed: expected {{ kind = ... }}")
         registry = get_registry(family)
         kind = value["kind"]
         registry.get(kind, key=f"{key}.kind")
@@ -177,12 +185,12 @@ class Spec:
                 continue
             if name not in options:
                 allowed = ", ".join(["kind", *options]) or "kind"
-                raise ConfigError(f"unknown key {key}.{name} for {family} {kind!r}; allowed: {allowed}")
+                raise ConfigError(f"unknown key {key}.{name} for {family} {show(kind)}; allowed: {allowed}")
             params[name] = _plain(check_value(f"{key}.{name}", given, options[name].annotation))
         for name, option in options.items():
             if name not in params:
                 if option.default is option.empty:
-                    raise ConfigError(f"{key}.{name} must be given for {family} {kind!r}")
+                    raise ConfigError(f"{key}.{name} must be given for {family} {show(kind)}")
                 params[name] = _plain(option.default)
         return cls(kind, params)
 
@@ -290,7 +298,8 @@ class TrainConfig(_Section):
     def check(self) -> None:
         if not _DEVICE.match(self.device):
             raise ConfigError(
-                f"train.device = {self.device!r} is not allowed: expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+                f"train.device = {show(self.device)} is not allowed: "
+                'expected "auto", "cpu", "cuda" or "cuda:N"'
             )
 
 
@@ -391,7 +400,28 @@ class Config:
         ``"[100, 100]"`` -> a list) and kept as strings otherwise, so CLI words work.
         """
         values = self.to_dict()
-        for dotted, raw in overrides.items():
+
+        def names_a_spec(dotted):
+            parts = dotted.replace("-", "_").split(".")
+            if parts[-1] == "kind":
+                return True
+            target = values
+            for part in parts:
+                if not isinstance(target, dict) or part not in target:
+                    return False
+                target = target[part]
+            return isinstance(target, dict) and "kind" in target
+
+        def wants_str(parts):
+            section = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}.get(parts[0])
+            if section is None or len(parts) != 2:
+                return False
+            hint = typing.get_type_hints(section).get(parts[1])
+            return hint is str or hint == (str | None)
+
+        # kinds first: a new kind resets its spec, which must not drop options given beside it
+        ordered = sorted(overrides.items(), key=lambda kv: not names_a_spec(kv[0]))
+        for dotted, raw in ordered:
             parts = dotted.replace("-", "_").split(".")
             if parts[0] not in values:
                 raise ConfigError(f"unknown section in --{dotted}; allowed: {', '.join(values)}")
@@ -403,12 +433,15 @@ class Config:
             leaf = parts[-1]
             if isinstance(target.get(leaf), dict) and "kind" in target[leaf]:
                 # a new kind starts from that kind's defaults, not the old kind's options
-                target[leaf] = {"kind": parse_value(raw)}
+                value = parse_value(raw)
+                target[leaf] = value if isinstance(value, dict) else {"kind": value}
             elif leaf == "kind" and len(parts) > 1:
                 target.clear()
                 target["kind"] = parse_value(raw)
             else:
-                target[leaf] = parse_value(raw)
+                value = parse_value(raw)
+                # a string option keeps a word that TOML reads as a number, bool or date
+                target[leaf] = raw if wants_str(parts) and not isinstance(value, str) else value
         return Config.from_dict(values)
 
 
@@ -436,7 +469,7 @@ def toml_value(value) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a TOML basic string
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):

@@ -9,6 +9,7 @@ device, so that a training step indexes it there and copies nothing from the hos
 
 import dataclasses
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,8 @@ def load_data(config: DataConfig, seed: int = 0) -> Data:
         image_shape = image_shape or shape
         labels = _labels(arrays.get("labels"), len(x), where)
         splits.update(_split(x, labels, config.valid_fraction, seed, where))
+    elif "valid" not in splits:
+        splits.update(_split(splits["train"], splits["train_labels"], config.valid_fraction, seed, where))
     if splits["valid"].shape[1] != splits["train"].shape[1]:
         raise DataError(
             f"{where}: validation points have {splits['valid'].shape[1]} values, "
@@ -112,12 +115,12 @@ def _read_array_file(path: Path) -> dict:
         raise DataError(f"data.path = {str(path)!r}: unknown format {path.suffix!r}; allowed: .npy, .npz")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
+        if isinstance(loaded, np.ndarray):
+            return {"data": loaded}
+        with loaded:
+            arrays = {key: loaded[key] for key in loaded.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"data.path = {str(path)!r} is not a readable {path.suffix} file: {e}") from None
-    if isinstance(loaded, np.ndarray):
-        return {"data": loaded}
-    with loaded:
-        arrays = {key: loaded[key] for key in loaded.files}
     if "train" in arrays:
         valid = next((arrays[k] for k in _VALID_KEYS if k in arrays), None)
         return {

@@ -52,8 +52,12 @@ class Registry:
         try:
             return self._entries[name]
         except (KeyError, TypeError):
-            allowed = ", ".join(repr(n) for n in self.names())
-            raise ConfigError(f"{key} = {name!r} is not a known {self.family}; allowed: {allowed}") from None
+            from .config import show  # config imports this module
+
+            allowed = ", ".join(show(n) for n in self.names())
+            raise ConfigError(
+                f"{key} = {show(name)} is not a known {self.family}; allowed: {allowed}"
+            ) from None
 
     def options(self, name: str) -> dict[str, inspect.Parameter]:
         """The keyword-only parameters of an entry: the options a config may set."""

@@ -19,6 +19,8 @@ arbitrary objects.
 
 import json
 import os
+import pickle
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,7 +106,10 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise RunDirError(f"no checkpoint at {str(path)!r}")
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, struct.error) as e:
+        raise RunDirError(f"{str(path)!r} is not a pyro-vae checkpoint ({type(e).__name__})") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise RunDirError(f"{str(path)!r} is not a pyro-vae checkpoint")
     return payload

@@ -45,19 +45,27 @@ def fits_on(device: torch.device, data: Data) -> bool:
     return (data.train.nbytes + data.valid.nbytes) < free / 2
 
 
-def resolve_device(name: str) -> torch.device:
+def fresh_run_dir(name: str) -> Path:
+    """``runs/<name>-<date>-<time>``, with a suffix if a run started in the same second."""
+    stem = f"runs/{name}-{datetime.now():%Y%m%d-%H%M%S}"
+    candidates = (Path(stem if i == 1 else f"{stem}-{i}") for i in range(1, 1000))
+    return next(p for p in candidates if not p.exists())
+
+
+def resolve_device(name: str, key: str = "train.device") -> torch.device:
     """``"auto"`` is CUDA when present, else the CPU; asking for absent CUDA is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f'{key} = "{name}" is not allowed: expected "cpu", "cuda" or "cuda:N"') from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(
-                f"train.device = {name!r} but this machine has no CUDA device; use 'cpu' or 'auto'"
-            )
+            raise ConfigError(f'{key} = "{name}" but this machine has no CUDA device; use "cpu" or "auto"')
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(
-                f"train.device = {name!r} but this machine has {torch.cuda.device_count()} CUDA device(s)"
+                f'{key} = "{name}" but this machine has {torch.cuda.device_count()} CUDA device(s)'
             )
     return device
 
@@ -121,7 +129,7 @@ def train(
             )
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, data_dim=data.dim))
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, image_shape=data.image_shape))
-    run_dir = Path(tc.run_dir or f"runs/{config.data.name}-{datetime.now():%Y%m%d-%H%M%S}")
+    run_dir = Path(tc.run_dir) if tc.run_dir else fresh_run_dir(config.data.name)
     config = dataclasses.replace(config, train=dataclasses.replace(tc, run_dir=str(run_dir)))
 
     pyro.set_rng_seed(tc.seed)

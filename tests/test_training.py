@@ -64,8 +64,9 @@ class Payload:
 def test_checkpoint_loading_refuses_arbitrary_pickles(tmp_path):
     path = tmp_path / CHECKPOINT
     torch.save({"format": "pyro-vae-checkpoint/1", "model": Payload()}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(RunDirError, match="not a pyro-vae checkpoint") as info:
         load_checkpoint(path)
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)  # refused by weights_only
     (tmp_path / "x").mkdir()
     with pytest.raises(RunDirError, match="no checkpoint"):
         load_checkpoint(tmp_path / "x" / CHECKPOINT)
