@@ -62,6 +62,11 @@ class VAE(nn.Module):
     networks unchanged.
     """
 
+    #: Whether the programs declare the parameters as Pyro ``param`` sites, which is what
+    #: ``pyro.infer.SVI`` and ``pyro.optim`` need to find them. ``pyro_vae.train`` optimises
+    #: ``vae.parameters()`` directly and turns this off while it trains, saving the sites' cost.
+    emit_param_sites = True
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         if config.data_dim is None:
@@ -83,17 +88,19 @@ class VAE(nn.Module):
 
     def model(self, x: torch.Tensor) -> None:
         """p(z) p_θ(x|z) with x observed; sites ``"z"`` and ``"x"`` in plate ``"data"``."""
-        for name in ("prior", "likelihood", "decoder"):
-            declare_params(getattr(self, name), name)
-        with pyro.plate("data", x.shape[0]):
+        if self.emit_param_sites:
+            for name in ("prior", "likelihood", "decoder"):
+                declare_params(getattr(self, name), name)
+        with pyro.plate("data", x.shape[0], device=x.device):
             z = pyro.sample("z", self.prior())  # (..., B, Z)
             pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
 
     def guide(self, x: torch.Tensor) -> None:
         """q_φ(z|x); site ``"z"`` in plate ``"data"``."""
-        for name in ("q", "encoder"):
-            declare_params(getattr(self, name), name)
-        with pyro.plate("data", x.shape[0]):
+        if self.emit_param_sites:
+            for name in ("q", "encoder"):
+                declare_params(getattr(self, name), name)
+        with pyro.plate("data", x.shape[0], device=x.device):
             pyro.sample("z", self.q(self.encoder(x)))
 
     @torch.no_grad()

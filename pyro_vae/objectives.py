@@ -4,19 +4,103 @@ An objective entry is called with its options (``particles = 5``) and returns an
 ELBO instance that works with ``pyro.infer.SVI`` on any model/guide pair, and whose
 ``differentiable_loss(model, guide, x)`` gives a loss tensor to ``backward()``
 through, which is how pyro-vae's own training step uses it. Losses are negative
-bounds summed over the data points of the batch.
+bounds summed over the data points of the batch; their value is the bound's
+estimate, their gradient the estimator's.
 
 Particles are vectorized: the k samples of z are drawn as one tensor with a
 leading particle dimension, never by a Python loop.
+
+Pyro's ``Trace_ELBO`` and ``TraceMeanField_ELBO`` compute the right estimates, but
+their ``differentiable_loss`` reads every site's log-density back to the host
+(``torch_item``) and checks the loss for NaN there, forward and backward: on a GPU,
+several device synchronisations per training step. The subclasses below compute
+the same estimates as tensors and leave ``loss`` and ``loss_and_grads`` (what
+``SVI.step`` calls) to Pyro.
 """
 
 import pyro.infer
+from pyro.distributions.util import scale_and_mask
+from pyro.infer.trace_elbo import _compute_log_r
+from pyro.infer.util import check_fully_reparametrized, is_identically_zero, is_validation_enabled
+from torch.distributions import kl_divergence
 
 from .config import PositiveInt, Spec
 from .registry import Registry
 
 OBJECTIVES = Registry("objective")
 register_objective = OBJECTIVES.register
+
+
+def _is_sample(site) -> bool:
+    return site["type"] == "sample"
+
+
+class _OnDeviceLoss:
+    """``differentiable_loss`` that averages tensor-valued particle losses, never reading them."""
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        loss = surrogate = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            particle_loss, particle_surrogate = self._particle(model_trace, guide_trace)
+            loss = loss + particle_loss / self.num_particles
+            surrogate = surrogate + particle_surrogate / self.num_particles
+        # the value of the bound, the gradient of the surrogate
+        return loss.detach() + (surrogate - surrogate.detach())
+
+
+class Trace_ELBO(_OnDeviceLoss, pyro.infer.Trace_ELBO):
+    """Pyro's ``Trace_ELBO`` estimator, computed on the device.
+
+    ELBO = Σ_model log p − Σ_guide log q at z ~ q; the surrogate adds the score-function
+    term log r · ∇ log q for guide sites that are not reparameterizable (Ranganath et
+    al. 2014, "Black Box Variational Inference"; Schulman et al. 2015).
+    """
+
+    def _particle(self, model_trace, guide_trace):
+        elbo = surrogate = 0.0
+        for site in filter(_is_sample, model_trace.nodes.values()):
+            elbo = elbo + site["log_prob_sum"]
+            surrogate = surrogate + site["log_prob_sum"]
+        log_r = None
+        for site in filter(_is_sample, guide_trace.nodes.values()):
+            _, score_function_term, entropy_term = site["score_parts"]
+            elbo = elbo - site["log_prob_sum"]
+            if not is_identically_zero(entropy_term):
+                surrogate = surrogate - entropy_term.sum()
+            if not is_identically_zero(score_function_term):
+                log_r = _compute_log_r(model_trace, guide_trace) if log_r is None else log_r
+                surrogate = surrogate + (log_r.sum_to(site["cond_indep_stack"]) * score_function_term).sum()
+        return -elbo, -surrogate
+
+
+class TraceMeanField_ELBO(_OnDeviceLoss, pyro.infer.TraceMeanField_ELBO):
+    """Pyro's ``TraceMeanField_ELBO`` estimator, computed on the device.
+
+    ELBO = Σ_observed log p(x|z) − Σ_latent KL(q || p), with each KL in closed form
+    where one is registered and log q − log p at z ~ q otherwise (as Pyro does).
+    Needs reparameterizable guide sites.
+    """
+
+    def _particle(self, model_trace, guide_trace):
+        elbo = 0.0
+        for name, site in model_trace.nodes.items():
+            if not _is_sample(site):
+                continue
+            if site["is_observed"]:
+                elbo = elbo + site["log_prob_sum"]
+                continue
+            guide_site = guide_trace.nodes[name]
+            if is_validation_enabled():
+                check_fully_reparametrized(guide_site)
+            try:
+                kl = kl_divergence(guide_site["fn"], site["fn"])
+                elbo = elbo - scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
+            except NotImplementedError:
+                elbo = elbo + site["log_prob_sum"] - guide_site["score_parts"].entropy_term.sum()
+        for name, site in guide_trace.nodes.items():  # auxiliary guide sites, as Pyro allows
+            if _is_sample(site) and name not in model_trace.nodes:
+                elbo = elbo - site["score_parts"].entropy_term.sum()
+        return -elbo, -elbo
 
 
 @register_objective("elbo")
@@ -28,7 +112,7 @@ def elbo(*, particles: PositiveInt = 1) -> pyro.infer.ELBO:
     estimated with ``particles`` reparameterized draws z ~ q(z|x) per data point
     (Kingma & Welling 2014, eq. 6).
     """
-    return pyro.infer.Trace_ELBO(num_particles=particles, vectorize_particles=particles > 1)
+    return Trace_ELBO(num_particles=particles, vectorize_particles=particles > 1)
 
 
 @register_objective("meanfield")
@@ -41,7 +125,7 @@ def meanfield(*, particles: PositiveInt = 1) -> pyro.infer.ELBO:
     KL = ½ Σ_j (μ_j² + σ_j² − log σ_j² − 1) (Kingma & Welling 2014, appendix B).
     Pairs with no registered closed form fall back to a Monte-Carlo estimate.
     """
-    return pyro.infer.TraceMeanField_ELBO(num_particles=particles, vectorize_particles=particles > 1)
+    return TraceMeanField_ELBO(num_particles=particles, vectorize_particles=particles > 1)
 
 
 def make_objective(kind: str, **params) -> pyro.infer.ELBO:

@@ -13,6 +13,7 @@ reading the loss back to the host each step: losses are summed on the device and
 read once per epoch, with the validation ELBO.
 """
 
+import contextlib
 import dataclasses
 import math
 import sys
@@ -82,6 +83,25 @@ def declared_params(model, guide, objective, x: torch.Tensor) -> dict[str, torch
     if not params:
         raise PyroVAEError("the model and guide declare no parameters (pyro.param / pyro.module) to train")
     return params
+
+
+@contextlib.contextmanager
+def stepping(vae=None):
+    """The setting of every training step.
+
+    Pyro's validation is off: the data was checked when loaded and the first loss was
+    computed with validation on (:func:`declared_params`). A VAE skips its ``param`` sites:
+    the optimizer already holds its parameters.
+    """
+    with pyro.validation_enabled(False):
+        if vae is None:
+            yield
+            return
+        vae.emit_param_sites = False
+        try:
+            yield
+        finally:
+            vae.emit_param_sites = True
 
 
 def train_step(objective, model, guide, optimizer, x: torch.Tensor) -> torch.Tensor:
@@ -179,7 +199,7 @@ def train(
         dynamic_ncols=True,
     )
     step, saved = 0, time.perf_counter()
-    with pyro.validation_enabled(False):
+    with stepping(vae):
         history.append(evaluate(0, 0, None, 0.0))
         append_metrics(run_dir / METRICS, history[-1])
         for epoch in bar:

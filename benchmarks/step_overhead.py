@@ -1,0 +1,378 @@
+"""Time pyro-vae's training step against the same VAE written by hand in plain PyTorch.
+
+What is measured
+----------------
+One optimisation step on a minibatch of 100 points, for two models:
+
+* ``mnist``: binarized MNIST (784 values), encoder and decoder MLPs with hidden layers
+  [300, 300] and tanh, 40 latent dimensions, Bernoulli likelihood on logits;
+* ``digits``: pyro-vae's default config (``pyro_vae.Config()``): scikit-learn's 8×8 digits
+  (64 values in [0, 1]), MLPs [256, 256] tanh, 2 latent dimensions, Gaussian likelihood
+  with a learned per-dimension scale σ_d = softplus(s_d) + 0.01.
+
+Both use a diagonal Normal guide (σ = softplus(·) + 1e-4) and a N(0, I) prior.
+
+"Ours" is exactly the step ``pyro_vae.train`` runs: ``VAE(config.model)``, the objective
+``make_objective("elbo")`` (Pyro's ``Trace_ELBO``), the parameters found by
+``pyro_vae.training.declared_params``, ``torch.optim.Adam(params.values(), lr=1e-3)`` and
+``pyro_vae.training.train_step``, inside ``pyro_vae.training.stepping`` (Pyro's validation
+off, no ``param`` sites: the optimizer holds the parameters).
+
+"Hand-written" is a plain ``nn.Module`` holding the same layers, started from a copy of
+our VAE's parameters, with the same single-sample reparameterized ELBO written out:
+z = μ + σ ε, log p(x|z) by ``binary_cross_entropy_with_logits`` (or the Gaussian log
+density), log p(z) and log q(z|x) as Normal log densities, loss = −Σ_batch ELBO, and the
+same ``torch.optim.Adam`` with default settings. This file reads no loss back to the host
+(no ``.item()``), and neither does ours.
+
+How
+---
+Both run in one process on the same minibatches (contiguous slices of the training data,
+held in memory and shuffled once). After a warm-up of each, ``--rounds`` rounds alternate
+a block of ``--steps`` steps of ours with a block of the hand-written step on the same
+minibatches, swapping which goes first every round. A block's time (``time.perf_counter``,
+with a device synchronisation on CUDA) divided by its steps is one per-step sample. The
+table gives the median per-step time of each, their ratio median(ours) / median(hand)
+(judged against the target), and the median and interquartile range of the per-round
+ratios ours/hand as its spread. ``torch.set_num_threads`` is PyTorch's default unless
+``--threads`` is given. Blocks that take over twice their median are counted and reported:
+they mean something else took the CPU (another process, or the host of a virtual
+machine); the medians ignore them.
+
+``--check`` first verifies that the two compute the same thing: with our guide's draw of z
+replayed into both, the hand-written loss and our ``Trace_ELBO`` loss, and all their
+gradients, agree to float32 rounding.
+
+Usage::
+
+    python benchmarks/step_overhead.py [--case mnist|digits|all] [--rounds N] [--steps N]
+                                       [--warmup N] [--device cpu|cuda] [--threads N] [--check]
+"""
+
+import argparse
+import dataclasses
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyro
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from torch import nn
+
+import pyro_vae
+from pyro_vae import VAE, Config, Data, DataConfig, ModelConfig, Spec
+from pyro_vae.training import declared_params, stepping, train_step
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT.parent / "shared" / "data" / "binarized_mnist.npz"
+BATCH = 100
+LR = 1e-3
+SEED = 0
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+SLOW_BLOCK = 2.0  # a block over this many times its median counts as disturbed
+
+
+# ---------------------------------------------------------------------------------------------
+# The hand-written VAE
+# ---------------------------------------------------------------------------------------------
+
+
+def normal_log_prob(x: torch.Tensor, loc, scale) -> torch.Tensor:
+    """log N(x; loc, scale²), elementwise."""
+    return -0.5 * ((x - loc) / scale) ** 2 - torch.log(scale) - HALF_LOG_2PI
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with tanh between them (the layout of ``pyro_vae.networks.mlp``)."""
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+class HandVAE(nn.Module):
+    """The VAE as a PyTorch user writes it: one module, the single-sample ELBO spelled out."""
+
+    def __init__(self, vae: VAE):
+        super().__init__()
+        config = vae.config
+        if config.encoder.params["activation"] != "tanh" or config.decoder.params["activation"] != "tanh":
+            raise ValueError("HandVAE writes tanh MLPs only")
+        self.q_min_scale = vae.q.min_scale
+        self.encoder = mlp([config.data_dim, *config.encoder.params["hidden"], 2 * config.latent_dim])
+        self.decoder = mlp([config.latent_dim, *config.decoder.params["hidden"], config.data_dim])
+        self.bernoulli = config.likelihood.kind == "bernoulli"
+        if not self.bernoulli:
+            self.x_min_scale = vae.likelihood.min_scale
+            self.raw_scale = nn.Parameter(torch.empty(config.data_dim))
+        with torch.no_grad():  # the same starting point as our VAE: its parameters, copied
+            for name, p in self.named_parameters():
+                p.copy_(vae.get_parameter(our_name(name)))
+
+    def loss(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """−Σ_n [log p(x_n|z_n) + log p(z_n) − log q(z_n|x_n)], z_n = μ_n + σ_n ε_n."""
+        loc, raw = self.encoder(x).chunk(2, dim=-1)  # (B, Z) each
+        scale = F.softplus(raw) + self.q_min_scale
+        if eps is None:
+            eps = torch.randn_like(loc)
+        z = loc + scale * eps  # (B, Z)
+        out = self.decoder(z)  # (B, D)
+        if self.bernoulli:
+            log_px = -F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(-1)
+        else:
+            x_scale = F.softplus(self.raw_scale) + self.x_min_scale  # (D,)
+            log_px = normal_log_prob(x, out, x_scale).sum(-1)
+        log_pz = (-0.5 * z**2 - HALF_LOG_2PI).sum(-1)
+        log_qz = normal_log_prob(z, loc, scale).sum(-1)
+        return -(log_px + log_pz - log_qz).sum()
+
+
+def our_name(hand_name: str) -> str:
+    """The name in our VAE of a hand-written parameter (only the likelihood's scale differs)."""
+    return "likelihood.raw_scale" if hand_name == "raw_scale" else hand_name
+
+
+def hand_step(vae: HandVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> torch.Tensor:
+    """The hand-written counterpart of ``pyro_vae.training.train_step``."""
+    loss = vae.loss(x)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+# ---------------------------------------------------------------------------------------------
+# The two cases, built as pyro_vae.train builds them
+# ---------------------------------------------------------------------------------------------
+
+
+def mnist() -> tuple[Config, Data, str]:
+    """The binarized-MNIST MLP VAE; random binary data of the same shape when the file is absent."""
+    mlp300 = Spec("mlp", {"hidden": [300, 300], "activation": "tanh"})
+    model = ModelConfig(latent_dim=40, likelihood=Spec("bernoulli"), encoder=mlp300, decoder=mlp300)
+    if MNIST.is_file():
+        data = DataConfig(name="binarized_mnist", path=str(MNIST))
+        return Config(model=model, data=data), pyro_vae.load_data(data, seed=SEED), "binarized MNIST"
+    x = torch.randint(0, 2, (50_000, 784), generator=torch.Generator().manual_seed(SEED)).float()
+    note = f"random binary 50000x784 ({MNIST} is absent)"
+    return Config(model=model), Data(name="random", train=x, valid=x[:1000]), note
+
+
+def digits() -> tuple[Config, Data, str]:
+    """pyro-vae's default config on scikit-learn's digits."""
+    config = Config()
+    return config, pyro_vae.load_data(config.data, seed=SEED), "scikit-learn digits"
+
+
+CASES = {"mnist": (mnist, 1.10), "digits": (digits, 1.5)}  # name -> (config and data, target ratio)
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    data_note: str
+    vae: VAE
+    objective: pyro.infer.ELBO
+    hand: HandVAE
+    ours_step: Callable[[torch.Tensor], torch.Tensor]
+    hand_step: Callable[[torch.Tensor], torch.Tensor]
+    batches: list[torch.Tensor]
+
+
+def build_case(name: str, device: torch.device) -> Case:
+    """Our VAE, objective and optimizer as ``pyro_vae.train`` builds them, and the hand-written twin."""
+    config, data, note = CASES[name][0]()
+    pyro.set_rng_seed(SEED)
+    vae = VAE(dataclasses.replace(config.model, data_dim=data.dim))
+    if hasattr(vae.likelihood, "initialize"):
+        vae.likelihood.initialize(data.train)
+    vae.to(device)
+    train = data.train.to(device)
+    objective = pyro_vae.make_objective("elbo")
+    params = declared_params(vae.model, vae.guide, objective, train[:BATCH])
+    optimizer = torch.optim.Adam(params.values(), lr=LR)
+
+    hand = HandVAE(vae).to(device)
+    hand_optimizer = torch.optim.Adam(hand.parameters(), lr=LR)
+
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(SEED)).to(device)
+    train = train[order]  # (N, D), shuffled once
+    batches = [train[i : i + BATCH] for i in range(0, len(train) - BATCH + 1, BATCH)]
+    return Case(
+        name=name,
+        data_note=note,
+        vae=vae,
+        objective=objective,
+        hand=hand,
+        ours_step=lambda x: train_step(objective, vae.model, vae.guide, optimizer, x),
+        hand_step=lambda x: hand_step(hand, hand_optimizer, x),
+        batches=batches,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Correctness check and timing
+# ---------------------------------------------------------------------------------------------
+
+
+def check(case: Case) -> str:
+    """Our Trace_ELBO loss and gradients equal the hand-written ones for the same draw of z."""
+    vae, hand, x = case.vae, case.hand, case.batches[0]
+    guide_trace = poutine.trace(vae.guide).get_trace(x)
+    z = guide_trace.nodes["z"]["value"]  # (B, Z), a function of the guide's parameters
+    ours = case.objective.differentiable_loss(vae.model, poutine.replay(vae.guide, trace=guide_trace), x)
+    with torch.no_grad():
+        loc, raw = hand.encoder(x).chunk(2, dim=-1)
+        eps = (z - loc) / (F.softplus(raw) + hand.q_min_scale)  # the ε behind our draw
+    theirs = hand.loss(x, eps)
+    vae.zero_grad(set_to_none=True)
+    hand.zero_grad(set_to_none=True)
+    ours.backward()
+    theirs.backward()
+    if not torch.allclose(ours, theirs, rtol=1e-5, atol=1e-3):
+        raise RuntimeError(f"{case.name}: loss {ours.item():.6f} (ours) != {theirs.item():.6f} (hand)")
+    worst = 0.0
+    for name, p in hand.named_parameters():
+        g_ours, g_hand = vae.get_parameter(our_name(name)).grad, p.grad
+        err = ((g_ours - g_hand).abs().max() / g_hand.abs().max().clamp(min=1e-12)).item()
+        worst = max(worst, err)
+    if worst > 1e-4:
+        raise RuntimeError(f"{case.name}: gradients differ, worst relative error {worst:.2e}")
+    vae.zero_grad(set_to_none=True)
+    hand.zero_grad(set_to_none=True)
+    return (
+        f"check {case.name}: loss ours {ours.item():.4f}, hand {theirs.item():.4f}; "
+        f"gradients agree (worst max |difference| / max |gradient| {worst:.1e})"
+    )
+
+
+def time_block(step, batches: list[torch.Tensor], start: int, steps: int, sync) -> float:
+    """Seconds per step over ``steps`` steps on batches ``start``, ``start + 1``, ... (cyclic)."""
+    sync()
+    t0 = time.perf_counter()
+    for i in range(start, start + steps):
+        step(batches[i % len(batches)])
+    sync()
+    return (time.perf_counter() - t0) / steps
+
+
+def measure(case: Case, rounds: int, steps: int, warmup: int, sync) -> dict:
+    """Alternate blocks of ours and hand-written; per-step medians, their ratio and its spread."""
+    both = {"ours": case.ours_step, "hand": case.hand_step}
+    times = {"ours": [], "hand": []}
+    with stepping(case.vae):  # as pyro_vae.train runs its steps
+        for step in both.values():
+            time_block(step, case.batches, 0, warmup, sync)
+        for r in range(rounds):
+            start = warmup + r * steps  # both see the same minibatches in a round
+            for which in ("ours", "hand") if r % 2 == 0 else ("hand", "ours"):
+                times[which].append(time_block(both[which], case.batches, start, steps, sync))
+    ratios = [o / h for o, h in zip(times["ours"], times["hand"], strict=True)]
+    ours, hand = statistics.median(times["ours"]), statistics.median(times["hand"])
+    q1, q2, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    slow = sum(t > SLOW_BLOCK * statistics.median(ts) for ts in times.values() for t in ts)
+    return {
+        "ours_ms": 1e3 * ours,
+        "hand_ms": 1e3 * hand,
+        "ratio": ours / hand,
+        "round_ratio": (q1, q2, q3),
+        "slow": slow,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device) -> list[str]:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ)
+    lines = [
+        f"CPU: {cpu_model()}, {cores} cores usable; torch threads {torch.get_num_threads()} {env}".rstrip(),
+        f"python {platform.python_version()}, torch {torch.__version__}, pyro {pyro.__version__}, "
+        f"pyro_vae {pyro_vae.__version__}",
+    ]
+    if device.type == "cuda":
+        lines.append(f"device: {torch.cuda.get_device_name(device)}")
+    if hasattr(os, "getloadavg"):
+        lines.append("load average before (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    return lines
+
+
+def table(results: dict[str, dict]) -> str:
+    rows = [
+        "| case | ours ms/step | hand-written ms/step | ours − hand µs/step "
+        "| ratio ours/hand | per-round ratio: median (IQR) | target |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in results.items():
+        target = CASES[name][1]
+        q1, q2, q3 = r["round_ratio"]
+        verdict = "met" if r["ratio"] <= target else "missed"
+        rows.append(
+            f"| {name} | {r['ours_ms']:.2f} | {r['hand_ms']:.2f} | {1e3 * (r['ours_ms'] - r['hand_ms']):.0f} "
+            f"| {r['ratio']:.2f}× | {q2:.2f} ({q1:.2f}–{q3:.2f}) | ≤ {target:.2f}× ({verdict}) |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--rounds", type=int, default=30, help="alternating rounds (default 30)")
+    parser.add_argument("--steps", type=int, default=50, help="steps per block (default 50)")
+    parser.add_argument("--warmup", type=int, default=50, help="warm-up steps of each (default 50)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: PyTorch's choice)")
+    parser.add_argument("--check", action="store_true", help="first check that the two losses agree")
+    args = parser.parse_args(argv)
+    if args.rounds < 2 or args.steps < 1 or args.warmup < 1:
+        parser.error("need --rounds >= 2, --steps >= 1 and --warmup >= 1")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this machine has no CUDA device")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+
+    start = time.perf_counter()
+    print("\n".join(machine(device)))
+    print(f"{args.rounds} rounds x {args.steps} steps of each after {args.warmup} warm-up steps, on {device}")
+    results = {}
+    for name in CASES if args.case == "all" else [args.case]:
+        case = build_case(name, device)
+        print(f"{name}: {case.data_note}, batch {BATCH}, {len(case.batches)} distinct minibatches")
+        if args.check:
+            print(check(case))
+        results[name] = measure(case, args.rounds, args.steps, args.warmup, sync)
+        if results[name]["slow"]:
+            print(
+                f"  warning: {results[name]['slow']} of {2 * args.rounds} blocks took over "
+                f"{SLOW_BLOCK:g}x their median: something else competed for the CPU; timings are noisy"
+            )
+    print(f"\n{table(results)}\n\n({time.perf_counter() - start:.0f} s in all)")
+
+
+if __name__ == "__main__":
+    main()
