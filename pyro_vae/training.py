@@ -221,9 +221,11 @@ def train(
             history.append(evaluate(epoch, step, train_loss, seconds))
             append_metrics(run_dir / METRICS, history[-1])
             bar.set_postfix(
-                loss=f"{train_loss:.2f}",
-                valid_elbo=f"{history[-1]['valid_elbo']:.2f}",
-                items_s=f"{n / seconds:.0f}",
+                {
+                    "loss": f"{train_loss:.2f}",
+                    "valid ELBO": f"{history[-1]['valid_elbo']:.2f}",
+                    "items/s": f"{n / seconds:.0f}",
+                }
             )
             if epoch == tc.epochs or time.perf_counter() - saved > CHECKPOINT_SECONDS:
                 state = vae.state_dict() if vae is not None else {k: p.detach() for k, p in params.items()}
