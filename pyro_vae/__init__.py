@@ -12,7 +12,7 @@ inference, and measure it::
 from .config import Config, DataConfig, ModelConfig, Spec, TrainConfig
 from .data import Data, load_data, register_dataset
 from .errors import ConfigError, DataError, PyroVAEError, RunDirError
-from .evaluation import elbo_parts, evaluate_elbo
+from .evaluation import MarginalLikelihood, active_units, elbo_parts, evaluate_elbo, log_marginal_likelihood
 from .guides import register_guide
 from .likelihoods import register_likelihood
 from .model import VAE
@@ -31,15 +31,18 @@ __all__ = [
     "Data",
     "DataConfig",
     "DataError",
+    "MarginalLikelihood",
     "ModelConfig",
     "PyroVAEError",
     "Run",
     "RunDirError",
     "Spec",
     "TrainConfig",
+    "active_units",
     "elbo_parts",
     "evaluate_elbo",
     "load_data",
+    "log_marginal_likelihood",
     "make_objective",
     "register_dataset",
     "register_guide",

@@ -56,6 +56,7 @@ class Range:
 
 PositiveInt = Annotated[int, Range(lo=1)]
 PositiveFloat = Annotated[float, Range(lo=0, lo_open=True, hi=math.inf, hi_open=True)]
+NonNegativeFloat = Annotated[float, Range(lo=0, hi=math.inf, hi_open=True)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,75 +1,61 @@
-"""Per-data-point evaluation of a model/guide pair: the ELBO and its two parts.
+"""Measuring a trained model/guide pair, one number per data point.
 
-For each data point x_n, with one draw z ~ q(z|x_n)::
+ELBO and its parts, for each data point x_n with one draw z ~ q(z|x_n)::
 
     ELBO(x_n) = recon(x_n) − KL(x_n)
     recon(x_n) = log p(x_n | z)
     KL(x_n)    = KL(q(z|x_n) || p(z))            in closed form where one is registered,
                = log q(z|x_n) − log p(z)          its one-sample Monte-Carlo estimate otherwise.
 
-Both are unbiased estimates of the same bound (Kingma & Welling 2014, eqs. 6–7);
-the closed form only has less variance. Which one was used is reported.
+Both are unbiased estimates of the same bound (Kingma & Welling 2014, eqs. 6–7); the
+closed form only has less variance. Which one was used is reported.
 
-This works for any Pyro model/guide pair whose sites live under one plate over data
-points (named ``"data"`` by default): log-densities are summed over every dimension
-but that plate's, giving one number per data point. Scale factors (``poutine.scale``,
-subsampled plates) are left out, so the numbers are per data point whatever the
-model's own scaling.
+The marginal likelihood by importance sampling with the guide as proposal::
+
+    log p̂(x_n) = log (1/K) Σ_k p(x_n, z_k) / q(z_k | x_n),   z_k ~ q(z | x_n),
+
+the IWAE bound with K samples (Burda et al. 2016): a stochastic lower bound on
+log p(x_n) that rises to it as K grows.
+
+All of this works for any Pyro model/guide pair whose sites live under one plate over
+data points (named ``"data"`` by default); see :mod:`pyro_vae.traces`.
 """
 
+import math
+from dataclasses import dataclass
+
 import torch
-from pyro import poutine
-from pyro.poutine.util import site_is_subsample
-from torch.distributions import kl_divergence
 
-
-def per_datum(log_prob: torch.Tensor, site: dict, plate: str) -> torch.Tensor:
-    """Sum a site's log-density over all dimensions but the data plate's: shape ``(B,)``."""
-    frame = next((f for f in site["cond_indep_stack"] if f.name == plate), None)
-    if frame is None:
-        raise ValueError(
-            f"site {site['name']!r} is not inside the plate {plate!r}: per-data-point bounds "
-            "need every latent and observed site under the data plate"
-        )
-    size = frame.size  # the (sub)sampled batch, not the full dataset size
-    batch_dims = len(site["fn"].batch_shape)
-    log_prob = log_prob.expand(site["fn"].batch_shape) if log_prob.dim() < batch_dims else log_prob
-    return log_prob.movedim(frame.dim, -1).reshape(-1, size).sum(0)
+from .traces import local_terms, max_plate_nesting
 
 
 @torch.no_grad()
-def elbo_parts(model, guide, x: torch.Tensor, *, plate: str = "data", analytic_kl: bool = True) -> dict:
+def elbo_parts(
+    model,
+    guide,
+    x: torch.Tensor,
+    *,
+    plate: str = "data",
+    analytic_kl: bool = True,
+    nesting: int | None = None,
+) -> dict:
     """ELBO, reconstruction and KL per data point of one batch ``x``, shape ``(B,)`` each.
 
     With ``analytic_kl=False`` the KL is always the Monte-Carlo estimate, so that the
     ELBO is log p(x, z) − log q(z|x) at one z (exact at the true posterior, whatever z).
-    Also returns ``"kl_estimator"``: ``"analytic"`` when every latent site had a closed
-    form KL, ``"monte_carlo"`` when none did, ``"mixed"`` otherwise.
+    Also returns ``"kl_estimator"``: ``"analytic"`` or ``"monte_carlo"``.
     """
-    guide_trace = poutine.trace(guide).get_trace(x)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
-    recon = torch.zeros(x.shape[0], device=x.device)
-    kl = torch.zeros(x.shape[0], device=x.device)
-    used = set()
-    for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site):
-            continue
-        if site["is_observed"]:
-            recon = recon + per_datum(site["fn"].log_prob(site["value"]), site, plate)
-            continue
-        q_site = guide_trace.nodes[name]
-        try:
-            if not analytic_kl:
-                raise NotImplementedError
-            site_kl = kl_divergence(q_site["fn"], site["fn"])
-            used.add("analytic")
-        except NotImplementedError:
-            z = q_site["value"]
-            site_kl = q_site["fn"].log_prob(z) - site["fn"].log_prob(z)
-            used.add("monte_carlo")
-        kl = kl + per_datum(site_kl, q_site, plate)
-    estimator = used.pop() if len(used) == 1 else ("mixed" if used else "none")
-    return {"elbo": recon - kl, "recon": recon, "kl": kl, "kl_estimator": estimator}
+    nesting = max_plate_nesting(model, guide, x) if nesting is None else nesting
+    t = local_terms(model, guide, x, nesting=nesting, plate=plate, analytic_kl=analytic_kl)
+    analytic = t.kl is not None
+    kl = t.kl[0] if analytic else (t.log_q - t.log_prior)[0]
+    recon = t.recon[0]
+    return {
+        "elbo": recon - kl,
+        "recon": recon,
+        "kl": kl,
+        "kl_estimator": "analytic" if analytic else "monte_carlo",
+    }
 
 
 @torch.no_grad()
@@ -87,13 +73,16 @@ def evaluate_elbo(
 
     Batches are moved to ``device`` when given (data too large to hold there whole).
     """
+    device = device or data.device
+    nesting = max_plate_nesting(model, guide, data[:1].to(device))
     chunks = [
         elbo_parts(
             model,
             guide,
-            data[i : i + batch_size].to(device or data.device),
+            data[i : i + batch_size].to(device),
             plate=plate,
             analytic_kl=analytic_kl,
+            nesting=nesting,
         )
         for i in range(0, len(data), batch_size)
     ]
@@ -106,11 +95,84 @@ def summarize(parts: dict) -> dict:
     """Means per data point and the standard error of the ELBO's mean, as floats (one host read)."""
     n = parts["elbo"].numel()
     stats = torch.stack(
-        [
-            parts["elbo"].mean(),
-            parts["recon"].mean(),
-            parts["kl"].mean(),
-            parts["elbo"].std() / n**0.5,
-        ]
+        [parts["elbo"].mean(), parts["recon"].mean(), parts["kl"].mean(), parts["elbo"].std() / n**0.5]
     ).tolist()
     return dict(zip(("elbo", "recon", "kl", "elbo_stderr"), stats, strict=True))
+
+
+@dataclass
+class MarginalLikelihood:
+    """An importance-sampling estimate of log p(x_n) for each data point, with diagnostics."""
+
+    #: log p̂(x_n), shape (N,)
+    log_px: torch.Tensor
+    #: effective sample size of each data point's K weights, (Σ w)² / Σ w², shape (N,)
+    ess: torch.Tensor
+    #: Monte-Carlo standard error of each log p̂(x_n) from its weights (delta method), shape (N,)
+    mc_stderr: torch.Tensor
+    num_samples: int
+
+    @property
+    def mean(self) -> float:
+        """The average log p̂(x) per data point."""
+        return self.log_px.mean().item()
+
+    @property
+    def stderr(self) -> float:
+        """Standard error of :attr:`mean` over data points."""
+        n = self.log_px.numel()
+        return (self.log_px.std() / math.sqrt(n)).item() if n > 1 else float("nan")
+
+
+@torch.no_grad()
+def log_marginal_likelihood(
+    model,
+    guide,
+    data: torch.Tensor,
+    *,
+    num_samples: int = 5000,
+    chunk_size: int = 500,
+    batch_size: int = 100,
+    plate: str = "data",
+    device=None,
+    progress=None,
+) -> MarginalLikelihood:
+    """Importance-sampling estimate of log p(x_n) with the guide as proposal.
+
+    The K = ``num_samples`` weights of each data point are drawn ``chunk_size`` at a time
+    for ``batch_size`` data points at a time, and combined by a running log-sum-exp, so
+    that peak memory is set by ``chunk_size × batch_size``, whatever K. The weights'
+    diagnostics: the effective sample size (Σ_k w_k)² / Σ_k w_k² (Kong 1992), and the
+    delta-method standard error of log p̂, √((K / ESS − 1) / K).
+
+    :param progress: optional callable called with the number of data points done.
+    """
+    device = device or data.device
+    nesting = max_plate_nesting(model, guide, data[:1].to(device))
+    log_px, ess = [], []
+    for i in range(0, len(data), batch_size):
+        x = data[i : i + batch_size].to(device)
+        sum_w = sum_w2 = torch.full((len(x),), -math.inf, device=device)  # log Σ w, log Σ w²
+        for start in range(0, num_samples, chunk_size):
+            k = min(chunk_size, num_samples - start)
+            log_w = local_terms(model, guide, x, particles=k, nesting=nesting, plate=plate).log_w  # (k, B)
+            sum_w = torch.logaddexp(sum_w, torch.logsumexp(log_w, 0))
+            sum_w2 = torch.logaddexp(sum_w2, torch.logsumexp(2 * log_w, 0))
+        log_px.append(sum_w - math.log(num_samples))
+        ess.append(torch.exp(2 * sum_w - sum_w2))
+        if progress is not None:
+            progress(len(x))
+    log_px, ess = torch.cat(log_px), torch.cat(ess)
+    mc_stderr = ((num_samples / ess - 1).clamp(min=0) / num_samples).sqrt()
+    return MarginalLikelihood(log_px=log_px, ess=ess, mc_stderr=mc_stderr, num_samples=num_samples)
+
+
+@torch.no_grad()
+def active_units(encode, data: torch.Tensor, *, threshold: float = 0.01, batch_size: int = 1000) -> int:
+    """How many latent dimensions the encoder uses (Burda et al. 2016, section 5.2).
+
+    A dimension u is active when A_u = Cov_x(E_{q(z|x)}[z_u]) > ``threshold``: its
+    posterior mean moves with the data point. ``encode`` maps a batch to posterior means.
+    """
+    means = torch.cat([encode(data[i : i + batch_size]) for i in range(0, len(data), batch_size)])
+    return int((means.var(0) > threshold).sum().item())

@@ -29,6 +29,8 @@ class Registry:
     def __init__(self, family: str):
         self.family = family
         self._entries: dict[str, Callable] = {}
+        #: a function whose keyword-only parameters every entry of the family also takes
+        self.shared_options: Callable | None = None
         REGISTRIES[family] = self
 
     def register(self, name: str, entry: Callable | None = None):
@@ -60,16 +62,25 @@ class Registry:
             ) from None
 
     def options(self, name: str) -> dict[str, inspect.Parameter]:
-        """The keyword-only parameters of an entry: the options a config may set."""
-        entry = self.get(name)
-        target = entry.__init__ if inspect.isclass(entry) else entry
-        hints = typing.get_type_hints(target, include_extras=True)
-        params = inspect.signature(target).parameters.values()
-        return {
-            p.name: p.replace(annotation=hints.get(p.name, typing.Any))
-            for p in params
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        }
+        """The keyword-only parameters of an entry (and shared ones): the options a config may set."""
+        return {**_keyword_only(self.get(name)), **self._shared()}
+
+    def shared_option_names(self) -> list[str]:
+        return list(self._shared())
+
+    def _shared(self) -> dict[str, inspect.Parameter]:
+        return _keyword_only(self.shared_options) if self.shared_options else {}
+
+
+def _keyword_only(entry: Callable) -> dict[str, inspect.Parameter]:
+    target = entry.__init__ if inspect.isclass(entry) else entry
+    hints = typing.get_type_hints(target, include_extras=True)
+    params = inspect.signature(target).parameters.values()
+    return {
+        p.name: p.replace(annotation=hints.get(p.name, typing.Any))
+        for p in params
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
 
 
 def get_registry(family: str) -> Registry:

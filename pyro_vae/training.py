@@ -172,6 +172,7 @@ def train(
     objective = make_objective(config.objective.kind, **config.objective.params)
     params = declared_params(model, guide, objective, data.train[: tc.batch_size])
     optimizer = torch.optim.Adam(params.values(), lr=tc.lr)
+    set_progress = getattr(objective, "set_progress", None)
 
     prepare_run_dir(run_dir, overwrite=overwrite)
     config.save(run_dir / CONFIG)
@@ -208,6 +209,8 @@ def train(
             order = torch.randperm(n, device=where) if config.data.shuffle else torch.arange(n, device=where)
             total = torch.zeros((), device=device)
             for i in range(0, n, batch):
+                if set_progress is not None:  # a KL warm-up schedule, read on the host
+                    set_progress(epoch=epoch - 1 + i / n, step=step)
                 x = data.train[order[i : i + batch]].to(device, non_blocking=True)  # no-op when held there
                 total += train_step(objective, model, guide, optimizer, x)
                 step += 1

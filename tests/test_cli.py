@@ -111,7 +111,10 @@ def test_train_help_lists_every_config_key_and_kind(capsys):
     assert "  --data.shuffle true" in out
     assert "  --data.path (unset)" in out
     assert "  likelihood: bernoulli, gaussian" in out
-    assert "  objective: elbo, meanfield" in out
+    assert (
+        "  objective: beta, elbo, elbo_stl, iwae, iwae_dreg, meanfield, renyi, tail_adaptive, tracegraph"
+        in out
+    )
 
 
 def test_train_help_defaults_can_be_typed_back(capsys):

@@ -13,6 +13,9 @@ import pyro_vae
 from pyro_vae import Config, ConfigError, DataConfig, ModelConfig, Spec, TrainConfig
 from pyro_vae.registry import REGISTRIES
 
+# the options every objective shares, at their defaults (KL warm-up and free bits off)
+NO_MODIFIERS = {"kl_warmup": 0, "kl_warmup_unit": "epochs", "free_bits": 0.0}
+
 
 def load_text(tmp_path, text: str, name: str = "config.toml") -> Config:
     path = tmp_path / name
@@ -33,7 +36,7 @@ def test_default_config_validates_to_documented_defaults():
     assert config.model.likelihood == Spec("gaussian", {"scale": "learned", "min_scale": 0.01})
     assert config.model.encoder == Spec("mlp", {"hidden": [256, 256], "activation": "tanh"})
     assert config.model.guide == Spec("normal", {"min_scale": 1e-4})
-    assert config.objective == Spec("elbo", {"particles": 1})
+    assert config.objective == Spec("elbo", {"particles": 1, **NO_MODIFIERS})
     assert (config.train.epochs, config.train.batch_size, config.train.lr) == (300, 100, 1e-3)
     assert (config.train.device, config.train.run_dir) == ("auto", "")
     assert (config.data.name, config.data.path, config.data.valid_fraction) == ("digits", None, 0.1)
@@ -122,7 +125,7 @@ def test_written_toml_has_a_table_per_section_and_inline_specs(tmp_path):
     raw = tomllib.loads(text)
     assert list(raw) == ["model", "objective", "train", "data"]
     assert raw["model"]["encoder"] == {"kind": "mlp", "hidden": [32, 16], "activation": "relu"}
-    assert raw["objective"] == {"kind": "meanfield", "particles": 3}
+    assert raw["objective"] == {"kind": "meanfield", "particles": 3, **NO_MODIFIERS}
     assert raw["train"]["lr"] == 3e-4 and raw["train"]["device"] == "cpu"
     lines = text.splitlines()
     assert 'encoder = { kind = "mlp", hidden = [32, 16], activation = "relu" }' in lines
@@ -201,9 +204,11 @@ def test_changing_a_kind_starts_from_that_kinds_defaults():
 
 def test_a_spec_can_be_replaced_by_a_kind_name():
     config = Config().override({"objective": "meanfield", "model.likelihood": "bernoulli"})
-    assert config.objective == Spec("meanfield", {"particles": 1})
+    assert config.objective == Spec("meanfield", {"particles": 1, **NO_MODIFIERS})
     assert config.model.likelihood == Spec("bernoulli", {"relaxed": False})
-    assert Config().override({"objective.particles": "4"}).objective == Spec("elbo", {"particles": 4})
+    assert Config().override({"objective.particles": "4"}).objective == Spec(
+        "elbo", {"particles": 4, **NO_MODIFIERS}
+    )
 
 
 def test_a_spec_can_be_replaced_by_an_inline_table():

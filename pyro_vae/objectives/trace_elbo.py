@@ -1,21 +1,11 @@
-"""Variational objectives, each a ``pyro.infer.ELBO`` chosen by name.
+"""Pyro's own ELBO estimators, computed on the device.
 
-An objective entry is called with its options (``particles = 5``) and returns an
-ELBO instance that works with ``pyro.infer.SVI`` on any model/guide pair, and whose
-``differentiable_loss(model, guide, x)`` gives a loss tensor to ``backward()``
-through, which is how pyro-vae's own training step uses it. Losses are negative
-bounds summed over the data points of the batch; their value is the bound's
-estimate, their gradient the estimator's.
-
-Particles are vectorized: the k samples of z are drawn as one tensor with a
-leading particle dimension, never by a Python loop.
-
-Pyro's ``Trace_ELBO`` and ``TraceMeanField_ELBO`` compute the right estimates, but
-their ``differentiable_loss`` reads every site's log-density back to the host
-(``torch_item``) and checks the loss for NaN there, forward and backward: on a GPU,
-several device synchronisations per training step. The subclasses below compute
-the same estimates as tensors and leave ``loss`` and ``loss_and_grads`` (what
-``SVI.step`` calls) to Pyro.
+Pyro's ``Trace_ELBO``, ``TraceMeanField_ELBO`` and ``TraceGraph_ELBO`` compute the right
+estimates, but their ``differentiable_loss`` (where it exists) reads every site's
+log-density back to the host (``torch_item``) and checks the loss for NaN there,
+forward and backward: on a GPU, several device synchronisations per training step.
+The subclasses below compute the same estimates as tensors; ``loss`` and
+``loss_and_grads`` (what ``SVI.step`` calls) stay Pyro's.
 """
 
 import pyro.infer
@@ -24,11 +14,7 @@ from pyro.infer.trace_elbo import _compute_log_r
 from pyro.infer.util import check_fully_reparametrized, is_identically_zero, is_validation_enabled
 from torch.distributions import kl_divergence
 
-from .config import PositiveInt, Spec
-from .registry import Registry
-
-OBJECTIVES = Registry("objective")
-register_objective = OBJECTIVES.register
+from .base import Particles, register_objective
 
 
 def _is_sample(site) -> bool:
@@ -104,7 +90,7 @@ class TraceMeanField_ELBO(_OnDeviceLoss, pyro.infer.TraceMeanField_ELBO):
 
 
 @register_objective("elbo")
-def elbo(*, particles: PositiveInt = 1) -> pyro.infer.ELBO:
+def elbo(*, particles: Particles = 1) -> pyro.infer.ELBO:
     """The evidence lower bound with a Monte-Carlo KL term (Pyro's ``Trace_ELBO``)::
 
         ELBO(x) = E_{q(z|x)}[log p(x|z) + log p(z) − log q(z|x)] ≤ log p(x),
@@ -116,7 +102,7 @@ def elbo(*, particles: PositiveInt = 1) -> pyro.infer.ELBO:
 
 
 @register_objective("meanfield")
-def meanfield(*, particles: PositiveInt = 1) -> pyro.infer.ELBO:
+def meanfield(*, particles: Particles = 1) -> pyro.infer.ELBO:
     """The ELBO with the KL term in closed form where one exists (Pyro's ``TraceMeanField_ELBO``)::
 
         ELBO(x) = E_{q(z|x)}[log p(x|z)] − KL(q(z|x) || p(z)),
@@ -128,10 +114,20 @@ def meanfield(*, particles: PositiveInt = 1) -> pyro.infer.ELBO:
     return TraceMeanField_ELBO(num_particles=particles, vectorize_particles=particles > 1)
 
 
-def make_objective(kind: str, **params) -> pyro.infer.ELBO:
-    """Build a registered objective by name: ``make_objective("elbo", particles=5)``.
+class TraceGraph_ELBO(pyro.infer.TraceGraph_ELBO):
+    """Pyro's ``TraceGraph_ELBO`` (Schulman et al. 2015), with a ``differentiable_loss``.
 
-    Options are checked as a config file's would be, with the same error messages.
+    For guides with non-reparameterizable sites, the score-function term of each such
+    site is multiplied only by the costs downstream of it in the dependency graph, which
+    cuts its variance (Pyro's "Rao-Blackwellization"), with optional baselines.
     """
-    checked = Spec.parse({"kind": kind, **params}, "objective", "objective")
-    return OBJECTIVES.get(checked.kind)(**checked.params)
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        elbo, surrogate = self._loss_and_surrogate_loss(model, guide, args, kwargs)
+        return -elbo.detach() + (surrogate - surrogate.detach())
+
+
+@register_objective("tracegraph")
+def tracegraph(*, particles: Particles = 1) -> pyro.infer.ELBO:
+    """The ELBO with dependency-aware score-function gradients (Pyro's ``TraceGraph_ELBO``)."""
+    return TraceGraph_ELBO(num_particles=particles, vectorize_particles=particles > 1)

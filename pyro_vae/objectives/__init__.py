@@ -1,0 +1,66 @@
+"""Variational objectives, each a ``pyro.infer.ELBO`` chosen by name.
+
+An objective entry is called with its options (``particles = 5``) and returns an ELBO
+instance that works with ``pyro.infer.SVI`` on any model/guide pair whose sites sit
+under one data plate, and whose ``differentiable_loss(model, guide, x)`` gives a loss
+tensor to ``backward()`` through, which is how pyro-vae's own training step uses it
+(and how plain PyTorch, Lightning or DDP loops can). Losses are negative bounds summed
+over the data points of the batch: their value is the bound's estimate, their gradient
+the estimator's. Particles are vectorized, never looped over in Python, and nothing is
+read back to the host.
+
+=================  ==========================================================  =========
+name               what                                                        module
+=================  ==========================================================  =========
+``elbo``           Pyro's ``Trace_ELBO``                                        trace_elbo
+``meanfield``      Pyro's ``TraceMeanField_ELBO`` (closed-form KL)              trace_elbo
+``tracegraph``     Pyro's ``TraceGraph_ELBO`` (non-reparameterizable sites)     trace_elbo
+``iwae``           importance-weighted bound (Burda et al. 2016)                renyi
+``renyi``          Rényi α bound (Li & Turner 2016)                             renyi
+``beta``           β-VAE (Higgins et al. 2017)                                  beta
+``tail_adaptive``  tail-adaptive f-divergence (Wang et al. 2018)                tail_adaptive
+``iwae_dreg``      IWAE with doubly-reparameterized gradients (Tucker 2019)     dreg
+``elbo_stl``       ELBO with sticking-the-landing gradients (Roeder 2017)       stl
+=================  ==========================================================  =========
+
+Every objective also takes the modifiers ``kl_warmup``, ``kl_warmup_unit`` and
+``free_bits`` (see :mod:`pyro_vae.objectives.modifiers`).
+"""
+
+from typing import Annotated, Literal
+
+import pyro.infer
+
+from ..config import NonNegativeFloat, Range, Spec
+from . import beta, dreg, renyi, stl, tail_adaptive, trace_elbo  # noqa: F401 (registers them)
+from .base import OBJECTIVES, LocalBound, register_objective
+from .modifiers import Modified
+
+
+def modifiers(
+    *,
+    kl_warmup: Annotated[int, Range(lo=0)] = 0,
+    kl_warmup_unit: Literal["epochs", "steps"] = "epochs",
+    free_bits: NonNegativeFloat = 0.0,
+):
+    """Options every objective takes: KL warm-up length and unit, free bits per dimension."""
+
+
+OBJECTIVES.shared_options = modifiers
+
+
+def make_objective(kind: str, **params) -> pyro.infer.ELBO:
+    """Build a registered objective by name: ``make_objective("iwae", particles=5)``.
+
+    Options are checked as a config file's would be, with the same error messages.
+    """
+    checked = Spec.parse({"kind": kind, **params}, "objective", "objective")
+    options = dict(checked.params)
+    mods = {name: options.pop(name) for name in OBJECTIVES.shared_option_names()}
+    objective = OBJECTIVES.get(checked.kind)(**options)
+    if mods["kl_warmup"] or mods["free_bits"]:
+        objective = Modified(objective, **mods)
+    return objective
+
+
+__all__ = ["OBJECTIVES", "LocalBound", "Modified", "make_objective", "register_objective"]
