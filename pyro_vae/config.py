@@ -295,6 +295,9 @@ class TrainConfig(_Section):
     run_dir: str = ""
     #: batch size for the validation ELBO (no gradients, so it can be larger)
     eval_batch_size: PositiveInt = 1000
+    #: a wall-clock budget for the training steps, in seconds: training stops at the first
+    #: step past it (checked on the host; unset means ``epochs`` alone decides)
+    max_seconds: PositiveFloat | None = None
 
     def check(self) -> None:
         if not _DEVICE.match(self.device):

@@ -183,13 +183,13 @@ def train(
         f"{data.dim} values each) on {device}, objective {config.objective.kind}; run: {run_dir}"
     )
 
-    def evaluate(epoch: int, step: int, train_loss, seconds: float) -> dict:
+    def evaluate(epoch: int, step: int, train_loss, seconds: float, seen: int = 0) -> dict:
         row = {"epoch": epoch, "step": step, "train_loss": train_loss}
         for split, x in (("train", train_subset), ("valid", data.valid)):
             parts = evaluate_elbo(model, guide, x, batch_size=tc.eval_batch_size, device=device)
             row.update({f"{split}_{k}": v for k, v in summarize(parts).items()})
         row.update(kl_estimator=parts["kl_estimator"], seconds=seconds)
-        row["items_per_second"] = n / seconds if seconds else None
+        row["items_per_second"] = seen / seconds if seconds else None
         return row
 
     history = []
@@ -199,7 +199,11 @@ def train(
         disable=quiet or not sys.stderr.isatty(),
         dynamic_ncols=True,
     )
-    step, saved = 0, time.perf_counter()
+    step, saved, spent = 0, time.perf_counter(), 0.0
+
+    def out_of_time(seconds: float) -> bool:
+        return tc.max_seconds is not None and seconds >= tc.max_seconds
+
     with stepping(vae):
         history.append(evaluate(0, 0, None, 0.0))
         append_metrics(run_dir / METRICS, history[-1])
@@ -207,30 +211,34 @@ def train(
             start = time.perf_counter()
             where = data.train.device
             order = torch.randperm(n, device=where) if config.data.shuffle else torch.arange(n, device=where)
-            total = torch.zeros((), device=device)
+            total, seen = torch.zeros((), device=device), 0
             for i in range(0, n, batch):
                 if set_progress is not None:  # a KL warm-up schedule, read on the host
                     set_progress(epoch=epoch - 1 + i / n, step=step)
                 x = data.train[order[i : i + batch]].to(device, non_blocking=True)  # no-op when held there
                 total += train_step(objective, model, guide, optimizer, x)
-                step += 1
-            train_loss = total.item() / n  # the epoch's one host read of the training loss
+                step, seen = step + 1, seen + len(x)
+                if out_of_time(spent + time.perf_counter() - start):
+                    break
+            train_loss = total.item() / seen  # the epoch's one host read of the training loss
             seconds = time.perf_counter() - start
+            spent += seconds
             if not math.isfinite(train_loss):
                 raise PyroVAEError(
                     f"training diverged in epoch {epoch}: the loss is {train_loss}; "
                     f"try a smaller --train.lr (now {tc.lr:g})"
                 )
-            history.append(evaluate(epoch, step, train_loss, seconds))
+            history.append(evaluate(epoch, step, train_loss, seconds, seen))
             append_metrics(run_dir / METRICS, history[-1])
             bar.set_postfix(
                 {
                     "loss": f"{train_loss:.2f}",
                     "valid ELBO": f"{history[-1]['valid_elbo']:.2f}",
-                    "items/s": f"{n / seconds:.0f}",
+                    "items/s": f"{seen / seconds:.0f}",
                 }
             )
-            if epoch == tc.epochs or time.perf_counter() - saved > CHECKPOINT_SECONDS:
+            last = epoch == tc.epochs or out_of_time(spent)
+            if last or time.perf_counter() - saved > CHECKPOINT_SECONDS:
                 state = vae.state_dict() if vae is not None else {k: p.detach() for k, p in params.items()}
                 save_checkpoint(
                     run_dir / CHECKPOINT,
@@ -242,6 +250,8 @@ def train(
                     custom_model=vae is None,
                 )
                 saved = time.perf_counter()
+            if last:
+                break
 
     run = Run(config=config, dir=run_dir, model=model, guide=guide, vae=vae, history=history)
     if vae is not None:
@@ -249,7 +259,7 @@ def train(
         plots.write_run_figures(run, data)
     last = history[-1]
     say(
-        f"pyro-vae: {tc.epochs} epochs in {sum(r['seconds'] for r in history):.1f} s; validation ELBO "
+        f"pyro-vae: {last['epoch']} epochs in {spent:.1f} s; validation ELBO "
         f"{last['valid_elbo']:.2f} ± {last['valid_elbo_stderr']:.2f} nats per point (untrained: "
         f"{history[0]['valid_elbo']:.2f}); results in {run_dir}"
     )
