@@ -19,6 +19,11 @@ class BetaBound(LocalBound):
         super().__init__(particles, **kwargs)
         self.beta = beta
 
+    @property
+    def kl_scale(self) -> float:
+        """The weight of the KL in this bound, which KL warm-up and free bits act on."""
+        return self.beta
+
     def bound(self, terms):
         kl = terms.kl if terms.kl is not None else terms.log_q - terms.log_prior  # (1 or K, B)
         value = terms.recon.mean(0) - self.beta * kl.mean(0)

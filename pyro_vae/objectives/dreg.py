@@ -1,9 +1,10 @@
 """IWAE with doubly-reparameterized gradients (DReG; Tucker, Lawson, Gu & Maddison 2019).
 
 The bound is IWAE_K(x) = log (1/K) Σ_k w_k. Its usual reparameterized gradient for the
-guide's parameters φ carries a score-function part whose variance grows with K, so
-that the encoder's gradient signal vanishes as K grows (Rainforth et al. 2018). DReG
-rewrites that part by a second reparameterization (Tucker et al. 2019, eq. 7):
+guide's parameters φ carries a score-function part, and its signal-to-noise ratio falls
+as O(1/√K): the expected gradient shrinks faster than its noise, so the encoder's
+gradient signal vanishes as K grows (Rainforth et al. 2018). DReG rewrites that part by
+a second reparameterization (Tucker et al. 2019, eq. 7):
 
     ∇_φ IWAE_K = E[ Σ_k  w̃_k² · ∂ log w_k / ∂z_k · ∂z_k / ∂φ ],    w̃_k = w_k / Σ_j w_j,
 

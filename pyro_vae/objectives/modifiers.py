@@ -8,7 +8,8 @@ weights (IWAE, Rényi). The modifiers move that KL by a correction outside the b
 with KL(x) = Σ_j KL_j(x), KL_j(x) = KL(q(z_j|x) || p(z_j)) for each latent dimension j
 (each latent site, where q or p does not factorize over dimensions), in closed form where
 one is registered and estimated at one draw z ~ q(z|x) otherwise, and KL̄_j its mean
-over the minibatch. For the ELBO this is exactly E_q[log p(x|z)] − β_t · FB_λ:
+over the minibatch. For the ELBO this is E_q[log p(x|z)] − β_t · FB_λ (exactly when the
+bound's KL is the same closed form, as ``meanfield``'s; in expectation otherwise):
 
 * KL annealing (warm-up): β_t rises linearly from 0 to 1 over the first ``kl_warmup``
   epochs (or steps), so the decoder learns to use z before the KL presses q toward the
@@ -70,7 +71,9 @@ class Modified(pyro.infer.ELBO):
         kl, scale = kl_by_dimension(model, guide, x, plate=self.plate)  # (B, J)
         total = kl.sum()
         free = len(kl) * kl.mean(0).clamp(min=self.free_bits).sum() if self.free_bits else total
-        return loss - scale * (total - self.kl_weight * free)
+        # the base bound's own KL weight (β for the β-VAE, 1 otherwise) is what the schedule moves
+        b = getattr(self.base, "kl_scale", 1.0)
+        return loss - scale * b * (total - self.kl_weight * free)
 
     def loss(self, model, guide, *args, **kwargs) -> float:
         with torch.no_grad():

@@ -5,11 +5,15 @@ For weights w_k = p(x, z_k) / q(z_k | x), z_k ~ q(z | x), k = 1..K:
     IWAE_K(x) = log (1/K) Σ_k w_k                               (Burda et al. 2016, eq. 8)
     L_α(x)    = 1/(1−α) · log (1/K) Σ_k w_k^{1−α},  α ≥ 0, α ≠ 1   (Li & Turner 2016, eq. 11)
 
-L_0 is IWAE_K; as α → 1, L_α tends to the ELBO; both rise with K toward log p(x).
+L_0 is IWAE_K; as α → 1, L_α tends to the ELBO, and with K = 1 it is log w_1 for every α.
+As K grows, E[L_α] rises toward the Rényi bound 1/(1−α) log E_q[w^{1−α}] when α < 1 and
+falls toward it when α > 1; that bound is ≤ log p(x) for α ≥ 0, with equality at α = 0
+(or when q is the posterior), so only IWAE rises toward log p(x) (Li & Turner 2016).
 The batch objective is Σ_n L_α(x_n): the log-mean-exp is taken over the K weights of
-each data point and only then summed over data points. Pyro's ``RenyiELBO`` sums the
-log-weights over the whole batch before its log-mean-exp, which couples the particles
-of different data points and is a much looser bound for a VAE (Pyro issue 3104).
+each data point and only then summed over data points, the scale outside. Pyro's
+``RenyiELBO`` multiplies the log-weights by the sites' scale inside its log-mean-exp,
+which changes the bound under subsampling, and sums them over the data plate before it
+as soon as one sample site lies outside that plate (Pyro issue 3104).
 """
 
 from typing import Annotated
