@@ -3,12 +3,13 @@
 Each objective's bound B(x) holds a KL term, explicitly (the ELBO family) or inside its
 weights (IWAE, Rényi). The modifiers move that KL by a correction outside the bound:
 
-    B̃(x) = B(x) + KL(x) − β_t · FB_λ(x),     FB_λ(x) = Σ_j max(λ, KL̄_j),
+    B̃(x) = B(x) + b · (KL(x) − β_t · FB_λ(x)),     FB_λ(x) = Σ_j max(λ, KL̄_j),
 
 with KL(x) = Σ_j KL_j(x), KL_j(x) = KL(q(z_j|x) || p(z_j)) for each latent dimension j
 (each latent site, where q or p does not factorize over dimensions), in closed form where
 one is registered and estimated at one draw z ~ q(z|x) otherwise, and KL̄_j its mean
-over the minibatch. For the ELBO this is E_q[log p(x|z)] − β_t · FB_λ (exactly when the
+over the minibatch, and b the weight the bound itself puts on its KL (β for the
+β-VAE's recon − β·KL, 1 otherwise). For the ELBO this is E_q[log p(x|z)] − β_t · FB_λ (exactly when the
 bound's KL is the same closed form, as ``meanfield``'s; in expectation otherwise):
 
 * KL annealing (warm-up): β_t rises linearly from 0 to 1 over the first ``kl_warmup``
