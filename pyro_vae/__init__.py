@@ -9,6 +9,7 @@ inference, and measure it::
     run.vae.model, run.vae.guide      # the trained Pyro programs
 """
 
+from .comparison import Comparison, compare
 from .config import Config, DataConfig, ModelConfig, Spec, TrainConfig
 from .data import Data, load_data, register_dataset
 from .errors import ConfigError, DataError, PyroVAEError, RunDirError
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "VAE",
+    "Comparison",
     "Config",
     "ConfigError",
     "Data",
@@ -39,6 +41,7 @@ __all__ = [
     "Spec",
     "TrainConfig",
     "active_units",
+    "compare",
     "elbo_parts",
     "evaluate_elbo",
     "load_data",

@@ -2,6 +2,9 @@
 
     pyro-vae train [--config FILE] [--overwrite] [--quiet] [--SECTION.KEY VALUE ...]
     pyro-vae sample RUN_DIR [-n 64] [--out FILE] [--seed N] [--device DEVICE]
+    pyro-vae compare --objectives WORD [WORD ...] [--config FILE] [--seeds N] [--epochs N | --seconds S]
+                     [--eval-samples K] [--eval-points N] [--out DIR] [--overwrite] [--quiet]
+                     [--SECTION.KEY VALUE ...]
 
 A problem with the user's input (config, data, device, run directory) is reported as
 one line on stderr with exit status 2; nothing is written.
@@ -51,7 +54,7 @@ def _overrides(words: list[str]) -> dict[str, str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyro-vae",
-        description="Variational autoencoders as Pyro programs: train, sample.",
+        description="Variational autoencoders as Pyro programs: train, sample, compare objectives.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -80,6 +83,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sample.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+
+    compare = commands.add_parser(
+        "compare",
+        help="train one VAE per objective and seed, and measure them all alike",
+        description="Train one VAE per objective and seed with the same network, data, budget and "
+        "initialization, then measure every one on the same validation points: log p(x) (the IWAE "
+        "bound with K samples), the ELBO and its terms, active units, seconds per epoch, peak memory. "
+        "Rerunning the same command reuses the runs that finished. Config keys can be overridden "
+        "as --SECTION.KEY VALUE, as for train.",
+        epilog="objective words: NAME or NAME:key=value[,key=value...], k meaning particles, e.g. "
+        "elbo meanfield iwae:k=5 iwae_dreg:k=5 renyi:alpha=0.5,k=10 beta:beta=4",
+        allow_abbrev=False,  # --seed must not pass for --seeds
+    )
+    add = compare.add_argument
+    add("--config", type=Path, metavar="FILE", help="the base config (.toml or .json)")
+    add("--objectives", nargs="+", required=True, metavar="WORD", help="objectives to compare")
+    add("--seeds", type=int, default=1, metavar="N", help="runs per objective (default 1)")
+    add("--epochs", type=int, metavar="N", help="epochs per run (default: train.epochs)")
+    add("--seconds", type=float, metavar="S", help="seconds of training per run")
+    add("--eval-samples", type=int, default=5000, metavar="K", help="samples for log p(x) (default 5000)")
+    add("--eval-points", type=int, metavar="N", help="measure on the first N validation points (default all)")
+    add("--out", type=Path, metavar="DIR", help="where to write (default comparisons/<data>-<date>-<time>)")
+    add("--overwrite", action="store_true", help="retrain runs in DIR whose recorded config differs")
+    add("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -90,6 +117,27 @@ def _train(args, extra: list[str]) -> None:
     config = config.override(_overrides(extra))
     run = train(config, overwrite=args.overwrite, quiet=args.quiet)
     print(run.dir)
+
+
+def _compare(args, extra: list[str]) -> None:
+    from .comparison import compare
+
+    config = Config.load(args.config) if args.config else Config()
+    config = config.override(_overrides(extra))
+    result = compare(
+        config,
+        args.objectives,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        seconds=args.seconds,
+        eval_samples=args.eval_samples,
+        eval_points=args.eval_points,
+        out_dir=args.out,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+    )
+    print(result.markdown)
+    print(result.dir)
 
 
 def _sample(args) -> None:
@@ -122,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             _train(args, extra)
+        elif args.command == "compare":
+            _compare(args, extra)
         else:
             if extra:
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")

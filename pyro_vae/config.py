@@ -39,11 +39,13 @@ class Range:
     hi: float | None = None
     lo_open: bool = False
     hi_open: bool = False
+    #: single values left out of the range (a Rényi α of 1)
+    excluded: tuple = ()
 
     def __contains__(self, x) -> bool:
         lo_ok = self.lo is None or (x > self.lo if self.lo_open else x >= self.lo)
         hi_ok = self.hi is None or (x < self.hi if self.hi_open else x <= self.hi)
-        return lo_ok and hi_ok
+        return lo_ok and hi_ok and x not in self.excluded
 
     def __str__(self) -> str:
         parts = []
@@ -51,6 +53,7 @@ class Range:
             parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
         if self.hi is not None and self.hi != math.inf:
             parts.append(f"{'<' if self.hi_open else '<='} {self.hi:g}")
+        parts += [f"!= {v:g}" for v in self.excluded]
         return " and ".join(parts)
 
 
@@ -323,6 +326,9 @@ class DataConfig(_Section):
     #: fraction held out for validation when the data has no validation split of its own
     valid_fraction: Annotated[float, Range(lo=0, hi=1, lo_open=True, hi_open=True)] = 0.1
     shuffle: bool = True
+    #: seed of the random training/validation split (apart from train.seed, so that runs with
+    #: different seeds are measured on the same validation points)
+    split_seed: int = 0
     #: image shape for pictures, e.g. [28, 28]; inferred for square images when unset
     image_shape: tuple[PositiveInt, ...] | None = None
 

@@ -68,8 +68,12 @@ def digits() -> dict[str, np.ndarray]:
     return {"data": bunch.data / 16.0, "labels": bunch.target, "image_shape": (8, 8)}
 
 
-def load_data(config: DataConfig, seed: int = 0) -> Data:
-    """Load, check and split the data that ``config`` names (on the CPU)."""
+def load_data(config: DataConfig, seed: int | None = None) -> Data:
+    """Load, check and split the data that ``config`` names (on the CPU).
+
+    The split is drawn with ``seed``, by default ``config.split_seed``.
+    """
+    seed = config.split_seed if seed is None else seed
     if config.path is None:
         arrays = DATASETS.get(config.name, key="data.name")()
         image_shape = arrays.pop("image_shape", None)

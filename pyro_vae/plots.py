@@ -12,6 +12,8 @@
   labels were never used in training, so classes that separate here were found unsupervised.
 * :func:`decoded_grid`: for a 2-D latent space, the decoder over a grid of z at quantiles
   of the standard normal: how the decoder fills the space between the data.
+* :func:`comparison_curves` and :func:`log_likelihood_bars`: runs of several objectives side
+  by side (:func:`pyro_vae.compare`): validation curves, and log p̂(x) ± SE over seeds.
 
 Figures are :class:`matplotlib.figure.Figure` objects saved directly, never through
 ``pyplot``: importing this module selects no backend and registers no figures, so it runs
@@ -30,6 +32,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from .run import CURVES, LATENT, LATENT_GRID, RECONSTRUCTIONS, SAMPLES, atomic_write
@@ -193,16 +196,19 @@ def _curve(ax, history, key, sign=1.0, **style) -> None:
         ax.plot(*zip(*points, strict=True), marker=marker, **style)
 
 
-def _focus(ax: Axes, history, keys) -> None:
-    """Fit the y-axis to the curves after the first few epochs.
+def _focus(ax: Axes, histories, keys, *, lowest: float = 0.0) -> None:
+    """Fit the y-axis to the curves of ``histories`` (lists of rows) after their first few epochs.
 
     The untrained model's bound is often hundreds of nats below the rest, which would
-    flatten every later change into a line; its point is still drawn, off the axis.
+    flatten every later change into a line; its point is still drawn, off the axis. With
+    ``lowest`` > 0 the axis starts at that quantile of the values, so that a few slow starts
+    among many runs leave the bottom of the plot instead of flattening the others.
     """
-    skip = max(1, len(history) // 20)
-    values = [r[k] for r in history[skip:] for k in keys if r.get(k) is not None]
+    values = [
+        r[k] for h in histories for r in h[max(1, len(h) // 20) :] for k in keys if r.get(k) is not None
+    ]
     if len(values) > 1:
-        lo, hi = min(values), max(values)
+        lo, hi = float(np.quantile(values, lowest)), max(values)
         pad = 0.05 * (hi - lo) or 1.0
         ax.set_ylim(lo - pad, hi + pad)
 
@@ -225,8 +231,8 @@ def training_curves(history, path) -> Path:
     right.set(title="The ELBO's terms", ylabel="reconstruction term (nats per data point)")
     kl.set_ylabel("KL term (nats per data point)", color="C3")
 
-    _focus(left, history, ("train_elbo", "valid_elbo"))
-    _focus(right, history, ("train_recon", "valid_recon"))
+    _focus(left, [history], ("train_elbo", "valid_elbo"))
+    _focus(right, [history], ("train_recon", "valid_recon"))
     for ax in (left, right):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
@@ -235,6 +241,52 @@ def training_curves(history, path) -> Path:
         left.legend()
     if terms := [*right.get_lines(), *kl.get_lines()]:  # one legend for both y-axes
         right.legend(handles=terms, loc="center right")
+    return _save(fig, path)
+
+
+def comparison_curves(histories_by_label: dict[str, list[list[dict]]], path, *, key="valid_elbo") -> Path:
+    """The validation ELBO by epoch of several runs: one colour per label (objective), one line per seed.
+
+    ``histories_by_label`` maps a label to its runs' per-epoch metrics (lists of dicts, as in
+    ``metrics.jsonl``).
+    """
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (label, histories) in enumerate(histories_by_label.items()):
+        for j, history in enumerate(histories):
+            _curve(ax, history, key, color=f"C{i % 10}", lw=1.2, alpha=0.8, label=None if j else label)
+    _focus(ax, [h for hs in histories_by_label.values() for h in hs], (key,), lowest=0.02)
+    ax.set(xlabel="epoch", ylabel="nats per data point", title="Validation ELBO, one line per run")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.grid(alpha=0.3)
+    if ax.get_lines():
+        ax.legend(title="objective")
+    return _save(fig, path)
+
+
+def log_likelihood_bars(summary: list[dict], path, *, key="log_px", title="log p̂(x) per objective") -> Path:
+    """Each objective's mean ``key`` with error bars of ± one standard error over seeds, and each
+    seed's value as a dot beneath it; the first objective at the top.
+
+    ``summary`` rows hold ``objective``, ``key``, ``key_se`` (None for one seed) and
+    ``key_per_seed``, as :func:`pyro_vae.compare` writes them.
+    """
+    n = len(summary)
+    fig = Figure(figsize=(8, 1.4 + 0.6 * n), layout="constrained")
+    ax = fig.add_subplot()
+    for i, row in enumerate(summary):
+        y, color, seeds = n - 1 - i, f"C{i % 10}", row[f"{key}_per_seed"]
+        ax.errorbar(row[key], y, xerr=row[f"{key}_se"], fmt="o", ms=7, capsize=5, color=color)
+        ax.scatter(seeds, [y - 0.22] * len(seeds), s=16, color=color, alpha=0.6, linewidths=0)
+    ax.set_yticks(range(n), [row["objective"] for row in reversed(summary)])
+    ax.set_ylim(-0.6, n - 0.4)
+    ax.set(xlabel="nats per data point (higher is better)", title=title)
+    ax.grid(axis="x", alpha=0.3)
+    keys = [
+        Line2D([], [], color="0.3", marker="o", ms=7, label="mean ± SE over seeds"),
+        Line2D([], [], color="0.3", marker="o", ms=4, ls="", alpha=0.6, label="one seed"),
+    ]
+    ax.legend(handles=keys, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     return _save(fig, path)
 
 

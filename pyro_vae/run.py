@@ -22,6 +22,7 @@ import os
 import pickle
 import struct
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -37,6 +38,13 @@ LATENT, LATENT_GRID = "latent.png", "latent_grid.png"
 FIGURES = (CURVES, SAMPLES, RECONSTRUCTIONS, LATENT, LATENT_GRID)
 ARTEFACTS = (CONFIG, METRICS, CHECKPOINT, *FIGURES)
 FORMAT = "pyro-vae-checkpoint/1"
+
+
+def fresh_dir(parent: str, name: str) -> Path:
+    """``<parent>/<name>-<date>-<time>``, with a suffix if one was made in the same second."""
+    stem = f"{parent}/{name}-{datetime.now():%Y%m%d-%H%M%S}"
+    candidates = (Path(stem if i == 1 else f"{stem}-{i}") for i in range(1, 1000))
+    return next(p for p in candidates if not p.exists())
 
 
 def prepare_run_dir(path: Path, *, overwrite: bool = False) -> None:

@@ -18,7 +18,6 @@ import dataclasses
 import math
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pyro
@@ -33,7 +32,7 @@ from .errors import ConfigError, DataError, PyroVAEError
 from .evaluation import evaluate_elbo, summarize
 from .model import VAE
 from .objectives import make_objective
-from .run import CHECKPOINT, CONFIG, METRICS, Run, append_metrics, prepare_run_dir, save_checkpoint
+from .run import CHECKPOINT, CONFIG, METRICS, Run, append_metrics, fresh_dir, prepare_run_dir, save_checkpoint
 
 CHECKPOINT_SECONDS = 60  # a checkpoint at least this often, and after the last epoch
 
@@ -44,13 +43,6 @@ def fits_on(device: torch.device, data: Data) -> bool:
         return True
     free, _ = torch.cuda.mem_get_info(device)
     return (data.train.nbytes + data.valid.nbytes) < free / 2
-
-
-def fresh_run_dir(name: str) -> Path:
-    """``runs/<name>-<date>-<time>``, with a suffix if a run started in the same second."""
-    stem = f"runs/{name}-{datetime.now():%Y%m%d-%H%M%S}"
-    candidates = (Path(stem if i == 1 else f"{stem}-{i}") for i in range(1, 1000))
-    return next(p for p in candidates if not p.exists())
 
 
 def resolve_device(name: str, key: str = "train.device") -> torch.device:
@@ -141,7 +133,7 @@ def train(
 
     # Everything a user can get wrong is checked before anything is written.
     device = resolve_device(tc.device)
-    data = data or load_data(config.data, seed=tc.seed)
+    data = data or load_data(config.data)
     if model is None:
         if config.model.data_dim not in (None, data.dim):
             raise ConfigError(
@@ -149,7 +141,7 @@ def train(
             )
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, data_dim=data.dim))
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, image_shape=data.image_shape))
-    run_dir = Path(tc.run_dir) if tc.run_dir else fresh_run_dir(config.data.name)
+    run_dir = Path(tc.run_dir) if tc.run_dir else fresh_dir("runs", config.data.name)
     config = dataclasses.replace(config, train=dataclasses.replace(tc, run_dir=str(run_dir)))
 
     pyro.set_rng_seed(tc.seed)

@@ -37,3 +37,12 @@ def binarized_mnist() -> Path:
     if not path.is_file():
         pytest.skip(f"{path} is absent (it sits beside the project in CI)")
     return path
+
+
+@pytest.fixture
+def f64():
+    """Float64 as the default dtype for the test (precision checks, closed forms)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
