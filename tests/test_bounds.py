@@ -612,6 +612,7 @@ def test_pyro_renyi_elbo_with_a_global_site_is_over_the_batch_and_looser(f64):
 
 
 def train_tiny(tmp_path, device, **overrides):
+    """Train from a config *file*, as a user would: the overrides written to TOML and loaded."""
     config = Config().override(
         {
             "train.epochs": 3,
@@ -622,7 +623,8 @@ def train_tiny(tmp_path, device, **overrides):
             **overrides,
         }
     )
-    return pyro_vae.train(config, quiet=True)
+    config.save(tmp_path / "config.toml")
+    return pyro_vae.train(Config.load(tmp_path / "config.toml"), quiet=True)
 
 
 def check_trained(run):
