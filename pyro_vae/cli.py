@@ -84,6 +84,27 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sample.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="estimate log p(x) of a trained run by importance sampling, with error bars",
+        description="Estimate log p(x) per data point of a split by importance sampling with the "
+        "guide as proposal (the IWAE bound with K samples), print mean ± standard error and write "
+        "JSON beside the run.",
+    )
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    evaluate.add_argument("--split", choices=["valid", "train"], default="valid", help="(default valid)")
+    evaluate.add_argument("--estimator", choices=["is"], default="is", help="is: importance sampling")
+    evaluate.add_argument("--samples", type=int, default=5000, help="K, samples per point (default 5000)")
+    evaluate.add_argument("--points", type=int, help="only the first N points of the split")
+    evaluate.add_argument("--chunk-size", type=int, default=500, help="samples per pass (default 500)")
+    evaluate.add_argument("--batch-size", type=int, default=100, help="points per pass (default 100)")
+    evaluate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    evaluate.add_argument(
+        "--out", type=Path, metavar="FILE", help="default RUN_DIR/evaluation-ESTIMATOR-SPLIT.json"
+    )
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+
     compare = commands.add_parser(
         "compare",
         help="train one VAE per objective and seed, and measure them all alike",
@@ -164,6 +185,71 @@ def _sample(args) -> None:
     print(out)
 
 
+def _evaluate(args) -> None:
+    import json
+    import time
+
+    import pyro
+    from tqdm.auto import tqdm
+
+    from .config import PositiveInt, check_value
+    from .data import load_data
+    from .evaluation import evaluate_elbo, log_marginal_likelihood, summarize
+    from .run import Run, atomic_write
+    from .training import resolve_device
+
+    for flag in ("samples", "points", "chunk_size", "batch_size"):
+        if flag != "points" or args.points is not None:
+            check_value(f"--{flag.replace('_', '-')}", getattr(args, flag), PositiveInt)
+    out = args.out or args.run_dir / f"evaluation-{args.estimator}-{args.split}.json"
+    device = resolve_device(args.device, key="--device")
+    run = Run.load(args.run_dir, device=device)
+    data = load_data(run.config.data)
+    x = getattr(data, args.split)[: args.points].to(device)  # (N, D)
+    vae = run.vae
+    pyro.set_rng_seed(args.seed)
+    start = time.perf_counter()
+    with tqdm(total=len(x), unit="point", disable=args.quiet or not sys.stderr.isatty()) as bar:
+        estimate = log_marginal_likelihood(
+            vae.model,
+            vae.guide,
+            x,
+            num_samples=args.samples,
+            chunk_size=args.chunk_size,
+            batch_size=args.batch_size,
+            progress=bar.update,
+        )
+    seconds = time.perf_counter() - start
+    elbo = summarize(evaluate_elbo(vae.model, vae.guide, x))
+    result = {
+        "run_dir": str(args.run_dir),
+        "split": args.split,
+        "points": len(x),
+        "estimator": args.estimator,
+        "num_samples": args.samples,
+        "seed": args.seed,
+        "log_px": estimate.mean,
+        "log_px_stderr": estimate.stderr,
+        "elbo": elbo["elbo"],
+        "elbo_stderr": elbo["elbo_stderr"],
+        "ess_mean": estimate.ess.mean().item(),
+        "ess_min": estimate.ess.min().item(),
+        "mc_stderr_mean": estimate.mc_stderr.mean().item(),
+        "seconds": seconds,
+        "device": str(device),
+        "log_px_per_point": estimate.log_px.tolist(),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
+    print(
+        f"log p(x) = {estimate.mean:.2f} ± {estimate.stderr:.2f} nats per point "
+        f"(importance sampling, K = {args.samples}, {len(x)} {args.split} points; "
+        f"ELBO {elbo['elbo']:.2f} ± {elbo['elbo_stderr']:.2f}; "
+        f"ESS mean {result['ess_mean']:.1f}, min {result['ess_min']:.1f}; {seconds:.1f} s)"
+    )
+    print(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -175,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if extra:
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
-            _sample(args)
+            {"sample": _sample, "evaluate": _evaluate}[args.command](args)
     except PyroVAEError as e:
         print(f"pyro-vae: error: {e}", file=sys.stderr)
         return 2
