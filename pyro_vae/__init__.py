@@ -9,6 +9,7 @@ inference, and measure it::
     run.vae.model, run.vae.guide      # the trained Pyro programs
 """
 
+from .ais import AISEstimate, ais, simulate
 from .comparison import Comparison, compare
 from .config import Config, DataConfig, ModelConfig, Spec, TrainConfig
 from .data import Data, load_data, register_dataset
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "VAE",
+    "AISEstimate",
     "Comparison",
     "Config",
     "ConfigError",
@@ -41,6 +43,7 @@ __all__ = [
     "Spec",
     "TrainConfig",
     "active_units",
+    "ais",
     "compare",
     "elbo_parts",
     "evaluate_elbo",
@@ -53,5 +56,6 @@ __all__ = [
     "register_network",
     "register_objective",
     "register_prior",
+    "simulate",
     "train",
 ]

@@ -93,10 +93,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     evaluate.add_argument("--split", choices=["valid", "train"], default="valid", help="(default valid)")
-    evaluate.add_argument("--estimator", choices=["is"], default="is", help="is: importance sampling")
+    evaluate.add_argument(
+        "--estimator",
+        choices=["is", "ais"],
+        default="is",
+        help="is: importance sampling; ais: annealed importance sampling (default is)",
+    )
     evaluate.add_argument("--samples", type=int, default=5000, help="K, samples per point (default 5000)")
     evaluate.add_argument("--points", type=int, help="only the first N points of the split")
-    evaluate.add_argument("--chunk-size", type=int, default=500, help="samples per pass (default 500)")
+    evaluate.add_argument("--chunk-size", type=int, default=500, help="IS: samples per pass (default 500)")
+    evaluate.add_argument("--steps", type=int, default=500, help="AIS: annealing steps (default 500)")
+    evaluate.add_argument("--chains", type=int, default=16, help="AIS: chains per point (default 16)")
+    evaluate.add_argument("--leapfrog", type=int, default=10, help="AIS: leapfrog steps (default 10)")
+    evaluate.add_argument(
+        "--step-size", type=float, default=0.05, help="AIS: initial HMC step (default 0.05)"
+    )
     evaluate.add_argument("--batch-size", type=int, default=100, help="points per pass (default 100)")
     evaluate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -192,13 +203,14 @@ def _evaluate(args) -> None:
     import pyro
     from tqdm.auto import tqdm
 
-    from .config import PositiveInt, check_value
+    from .ais import ais
+    from .config import PositiveFloat, PositiveInt, check_value
     from .data import load_data
     from .evaluation import evaluate_elbo, log_marginal_likelihood, summarize
     from .run import Run, atomic_write
     from .training import resolve_device
 
-    for flag in ("samples", "points", "chunk_size", "batch_size"):
+    for flag in ("samples", "points", "chunk_size", "batch_size", "steps", "chains", "leapfrog"):
         if flag != "points" or args.points is not None:
             check_value(f"--{flag.replace('_', '-')}", getattr(args, flag), PositiveInt)
     out = args.out or args.run_dir / f"evaluation-{args.estimator}-{args.split}.json"
@@ -209,16 +221,34 @@ def _evaluate(args) -> None:
     vae = run.vae
     pyro.set_rng_seed(args.seed)
     start = time.perf_counter()
+    check_value("--step-size", args.step_size, PositiveFloat)
     with tqdm(total=len(x), unit="point", disable=args.quiet or not sys.stderr.isatty()) as bar:
-        estimate = log_marginal_likelihood(
-            vae.model,
-            vae.guide,
-            x,
-            num_samples=args.samples,
-            chunk_size=args.chunk_size,
-            batch_size=args.batch_size,
-            progress=bar.update,
-        )
+        if args.estimator == "is":
+            estimate = log_marginal_likelihood(
+                vae.model,
+                vae.guide,
+                x,
+                num_samples=args.samples,
+                chunk_size=args.chunk_size,
+                batch_size=args.batch_size,
+                progress=bar.update,
+            )
+            method = f"importance sampling, K = {args.samples}"
+        else:
+            estimate = ais(
+                vae.model,
+                vae.guide,
+                x,
+                chains=args.chains,
+                steps=args.steps,
+                leapfrog=args.leapfrog,
+                step_size=args.step_size,
+                batch_size=args.batch_size,
+                progress=bar.update,
+            )
+            method = (
+                f"AIS, {args.chains} chains x {args.steps} steps, HMC acceptance {estimate.acceptance:.2f}"
+            )
     seconds = time.perf_counter() - start
     elbo = summarize(evaluate_elbo(vae.model, vae.guide, x))
     result = {
@@ -226,7 +256,10 @@ def _evaluate(args) -> None:
         "split": args.split,
         "points": len(x),
         "estimator": args.estimator,
-        "num_samples": args.samples,
+        "num_samples": args.samples if args.estimator == "is" else None,
+        "ais": {"chains": args.chains, "steps": args.steps, "leapfrog": args.leapfrog}
+        if args.estimator == "ais"
+        else None,
         "seed": args.seed,
         "log_px": estimate.mean,
         "log_px_stderr": estimate.stderr,
@@ -243,7 +276,7 @@ def _evaluate(args) -> None:
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
     print(
         f"log p(x) = {estimate.mean:.2f} ± {estimate.stderr:.2f} nats per point "
-        f"(importance sampling, K = {args.samples}, {len(x)} {args.split} points; "
+        f"({method}; {len(x)} {args.split} points; "
         f"ELBO {elbo['elbo']:.2f} ± {elbo['elbo_stderr']:.2f}; "
         f"ESS mean {result['ess_mean']:.1f}, min {result['ess_min']:.1f}; {seconds:.1f} s)"
     )

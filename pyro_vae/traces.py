@@ -75,6 +75,16 @@ def per_particle_datum(log_prob: torch.Tensor, site: dict, plate: str) -> torch.
     return out.reshape(out.shape[0], out.shape[1], -1).sum(-1)  # (k, B)
 
 
+def to_site_layout(t: torch.Tensor, site: dict, plate: str) -> torch.Tensor:
+    """A ``(k, B)`` tensor shaped to broadcast against a site's value (batch, then event dims)."""
+    frames = {f.name: f.dim for f in site["cond_indep_stack"] if f.vectorized}
+    shape = [1] * len(site["fn"].batch_shape)
+    shape[frames[PARTICLES]] = t.shape[0]
+    shape[frames[plate]] = t.shape[1]
+    ordered = t if frames[PARTICLES] < frames[plate] else t.T
+    return ordered.reshape(shape + [1] * len(site["fn"].event_shape))
+
+
 @dataclass
 class LocalTerms:
     """The ``(k, B)`` log-densities of one vectorized run; see the module docstring."""

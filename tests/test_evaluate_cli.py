@@ -54,3 +54,14 @@ def test_bad_evaluate_input_is_one_line(run_dir, argv, fragment, capsys):
 def test_evaluate_needs_a_run(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_evaluate_with_ais(run_dir, capsys):
+    capsys.readouterr()
+    argv = ["--estimator", "ais", "--points", "10", "--steps", "20", "--chains", "3", "--leapfrog", "2"]
+    assert main(["evaluate", str(run_dir), *argv]) == 0
+    out = capsys.readouterr().out
+    assert "AIS, 3 chains x 20 steps" in out
+    result = json.loads((run_dir / "evaluation-ais-valid.json").read_text())
+    assert result["estimator"] == "ais" and result["ais"] == {"chains": 3, "steps": 20, "leapfrog": 2}
+    assert math.isfinite(result["log_px"]) and len(result["log_px_per_point"]) == 10

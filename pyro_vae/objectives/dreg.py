@@ -18,6 +18,7 @@ Pyro has no DReG estimator (Pyro issue 2598, draft PR 2605).
 
 import torch
 
+from ..traces import to_site_layout
 from .base import LocalBound, Particles, log_mean_exp, register_objective
 
 
@@ -36,20 +37,9 @@ class IWAE_DReG(LocalBound):
             w_tilde = torch.softmax(log_w, dim=0).detach()  # (K, B)
             for site in terms.latent_sites.values():
                 if site["value"].requires_grad:
-                    weight = _site_layout(w_tilde, site, self.plate)
+                    weight = to_site_layout(w_tilde, site, self.plate)
                     site["value"].register_hook(lambda grad, weight=weight: grad * weight)
         return value, value
-
-
-def _site_layout(t: torch.Tensor, site: dict, plate: str) -> torch.Tensor:
-    """A ``(K, B)`` tensor shaped to broadcast against a site's value (batch, then event dims)."""
-    frames = {f.name: f.dim for f in site["cond_indep_stack"] if f.vectorized}
-    batch_dims = len(site["fn"].batch_shape)
-    shape = [1] * batch_dims
-    shape[frames["particles"]] = t.shape[0]
-    shape[frames[plate]] = t.shape[1]
-    ordered = t if frames["particles"] < frames[plate] else t.T
-    return ordered.reshape(shape + [1] * len(site["fn"].event_shape))
 
 
 @register_objective("iwae_dreg")
