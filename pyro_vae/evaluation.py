@@ -24,6 +24,7 @@ data points (named ``"data"`` by default); see :mod:`pyro_vae.traces`.
 import math
 from dataclasses import dataclass
 
+import pyro
 import torch
 
 from .traces import local_terms, max_plate_nesting
@@ -75,17 +76,12 @@ def evaluate_elbo(
     """
     device = device or data.device
     nesting = max_plate_nesting(model, guide, data[:1].to(device))
-    chunks = [
-        elbo_parts(
-            model,
-            guide,
-            data[i : i + batch_size].to(device),
-            plate=plate,
-            analytic_kl=analytic_kl,
-            nesting=nesting,
-        )
-        for i in range(0, len(data), batch_size)
-    ]
+    options = {"plate": plate, "analytic_kl": analytic_kl, "nesting": nesting}
+    with pyro.validation_enabled(False):  # shapes were checked by max_plate_nesting's traces
+        chunks = [
+            elbo_parts(model, guide, data[i : i + batch_size].to(device), **options)
+            for i in range(0, len(data), batch_size)
+        ]
     out = {key: torch.cat([c[key] for c in chunks]) for key in ("elbo", "recon", "kl")}
     out["kl_estimator"] = chunks[0]["kl_estimator"]
     return out
@@ -148,20 +144,23 @@ def log_marginal_likelihood(
     :param progress: optional callable called with the number of data points done.
     """
     device = device or data.device
-    nesting = max_plate_nesting(model, guide, data[:1].to(device))
+    nesting = max_plate_nesting(model, guide, data[:1].to(device))  # with validation: shapes checked
     log_px, ess = [], []
-    for i in range(0, len(data), batch_size):
-        x = data[i : i + batch_size].to(device)
-        sum_w = sum_w2 = torch.full((len(x),), -math.inf, device=device)  # log Σ w, log Σ w²
-        for start in range(0, num_samples, chunk_size):
-            k = min(chunk_size, num_samples - start)
-            log_w = local_terms(model, guide, x, particles=k, nesting=nesting, plate=plate).log_w  # (k, B)
-            sum_w = torch.logaddexp(sum_w, torch.logsumexp(log_w, 0))
-            sum_w2 = torch.logaddexp(sum_w2, torch.logsumexp(2 * log_w, 0))
-        log_px.append(sum_w - math.log(num_samples))
-        ess.append(torch.exp(2 * sum_w - sum_w2))
-        if progress is not None:
-            progress(len(x))
+    with pyro.validation_enabled(False):  # support checks on every chunk would read the device
+        for i in range(0, len(data), batch_size):
+            x = data[i : i + batch_size].to(device)
+            sum_w = sum_w2 = torch.full((len(x),), -math.inf, device=device)  # log Σ w, log Σ w²
+            for start in range(0, num_samples, chunk_size):
+                k = min(chunk_size, num_samples - start)
+                log_w = local_terms(
+                    model, guide, x, particles=k, nesting=nesting, plate=plate
+                ).log_w  # (k, B)
+                sum_w = torch.logaddexp(sum_w, torch.logsumexp(log_w, 0))
+                sum_w2 = torch.logaddexp(sum_w2, torch.logsumexp(2 * log_w, 0))
+            log_px.append(sum_w - math.log(num_samples))
+            ess.append(torch.exp(2 * sum_w - sum_w2))
+            if progress is not None:
+                progress(len(x))
     log_px, ess = torch.cat(log_px), torch.cat(ess)
     mc_stderr = ((num_samples / ess - 1).clamp(min=0) / num_samples).sqrt()
     return MarginalLikelihood(log_px=log_px, ess=ess, mc_stderr=mc_stderr, num_samples=num_samples)

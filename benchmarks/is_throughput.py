@@ -1,0 +1,171 @@
+"""Importance-sampling throughput: pyro-vae's estimator against the same computation by hand.
+
+What is measured
+----------------
+log p̂(x) = log (1/K) Σ_k p(x, z_k) / q(z_k|x) for binarized-MNIST points, on the MNIST MLP
+VAE (784–300–300–40, tanh, Bernoulli likelihood, diagonal Normal guide):
+
+* ours: ``pyro_vae.log_marginal_likelihood(vae.model, vae.guide, x, num_samples=K,
+  chunk_size=C, batch_size=B)``: Pyro traces of the guide and the model, K drawn C at a time
+  for B points at a time, a running log-sum-exp;
+* hand-written: the same network in plain PyTorch: one encoder pass per batch of points,
+  then per chunk of C samples one batched decoder pass, the three log densities written with
+  ``binary_cross_entropy_with_logits`` and Normal log densities, and the same running
+  log-sum-exp.
+
+Both run in one process on the same points, alternating, and the table gives the median
+seconds of each and their ratio (target: ours ≤ 1.15×). ``--memory`` runs ours in a fresh
+process for K = 1000 and K = 10000 at the same chunk size and reports each process's peak
+resident memory (on CUDA, ``torch.cuda.max_memory_allocated``): it must not grow with K.
+``--full`` times ours on the whole 10000-point validation split at K = 5000.
+
+Usage::
+
+    python benchmarks/is_throughput.py [--points 200] [--samples 1000] [--chunk 500] [--batch 100]
+                                       [--rounds 5] [--memory] [--full] [--device cpu|cuda]
+"""
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+import torch.nn.functional as F
+
+import pyro_vae
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "binarized_mnist.npz"
+
+
+def build(device, run_dir=None):
+    """The MNIST MLP VAE: a trained one from ``run_dir``, else freshly initialised."""
+    if run_dir:
+        return pyro_vae.Run.load(run_dir, device=device).vae
+    config = pyro_vae.ModelConfig(
+        latent_dim=40,
+        data_dim=784,
+        likelihood={"kind": "bernoulli"},
+        encoder={"kind": "mlp", "hidden": [300, 300], "activation": "tanh"},
+        decoder={"kind": "mlp", "hidden": [300, 300], "activation": "tanh"},
+    )
+    pyro.set_rng_seed(0)
+    return pyro_vae.VAE(config).to(device).eval()
+
+
+def load_points(n, device):
+    if DATA.is_file():
+        x = np.load(DATA)["valid"][:n]
+    else:  # random binary data of the same shape, said in the output
+        x = (np.random.default_rng(0).random((n, 784)) < 0.13).astype(np.uint8)
+    return torch.from_numpy(x.astype(np.float32)).to(device)
+
+
+def ours(vae, x, k, chunk, batch):
+    return pyro_vae.log_marginal_likelihood(
+        vae.model, vae.guide, x, num_samples=k, chunk_size=chunk, batch_size=batch
+    ).log_px
+
+
+@torch.no_grad()
+def hand(vae, x, k, chunk, batch):
+    """The same estimate written directly against the networks."""
+    out = []
+    for i in range(0, len(x), batch):
+        xb = x[i : i + batch]  # (B, D)
+        loc, raw = vae.encoder(xb).chunk(2, dim=-1)  # (B, Z) each, one encoder pass
+        scale = F.softplus(raw) + vae.q.min_scale
+        total = torch.full((len(xb),), -math.inf, device=x.device)
+        for start in range(0, k, chunk):
+            c = min(chunk, k - start)
+            z = loc + scale * torch.randn(c, *loc.shape, device=x.device)  # (C, B, Z)
+            logits = vae.decoder(z)  # (C, B, D)
+            log_px_z = -F.binary_cross_entropy_with_logits(
+                logits, xb.expand_as(logits), reduction="none"
+            ).sum(-1)
+            log_pz = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
+            log_qz = (-0.5 * ((z - loc) / scale).pow(2) - scale.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+            total = torch.logaddexp(total, torch.logsumexp(log_px_z + log_pz - log_qz, 0))
+        out.append(total - math.log(k))
+    return torch.cat(out)
+
+
+def timed(fn, sync):
+    sync()
+    start = time.perf_counter()
+    result = fn()
+    sync()
+    return time.perf_counter() - start, result
+
+
+def peak_memory_mb(k, chunk, batch, points, device) -> float:
+    """Run ours once in a fresh process and return its peak memory (MB)."""
+    code = (
+        "import json, resource, sys, torch; sys.path.insert(0, 'benchmarks'); import is_throughput as b;"
+        f"d = torch.device('{device}'); vae = b.build(d); x = b.load_points({points}, d);"
+        f"b.ours(vae, x, {k}, {chunk}, {batch});"
+        "mb = torch.cuda.max_memory_allocated() / 2**20 if d.type == 'cuda' else "
+        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; print(json.dumps(mb))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--chunk", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--memory", action="store_true", help="peak memory for K = 1000 and 10000")
+    parser.add_argument("--full", action="store_true", help="time ours on 10000 points at K = 5000")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--run-dir", help="a trained binarized-MNIST run to measure (default: untrained)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    vae = build(device, args.run_dir)
+    x = load_points(args.points, device)
+    print(
+        f"{'binarized MNIST' if DATA.is_file() else 'random binary data'}: {len(x)} points, "
+        f"K = {args.samples}, chunk {args.chunk}, batch {args.batch}, {device}, "
+        f"torch {torch.__version__}, pyro {pyro.__version__}, {torch.get_num_threads()} threads"
+    )
+    times = {"ours": [], "hand": []}
+    fns = {"ours": ours, "hand": hand}
+    for r in range(args.rounds + 1):  # round 0 warms up
+        for name in ("ours", "hand") if r % 2 else ("hand", "ours"):
+            seconds, estimate = timed(
+                lambda f=fns[name]: f(vae, x, args.samples, args.chunk, args.batch), sync
+            )
+            if r:
+                times[name].append(seconds)
+    o, h = statistics.median(times["ours"]), statistics.median(times["hand"])
+    ratios = [a / b for a, b in zip(times["ours"], times["hand"], strict=True)]
+    print("| estimator | median s | ratio ours/hand | per-round ratios |")
+    print("| --- | ---: | ---: | --- |")
+    print(f"| hand-written | {h:.3f} | | |")
+    print(f"| pyro-vae | {o:.3f} | {o / h:.3f}× | {min(ratios):.3f}–{max(ratios):.3f} |")
+    if args.memory:
+        for k in (1000, 10000):
+            mb = peak_memory_mb(k, args.chunk, args.batch, 100, device)
+            print(f"peak memory, K = {k}, chunk {args.chunk}, 100 points: {mb:.0f} MB")
+    if args.full:
+        full = load_points(10000, device)
+        seconds, estimate = timed(lambda: ours(vae, full, 5000, args.chunk, args.batch), sync)
+        print(
+            f"full validation split: {len(full)} points at K = 5000 in {seconds:.0f} s "
+            f"(log p̂ = {estimate.mean().item():.2f} ± {estimate.std().item() / 100:.2f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
