@@ -35,6 +35,7 @@ from pyro import poutine
 from pyro.distributions import constraints
 from pyro.poutine.util import site_is_subsample
 
+from .evaluation import MarginalLikelihood, effective_sample_size, log_mean_stderr
 from .traces import in_particle_plate, max_plate_nesting, per_particle_datum, to_site_layout
 
 
@@ -46,28 +47,16 @@ def sigmoid_schedule(steps: int, sharpness: float = 4.0) -> torch.Tensor:
 
 
 @dataclass
-class AISEstimate:
-    """log p̂(x) per data point from C chains, with diagnostics."""
+class AISEstimate(MarginalLikelihood):
+    """log p̂(x) per data point from C chains (``num_samples``), with diagnostics.
 
-    #: per data point: a stochastic lower bound (forward) or upper bound (reverse), shape (N,)
-    log_px: torch.Tensor
-    #: effective sample size of each point's C chain weights, shape (N,)
-    ess: torch.Tensor
-    #: Monte-Carlo standard error of each log p̂ from its chain weights (delta method), shape (N,)
-    mc_stderr: torch.Tensor
+    ``log_px`` is a stochastic lower bound (forward) or upper bound (reverse); ``ess`` and
+    ``mc_stderr`` are those of each point's C chain weights.
+    """
+
     #: mean HMC acceptance rate over all transitions and chains
-    acceptance: float
-    chains: int
-    steps: int
-
-    @property
-    def mean(self) -> float:
-        return self.log_px.mean().item()
-
-    @property
-    def stderr(self) -> float:
-        n = self.log_px.numel()
-        return (self.log_px.std() / math.sqrt(n)).item() if n > 1 else float("nan")
+    acceptance: float = float("nan")
+    steps: int = 0
 
 
 def _log_densities(model, guide, x, latents, chains, nesting, plate):
@@ -199,12 +188,18 @@ def ais(
         # forward, E[w] = p(x); reverse (β from 1 to 0), E[w] = 1 / p(x)
         lme = torch.logsumexp(log_w, 0) - math.log(chains)
         log_px.append(-lme if reverse_from is not None else lme)
-        ess.append(torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)))
+        ess.append(effective_sample_size(torch.logsumexp(log_w, 0), torch.logsumexp(2 * log_w, 0)))
         if progress is not None:
             progress(len(x))
     log_px, ess = torch.cat(log_px), torch.cat(ess)
-    mc_stderr = ((chains / ess - 1).clamp(min=0) / chains).sqrt()
-    return AISEstimate(log_px, ess, mc_stderr, float(accepted / max(moves, 1)), chains, steps)
+    return AISEstimate(
+        log_px=log_px,
+        ess=ess,
+        mc_stderr=log_mean_stderr(ess, chains),
+        num_samples=chains,
+        acceptance=float(accepted / max(moves, 1)),
+        steps=steps,
+    )
 
 
 @torch.no_grad()

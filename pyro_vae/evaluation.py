@@ -158,12 +158,26 @@ def log_marginal_likelihood(
                 sum_w = torch.logaddexp(sum_w, torch.logsumexp(log_w, 0))
                 sum_w2 = torch.logaddexp(sum_w2, torch.logsumexp(2 * log_w, 0))
             log_px.append(sum_w - math.log(num_samples))
-            ess.append(torch.exp(2 * sum_w - sum_w2))
+            ess.append(effective_sample_size(sum_w, sum_w2))
             if progress is not None:
                 progress(len(x))
     log_px, ess = torch.cat(log_px), torch.cat(ess)
-    mc_stderr = ((num_samples / ess - 1).clamp(min=0) / num_samples).sqrt()
+    mc_stderr = log_mean_stderr(ess, num_samples)
     return MarginalLikelihood(log_px=log_px, ess=ess, mc_stderr=mc_stderr, num_samples=num_samples)
+
+
+def effective_sample_size(log_sum_w: torch.Tensor, log_sum_w2: torch.Tensor) -> torch.Tensor:
+    """(Σ w)² / Σ w² from log Σ w and log Σ w² (Kong 1992)."""
+    return torch.exp(2 * log_sum_w - log_sum_w2)
+
+
+def log_mean_stderr(ess: torch.Tensor, k: int) -> torch.Tensor:
+    """Delta-method standard error of log (1/K) Σ w: √((K / ESS − 1) / K).
+
+    Var[ŵ]/E[ŵ]² for the mean of K weights, estimated from the weights themselves; it
+    understates the error when K is so small that the heaviest weights were not drawn.
+    """
+    return ((k / ess - 1).clamp(min=0) / k).sqrt()
 
 
 @torch.no_grad()
