@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import pyro
 import torch
 
+from .noise import IndexedNoise
 from .traces import local_terms, max_plate_nesting
 
 
@@ -131,6 +132,7 @@ def log_marginal_likelihood(
     batch_size: int = 100,
     plate: str = "data",
     device=None,
+    seed: int | None = None,
     progress=None,
 ) -> MarginalLikelihood:
     """Importance-sampling estimate of log p(x_n) with the guide as proposal.
@@ -141,10 +143,15 @@ def log_marginal_likelihood(
     diagnostics: the effective sample size (Σ_k w_k)² / Σ_k w_k² (Kong 1992), and the
     delta-method standard error of log p̂, √((K / ESS − 1) / K).
 
+    Each sample's noise is fixed by (``seed``, point index, sample index) (:mod:`pyro_vae.noise`),
+    so chunk and batch sizes change memory, not the estimate; ``seed`` defaults to a draw from
+    torch's global generator (``pyro.set_rng_seed`` fixes it).
+
     :param progress: optional callable called with the number of data points done.
     """
     device = device or data.device
     nesting = max_plate_nesting(model, guide, data[:1].to(device))  # with validation: shapes checked
+    seed = int(torch.randint(2**62, ())) if seed is None else seed
     log_px, ess = [], []
     with pyro.validation_enabled(False):  # support checks on every chunk would read the device
         for i in range(0, len(data), batch_size):
@@ -152,9 +159,9 @@ def log_marginal_likelihood(
             sum_w = sum_w2 = torch.full((len(x),), -math.inf, device=device)  # log Σ w, log Σ w²
             for start in range(0, num_samples, chunk_size):
                 k = min(chunk_size, num_samples - start)
-                log_w = local_terms(
-                    model, guide, x, particles=k, nesting=nesting, plate=plate
-                ).log_w  # (k, B)
+                with IndexedNoise(seed, first_point=i, first_sample=start, plate=plate):
+                    terms = local_terms(model, guide, x, particles=k, nesting=nesting, plate=plate)
+                log_w = terms.log_w  # (k, B)
                 sum_w = torch.logaddexp(sum_w, torch.logsumexp(log_w, 0))
                 sum_w2 = torch.logaddexp(sum_w2, torch.logsumexp(2 * log_w, 0))
             log_px.append(sum_w - math.log(num_samples))
