@@ -33,15 +33,14 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
     return x ^ _shr(x, 31)
 
 
-def _uniform(key: torch.Tensor) -> torch.Tensor:
-    """(0, 1) from the top 53 bits of a hashed key."""
-    return (_shr(_mix(key), 11).to(torch.float64) + 0.5) / 2.0**53
+def indexed_normal(seed: int, points, samples, coords, dtype=torch.float32) -> torch.Tensor:
+    """Standard normals, one per broadcast (point, sample, coordinate) index triple.
 
-
-def indexed_normal(seed: int, points, samples, coords) -> torch.Tensor:
-    """Standard normals, one per broadcast (point, sample, coordinate) index triple."""
-    key = _mix(_mix(_mix(seed ^ points) + samples) + coords)
-    u1, u2 = _uniform(2 * key), _uniform(2 * key + 1)
+    One 64-bit hash per value; its two 32-bit halves are the two uniforms of Box–Muller.
+    """
+    h = _mix(_mix(_mix(seed ^ points) + samples) + coords)
+    u1 = (_shr(h, 32).to(dtype) + 0.5) / 2.0**32
+    u2 = ((h & 0xFFFFFFFF).to(dtype) + 0.5) / 2.0**32
     return torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
 
 
