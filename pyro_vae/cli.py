@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from .config import Config, toml_value
-from .errors import ConfigError, PyroVAEError
+from .errors import ConfigError, DataError, PyroVAEError
 from .registry import REGISTRIES
 
 
@@ -92,7 +92,12 @@ def _parser() -> argparse.ArgumentParser:
         "JSON beside the run.",
     )
     evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    evaluate.add_argument("--split", choices=["valid", "train"], default="valid", help="(default valid)")
+    evaluate.add_argument(
+        "--split",
+        choices=["valid", "test", "train"],
+        default="valid",
+        help="valid (default), test (when the data file has a test array) or train",
+    )
     evaluate.add_argument(
         "--estimator",
         choices=["is", "ais"],
@@ -217,6 +222,8 @@ def _evaluate(args) -> None:
     device = resolve_device(args.device, key="--device")
     run = Run.load(args.run_dir, device=device)
     data = load_data(run.config.data)
+    if getattr(data, args.split) is None:
+        raise DataError(f"the data of this run has no {args.split} split; available: train, valid")
     x = getattr(data, args.split)[: args.points].to(device)  # (N, D)
     vae = run.vae
     pyro.set_rng_seed(args.seed)

@@ -35,6 +35,9 @@ class Data:
     valid: torch.Tensor  # (M, D)
     train_labels: torch.Tensor | None = None  # (N,)
     valid_labels: torch.Tensor | None = None  # (M,)
+    #: a held-out test split, when the file has one (never used in training)
+    test: torch.Tensor | None = None  # (T, D)
+    test_labels: torch.Tensor | None = None  # (T,)
     image_shape: tuple[int, ...] | None = None
 
     @property
@@ -84,7 +87,7 @@ def load_data(config: DataConfig, seed: int | None = None) -> Data:
         where = f"data.path = {config.path!r}"
 
     splits = {}
-    for split in ("train", "valid"):
+    for split in ("train", "valid", "test"):
         if arrays.get(split) is not None:
             x, shape = _as_matrix(arrays[split], f"{where} ({split!r})")
             image_shape = image_shape or shape
@@ -97,11 +100,13 @@ def load_data(config: DataConfig, seed: int | None = None) -> Data:
         splits.update(_split(x, labels, config.valid_fraction, seed, where))
     elif "valid" not in splits:
         splits.update(_split(splits["train"], splits["train_labels"], config.valid_fraction, seed, where))
-    if splits["valid"].shape[1] != splits["train"].shape[1]:
-        raise DataError(
-            f"{where}: validation points have {splits['valid'].shape[1]} values, "
-            f"training points {splits['train'].shape[1]}"
-        )
+    for split in ("valid", "test"):
+        if split in splits and splits[split].shape[1] != splits["train"].shape[1]:
+            words = {"valid": "validation", "test": "test"}[split]
+            raise DataError(
+                f"{where}: {words} points have {splits[split].shape[1]} values, "
+                f"training points {splits['train'].shape[1]}"
+            )
 
     image_shape = tuple(config.image_shape) if config.image_shape else image_shape
     dim = splits["train"].shape[1]
@@ -132,12 +137,14 @@ def _read_array_file(path: Path) -> dict:
             "valid": valid,
             "train_labels": arrays.get("train_labels"),
             "valid_labels": arrays.get("valid_labels"),
+            "test": arrays.get("test"),
+            "test_labels": arrays.get("test_labels"),
         }
     data_keys = [k for k in arrays if not k.endswith("labels")]
     if len(data_keys) != 1:
         raise DataError(
             f"data.path = {str(path)!r} holds arrays {', '.join(arrays) or '(none)'}; "
-            "name the training array 'train' (optionally 'valid', 'train_labels', 'valid_labels')"
+            "name the training array 'train' (optionally 'valid', 'test' and their '_labels')"
         )
     return {"data": arrays[data_keys[0]], "labels": arrays.get("labels")}
 

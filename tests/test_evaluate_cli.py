@@ -65,3 +65,35 @@ def test_evaluate_with_ais(run_dir, capsys):
     result = json.loads((run_dir / "evaluation-ais-valid.json").read_text())
     assert result["estimator"] == "ais" and result["ais"] == {"chains": 3, "steps": 20, "leapfrog": 2}
     assert math.isfinite(result["log_px"]) and len(result["log_px_per_point"]) == 10
+
+
+def test_evaluate_on_a_test_split(tmp_path, capsys):
+    """A .npz with a test array: evaluate --split test measures it; the digits have none."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        name: (rng.random((n, 16)) < 0.3).astype(np.uint8)
+        for name, n in (("train", 200), ("valid", 40), ("test", 30))
+    }
+    np.savez(tmp_path / "data.npz", **arrays)
+    run_dir = tmp_path / "run"
+    argv = [
+        "--data.path",
+        str(tmp_path / "data.npz"),
+        "--model.likelihood.kind",
+        "bernoulli",
+        "--train.epochs",
+        "1",
+    ]
+    assert main(["train", *argv, *TINY, "--train.run_dir", str(run_dir), "--quiet"]) == 0
+    assert main(["evaluate", str(run_dir), "--split", "test", "--samples", "10"]) == 0
+    result = json.loads((run_dir / "evaluation-is-test.json").read_text())
+    assert result["split"] == "test" and result["points"] == 30
+    capsys.readouterr()
+
+
+def test_evaluate_refuses_a_missing_test_split(run_dir, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "--split", "test"]) == 2
+    assert "no test split" in capsys.readouterr().err
