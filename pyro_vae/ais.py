@@ -89,24 +89,22 @@ def _initial_latents(guide, x, chains, nesting):
         if site["type"] == "sample" and not site_is_subsample(site) and not site["is_observed"]
     }
     for name, site in sites.items():
-        if site["fn"].support is not constraints.real and not isinstance(
-            site["fn"].support, constraints.independent
-        ):
-            raise NotImplementedError(
-                f"AIS needs latent sites with real support; {name!r} has {site['fn'].support}"
-            )
+        support = site["fn"].support
+        while isinstance(support, constraints.independent):
+            support = support.base_constraint
+        if support is not constraints.real:
+            raise NotImplementedError(f"AIS needs latent sites with real support; {name!r} has {support}")
     return {name: site["value"].detach() for name, site in sites.items()}, sites
 
 
 def _kinetic(momenta, sites, plate):
-    return sum(
-        per_particle_datum(
-            0.5 * p.pow(2).sum(tuple(range(-len(sites[n]["fn"].event_shape), 0))), sites[n], plate
-        )
-        if sites[n]["fn"].event_shape
-        else per_particle_datum(0.5 * p.pow(2), sites[n], plate)
-        for n, p in momenta.items()
-    )
+    """½ |p|² per chain and data point, ``(C, B)``."""
+    total = 0.0
+    for name, p in momenta.items():
+        event_dims = tuple(range(-len(sites[name]["fn"].event_shape), 0))
+        energy = 0.5 * (p.pow(2).sum(event_dims) if event_dims else p.pow(2))
+        total = total + per_particle_datum(energy, sites[name], plate)
+    return total
 
 
 @torch.no_grad()

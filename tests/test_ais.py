@@ -80,3 +80,20 @@ def test_ais_refuses_latents_without_real_support():
 
     with pytest.raises(NotImplementedError, match="real support"):
         ais(model, guide, torch.rand(3), chains=2, steps=2, leapfrog=1)
+
+
+def test_ais_refuses_positive_latents_behind_to_event():
+    """``.to_event`` wraps the support in ``independent``; the check must look inside it."""
+    import pyro.distributions as dist
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.LogNormal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z.sum(-1), 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.LogNormal(torch.zeros(2), 1.0).to_event(1))
+
+    with pytest.raises(NotImplementedError, match="real support"):
+        ais(model, guide, torch.rand(3), chains=2, steps=2, leapfrog=1)

@@ -1,15 +1,13 @@
 """``pyro-vae compare``: objectives trained alike and measured alike, resumable, with tiny budgets."""
 
-import contextlib
-import io
 import json
 import math
 import shutil
 
 import pytest
+from test_cli import PNG_MAGIC, run_cli
 
 from pyro_vae import Config, ConfigError, compare, comparison
-from pyro_vae.cli import main
 from pyro_vae.comparison import parse_objective
 
 TINY = ["--model.encoder.hidden", "[16]", "--model.decoder.hidden", "[16]"]
@@ -18,14 +16,6 @@ OUTPUTS = ("comparison.md", "comparison.csv", "comparison.json", "base_config.to
 FIGURES = ("validation_curves.png", "log_likelihood.png")
 NUMBERS = ("log_px", "valid_elbo", "recon", "kl", "seconds_per_epoch", "train_seconds", "peak_memory_mb")
 MEASURES = ("log_px", "valid_elbo", "recon", "kl", "active_units", "epochs")
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def run_cli(argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def compare_argv(out, objectives=("elbo", "iwae:k=3"), seeds=2, extra=()) -> list:

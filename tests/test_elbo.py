@@ -1,14 +1,4 @@
-"""The ELBO of our VAE against closed forms on a linear-Gaussian model (probabilistic PCA).
-
-Model: z ~ N(0, I_Z), x | z ~ N(W z + b, σ² I_D), so that exactly
-
-    log p(x)  = log N(x; b, W Wᵀ + σ² I)
-    p(z | x)  = N(M⁻¹ Wᵀ (x − b), σ² M⁻¹),   M = Wᵀ W + σ² I        (Tipping & Bishop 1999)
-
-W has orthogonal columns, so M and the posterior covariance are diagonal and our
-diagonal Gaussian guide can represent the exact posterior. A VAE with a linear decoder
-(``hidden = []``), a fixed-scale Gaussian likelihood and a linear encoder is this model.
-"""
+"""The ELBO of our VAE against closed forms on probabilistic PCA (the model: tests/ppca.py)."""
 
 import pyro
 import pytest
