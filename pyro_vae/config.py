@@ -269,14 +269,54 @@ class ModelConfig(_Section):
 
     _key = "model"
 
+    #: size of the latent code z
     latent_dim: PositiveInt = 2
+    #: sizes of stacked stochastic layers z₁ (next to the data) … z_L (under the prior), e.g.
+    #: [100, 50]: a hierarchical model z_L → … → z₁ → x; unset means one layer of latent_dim
+    latent_dims: list[PositiveInt] | None = None
     #: filled in from the data when training; needed to build a VAE by hand
     data_dim: PositiveInt | None = None
+    #: [height, width] or [channels, height, width] of image data, filled in from the data when
+    #: training; networks that see images (conv) need it
+    image_shape: list[PositiveInt] | None = None
     prior: Spec = spec("prior", "normal")
     likelihood: Spec = spec("likelihood", "gaussian", scale="learned")
+    #: x → parameters of q(z₁|x)
     encoder: Spec = spec("network", "mlp", hidden=[256, 256], activation="tanh")
+    #: z₁ → parameters of p(x|z₁)
     decoder: Spec = spec("network", "mlp", hidden=[256, 256], activation="tanh")
     guide: Spec = spec("guide", "normal")
+    #: in a hierarchical model, the networks between stochastic layers: z_l → parameters of
+    #: q(z_{l+1}|z_l) in the guide and z_{l+1} → parameters of p(z_l|z_{l+1}) in the model
+    inner: Spec = spec("network", "mlp", hidden=[100, 100], activation="tanh")
+
+    def check(self) -> None:
+        if self.latent_dims is not None:
+            if not self.latent_dims:
+                raise ConfigError("model.latent_dims = [] is not allowed: give at least one layer size")
+            if self.latent_dim not in (2, self.latent_dims[0]):
+                raise ConfigError(
+                    f"model.latent_dim = {self.latent_dim} conflicts with model.latent_dims = "
+                    f"{self.latent_dims}: set latent_dims alone for a hierarchical model"
+                )
+            # latent_dim names the layer next to the data, as in a one-layer model
+            object.__setattr__(self, "latent_dim", self.latent_dims[0])
+        if self.image_shape is not None:
+            if len(self.image_shape) not in (2, 3):
+                raise ConfigError(
+                    f"model.image_shape = {self.image_shape} is not allowed: "
+                    "expected [height, width] or [channels, height, width]"
+                )
+            if self.data_dim is not None and math.prod(self.image_shape) != self.data_dim:
+                raise ConfigError(
+                    f"model.image_shape = {self.image_shape} does not hold model.data_dim = "
+                    f"{self.data_dim} values"
+                )
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """The stochastic layers' sizes, from the data up: (z₁, …, z_L)."""
+        return tuple(self.latent_dims) if self.latent_dims is not None else (self.latent_dim,)
 
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -331,6 +371,8 @@ class DataConfig(_Section):
     split_seed: int = 0
     #: image shape for pictures, e.g. [28, 28]; inferred for square images when unset
     image_shape: tuple[PositiveInt, ...] | None = None
+    #: every value is divided by this when loaded: 255 maps 8-bit images to [0, 1]
+    divide_by: PositiveFloat = 1.0
 
 
 @dataclass(frozen=True)
@@ -444,10 +486,13 @@ class Config:
             if isinstance(target.get(leaf), dict) and "kind" in target[leaf]:
                 # a new kind starts from that kind's defaults, not the old kind's options
                 value = parse_value(raw)
-                target[leaf] = value if isinstance(value, dict) else {"kind": value}
+                if value != target[leaf]["kind"]:
+                    target[leaf] = value if isinstance(value, dict) else {"kind": value}
             elif leaf == "kind" and len(parts) > 1:
-                target.clear()
-                target["kind"] = parse_value(raw)
+                value = parse_value(raw)
+                if value != target.get("kind"):  # the same kind keeps its options
+                    target.clear()
+                    target["kind"] = value
             else:
                 value = parse_value(raw)
                 # a string option keeps a word that TOML reads as a number, bool or date

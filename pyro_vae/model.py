@@ -9,6 +9,15 @@ Amortized guide (``VAE.guide``)::
 
     z_n ~ q_φ(z | x_n)                  site "z"
 
+With ``latent_dims = [d₁, …, d_L]`` the model stacks L stochastic layers, sites
+``"z1"`` … ``"zL"`` (Burda, Grosse & Salakhutdinov 2016, "Importance Weighted
+Autoencoders", section 5; the two-layer models of their Table 1)::
+
+    model:  z_L ~ p(z_L),  z_l ~ N(μ_θ(z_{l+1}), diag σ_θ(z_{l+1})²),  x ~ p_θ(x | z₁)
+    guide:  z₁ ~ q_φ(z₁ | x),  z_{l+1} ~ q_φ(z_{l+1} | z_l)
+
+so that p(x, z) = p(z_L) Π_l p(z_l | z_{l+1}) p(x | z₁) and q(z|x) = q(z₁|x) Π_l q(z_{l+1}|z_l).
+
 Training maximises a variational bound on Σ_n log p_θ(x_n); the default is the
 evidence lower bound E_q[log p_θ(x, z) − log q_φ(z|x)] (Kingma & Welling 2014,
 "Auto-Encoding Variational Bayes"; Rezende et al. 2014).
@@ -22,6 +31,7 @@ global parameter store (two VAEs can live in one process).
 import weakref
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
 from pyro.poutine.runtime import effectful
@@ -29,7 +39,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .errors import ConfigError
-from .guides import GUIDES
+from .guides import GUIDES, DiagonalNormal
 from .likelihoods import LIKELIHOODS
 from .networks import NETWORKS
 from .priors import PRIORS
@@ -60,6 +70,12 @@ class VAE(nn.Module):
     ``vae.model(x)`` and ``vae.guide(x)`` take a batch ``x`` of shape ``(B, data_dim)``.
     Any leading particle dimensions that an objective adds to ``z`` pass through the
     networks unchanged.
+
+    Parts: ``prior``, ``likelihood``, ``decoder`` (z₁ → p(x|z₁)), ``encoder`` and ``q``
+    (x → q(z₁|x)); in a hierarchical model also ``q_nets``/``q_layers`` (z_l → q(z_{l+1}|z_l))
+    and ``p_nets``/``p_layers`` (z_{l+1} → p(z_l|z_{l+1})). A part may define
+    ``initialize(x)``, called with the training data before training, and a prior may define
+    ``attach(posterior, data_dim)`` to be given the guide (the VampPrior's mixture of q).
     """
 
     #: Whether the programs declare the parameters as Pyro ``param`` sites, which is what
@@ -75,52 +91,105 @@ class VAE(nn.Module):
                 "(pyro_vae.train fills it in from the data)"
             )
         self.config = config
-        data_dim, latent_dim = config.data_dim, config.latent_dim
-        self.prior = PRIORS.get(config.prior.kind)(latent_dim, **config.prior.params)
+        dims = config.layers
+        data_dim = config.data_dim
+        image = tuple(config.image_shape) if config.image_shape else None
+        if image is not None and len(image) == 2:
+            image = (1, *image)
+
+        def network(spec, n_in, n_out):
+            return NETWORKS.get(spec.kind)(n_in, n_out, **spec.params)
+
+        def guide_part(dim):
+            return GUIDES.get(config.guide.kind)(dim, **config.guide.params)
+
+        self.prior = PRIORS.get(config.prior.kind)(dims[-1], **config.prior.params)
         self.likelihood = LIKELIHOODS.get(config.likelihood.kind)(data_dim, **config.likelihood.params)
-        self.q = GUIDES.get(config.guide.kind)(latent_dim, **config.guide.params)
-        self.encoder = NETWORKS.get(config.encoder.kind)(
-            data_dim, self.q.param_features, **config.encoder.params
+        self.q = guide_part(dims[0])
+        self.encoder = network(config.encoder, image or data_dim, self.q.param_features)
+        per_value, rest = divmod(self.likelihood.param_features, data_dim)
+        out = (per_value * image[0], *image[1:]) if image and rest == 0 else self.likelihood.param_features
+        self.decoder = network(config.decoder, dims[0], out)
+        # hierarchical layers: q(z_{l+1} | z_l) and p(z_l | z_{l+1}) for l = 1..L-1
+        self.q_layers = nn.ModuleList(guide_part(d) for d in dims[1:])
+        self.q_nets = nn.ModuleList(
+            network(config.inner, d, q.param_features) for d, q in zip(dims, self.q_layers, strict=False)
         )
-        self.decoder = NETWORKS.get(config.decoder.kind)(
-            latent_dim, self.likelihood.param_features, **config.decoder.params
+        self.p_layers = nn.ModuleList(DiagonalNormal(d) for d in dims[:-1])
+        self.p_nets = nn.ModuleList(
+            network(config.inner, d, p.param_features) for d, p in zip(dims[1:], self.p_layers, strict=True)
         )
+        self.sites = ("z",) if len(dims) == 1 else tuple(f"z{i + 1}" for i in range(len(dims)))
+        if hasattr(self.prior, "attach"):
+            self.prior.attach(self.top_posterior, data_dim)
 
     def model(self, x: torch.Tensor) -> None:
-        """p(z) p_θ(x|z) with x observed; sites ``"z"`` and ``"x"`` in plate ``"data"``."""
+        """p(z) p_θ(x|z) with x observed; sites ``"z"`` (or ``"z1"``…) and ``"x"`` in plate ``"data"``."""
         if self.emit_param_sites:
-            for name in ("prior", "likelihood", "decoder"):
+            for name in ("prior", "likelihood", "decoder", "p_layers", "p_nets"):
                 declare_params(getattr(self, name), name)
         with pyro.plate("data", x.shape[0], device=x.device):
-            z = pyro.sample("z", self.prior())  # (..., B, Z)
+            z = pyro.sample(self.sites[-1], self.prior())  # (..., B, Z_L)
+            for site, p, net in reversed(list(zip(self.sites, self.p_layers, self.p_nets, strict=False))):
+                z = pyro.sample(site, p(net(z)))  # (..., B, Z_l)
             pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
 
     def guide(self, x: torch.Tensor) -> None:
-        """q_φ(z|x); site ``"z"`` in plate ``"data"``."""
+        """q_φ(z|x); sites ``"z"`` (or ``"z1"``…) in plate ``"data"``."""
         if self.emit_param_sites:
-            for name in ("q", "encoder"):
+            for name in ("q", "encoder", "q_layers", "q_nets"):
                 declare_params(getattr(self, name), name)
         with pyro.plate("data", x.shape[0], device=x.device):
-            pyro.sample("z", self.q(self.encoder(x)))
+            z = pyro.sample(self.sites[0], self.q(self.encoder(x)))  # (..., B, Z_1)
+            for site, q, net in zip(self.sites[1:], self.q_layers, self.q_nets, strict=True):
+                z = pyro.sample(site, q(net(z)))
+
+    def top_posterior(self, x: torch.Tensor) -> dist.Distribution:
+        """q(z_L | x) for the top layer, following the lower layers' centres (see :func:`center`).
+
+        For a one-layer model this is exactly q(z|x); it is what a VampPrior mixes.
+        """
+        d = self.q(self.encoder(x))
+        for q, net in zip(self.q_layers, self.q_nets, strict=True):
+            d = q(net(center(d)))
+        return d
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The posterior mean E_q[z|x], shape ``(B, Z)``."""
-        return self.q(self.encoder(x)).mean
+        """The centre of q(z₁|x) (its mean where known, see :func:`center`), shape ``(B, Z₁)``."""
+        return center(self.q(self.encoder(x)))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """E[x | z = E_q[z|x]]: the decoder's mean at the posterior mean, shape ``(B, D)``."""
+        """E[x | z₁ = centre of q(z₁|x)]: the decoder's mean, shape ``(B, D)``."""
         return self.likelihood.mean(self.decoder(self.encode(x)))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """E[x | z], shape ``(..., D)``."""
+        """E[x | z₁], shape ``(..., D)``."""
         return self.likelihood.mean(self.decoder(z))
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = True) -> torch.Tensor:
-        """``n`` draws z ~ p(z) decoded: E[x|z] when ``mean`` (what pictures show), else x ~ p(x|z)."""
-        z = self.prior().sample((n,))  # (n, Z)
+        """``n`` draws z ~ p(z) decoded: E[x|z₁] when ``mean`` (what pictures show), else x ~ p(x|z₁)."""
+        z = self.prior().sample((n,))  # (n, Z_L)
+        for p, net in reversed(list(zip(self.p_layers, self.p_nets, strict=True))):
+            z = p(net(z)).sample()
         out = self.decoder(z)
         return self.likelihood.mean(out) if mean else self.likelihood(out).sample()
+
+
+def center(d: dist.Distribution) -> torch.Tensor:
+    """A representative point of ``d``: its mean, or for a flow with no closed-form mean
+    (an IAF guide) the flow applied to its base distribution's centre."""
+    try:
+        return d.mean
+    except NotImplementedError:
+        if isinstance(d, dist.TransformedDistribution):
+            z = center(d.base_dist)
+            for t in d.transforms:
+                z = t(z)
+            return z
+        if isinstance(d, dist.Independent):
+            return center(d.base_dist)
+        raise

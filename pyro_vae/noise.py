@@ -4,13 +4,14 @@ An importance-sampling estimate draws K samples for each of N data points, in ch
 only bound memory. With the global random stream the draws would depend on the chunking.
 Inside :class:`IndexedNoise`, a reparameterizable guide site instead draws its standard
 normal noise ε from a counter-based generator: each ε is a hash of the seed, the data
-point's index in the dataset, the sample's index among the K, and the coordinate
+point's index in the dataset, the sample's index among the K, the latent site's name and the coordinate
 (splitmix64, Steele et al. 2014, then Box–Muller), so the same seed gives the same estimate
 whatever the chunk and batch sizes. It covers Normal, MultivariateNormal, Independent and
 TransformedDistribution guides; any other site draws from the global stream as usual.
 """
 
 import math
+import zlib
 
 import torch
 from pyro.distributions import Independent, MultivariateNormal, Normal, TransformedDistribution
@@ -78,8 +79,10 @@ class IndexedNoise(Messenger):
         for i, n in enumerate(shape):
             if i not in (particle, point):
                 coord = coord * n + index[i]  # row-major index over the other dimensions
+        # each latent site gets its own stream: z₁ and z₂ of a hierarchical guide must not share ε
+        seed = self.seed ^ (zlib.crc32(msg["name"].encode()) << 31)
         eps = indexed_normal(
-            self.seed, self.first_point + index[point], self.first_sample + index[particle], coord
+            seed, self.first_point + index[point], self.first_sample + index[particle], coord
         )
         return eps.expand(shape).to(like.dtype)
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
@@ -133,16 +134,20 @@ def local_terms(
         the distribution: log q(z) − log q(z̄) + stop(log q(z̄)) with z̄ = stop(z) has the
         value of log q(z) and only the pathwise gradient.
     :param analytic_kl: also compute the closed-form KL of each latent site where one is
-        registered (``kl`` is None if any site lacks one).
+        registered and valid (:func:`closed_form_sites`); ``kl`` is None if any site lacks one.
     """
     dim = -(nesting + 1)
     guide_trace = poutine.trace(in_particle_plate(guide, particles, dim)).get_trace(x)
+    stopped = None
+    if stop_q_params and _latent_count(guide_trace) > 1:
+        guide_trace, stopped = _stopped_guide(guide, guide_trace, particles, dim, x)
     model_trace = poutine.trace(
         poutine.replay(in_particle_plate(model, particles, dim), trace=guide_trace)
     ).get_trace(x)
 
     zero = x.new_zeros(particles, x.shape[0])
     recon, log_prior, log_q, kl = zero, zero, zero, zero
+    closed = closed_form_sites(model_trace, guide_trace) if analytic_kl else set()
     used, latents = [], {}
     for name, site in model_trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site):
@@ -157,12 +162,17 @@ def local_terms(
         latents[name] = q_site
         log_prior = log_prior + lp
         z = q_site["value"]
-        lq = q_site["fn"].log_prob(z)
-        if stop_q_params:
+        if stopped is not None:
+            lq = stopped.nodes[name]["fn"].log_prob(z)
+        else:
+            lq = q_site["fn"].log_prob(z)
+        if stop_q_params and stopped is None:
             z_bar = z.detach()
             lq_bar = q_site["fn"].log_prob(z_bar)
             lq = lq - (lq_bar - lq_bar.detach())
         log_q = log_q + per_particle_datum(_masked(lq, q_site), q_site, plate)
+        if analytic_kl and kl is not None and name not in closed:
+            kl = None
         if analytic_kl and kl is not None:
             try:
                 site_kl = kl_divergence(q_site["fn"], site["fn"])
@@ -177,6 +187,83 @@ def local_terms(
         scale=_site_scale(used),
         latent_sites=latents,
     )
+
+
+def closed_form_sites(model_trace, guide_trace) -> set[str]:
+    """The latent sites whose KL(q || p) may be taken in closed form inside an ELBO.
+
+    Replacing log q(z_s|·) − log p(z_s|·) at a draw by its expectation over z_s is unbiased
+    when the model's conditioning values of z_s are fixed while z_s varies: none of them may
+    be drawn after z_s in the guide. In a hierarchical model, p(z₁|z₂) depends on z₂, which
+    the guide draws given z₁, so z₁'s KL is estimated by Monte Carlo while the top layer's,
+    KL(q(z₂|z₁) || p(z₂)), is exact. (Pyro's ``TraceMeanField_ELBO`` assumes a mean-field
+    guide instead.) Order stands for dependence: a site is closed-form when every latent the
+    model draws before it, the guide draws before it too.
+    """
+    order = [n for n, s in guide_trace.nodes.items() if s["type"] == "sample" and not site_is_subsample(s)]
+    position = {name: i for i, name in enumerate(order)}
+    seen, ok = [], set()
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
+            continue
+        if name in position and all(position.get(m, -1) < position[name] for m in seen):
+            ok.add(name)
+        seen.append(name)
+    return ok
+
+
+def _latent_count(trace) -> int:
+    return sum(1 for s in trace.nodes.values() if s["type"] == "sample" and not site_is_subsample(s))
+
+
+def _stopped_guide(guide, guide_trace, particles: int, dim: int, x: torch.Tensor):
+    """The guide's densities with its parameters held fixed but its latent values live.
+
+    With several latent sites, q(z₂|z₁) depends on z₁ through its parameters, a pathwise
+    dependence that "stop q's parameters" must keep while cutting φ (Roeder et al. 2017;
+    Tucker et al. 2019, for hierarchical guides). So the guide is run again at the sampled
+    values with its parameters detached: ``torch.func.functional_call`` for a guide that is
+    a method of a ``torch.nn.Module`` (our VAE, a ``PyroModule``), and detached values of
+    Pyro ``param`` sites for guides that use the parameter store.
+
+    Returns a copy of ``guide_trace`` whose latent values are fresh views of the samples
+    (so a gradient hook on them, as DReG's, acts on the densities' use of z and not on the
+    sampling path from z₁ to z₂), and the stopped guide's trace at those views.
+    """
+    views = guide_trace.copy()
+    for name, site in guide_trace.nodes.items():
+        if site["type"] == "sample" and not site_is_subsample(site):
+            views.nodes[name] = {**site, "value": site["value"].view_as(site["value"])}
+    fn, owner = guide, getattr(guide, "__self__", None)
+    if isinstance(owner, torch.nn.Module):
+        method = _Method(owner, guide.__name__)
+        detached = {f"owner.{name}": p.detach() for name, p in owner.named_parameters()}
+
+        def fn(*args):
+            return torch.func.functional_call(method, detached, args)
+
+    run = in_particle_plate(fn, particles, dim)
+    with _DetachParams():
+        stopped = poutine.trace(poutine.replay(run, trace=views)).get_trace(x)
+    return views, stopped
+
+
+class _Method(torch.nn.Module):
+    """A module whose forward is one method of ``owner`` (for ``torch.func.functional_call``)."""
+
+    def __init__(self, owner: torch.nn.Module, name: str):
+        super().__init__()
+        self.owner, self.name = owner, name
+
+    def forward(self, *args):
+        return getattr(self.owner, self.name)(*args)
+
+
+class _DetachParams(Messenger):
+    """Pyro ``param`` sites give detached values (the guide's parameters held fixed)."""
+
+    def _pyro_post_param(self, msg):
+        msg["value"] = msg["value"].detach()
 
 
 def _masked(log_prob: torch.Tensor, site: dict) -> torch.Tensor:

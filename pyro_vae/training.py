@@ -139,7 +139,11 @@ def train(
             raise ConfigError(
                 f"model.data_dim = {config.model.data_dim} but the data has {data.dim} values per point"
             )
-        config = dataclasses.replace(config, model=dataclasses.replace(config.model, data_dim=data.dim))
+        image = data.image_shape if data.image_shape and len(data.image_shape) in (2, 3) else None
+        image = config.model.image_shape or (list(image) if image else None)
+        config = dataclasses.replace(
+            config, model=dataclasses.replace(config.model, data_dim=data.dim, image_shape=image)
+        )
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, image_shape=data.image_shape))
     run_dir = Path(tc.run_dir) if tc.run_dir else fresh_dir("runs", config.data.name)
     config = dataclasses.replace(config, train=dataclasses.replace(tc, run_dir=str(run_dir)))
@@ -153,8 +157,9 @@ def train(
                 vae.likelihood.check_data(getattr(data, split), f"the {split} data of {config.data.name!r}")
             except DataError as e:
                 raise DataError(f"{e} (model.likelihood.kind = {config.model.likelihood.kind!r})") from None
-        if hasattr(vae.likelihood, "initialize"):
-            vae.likelihood.initialize(data.train)
+        for part in vae.modules():  # data-dependent starting values (a learned σ, pseudo-inputs)
+            if part is not vae and hasattr(part, "initialize"):
+                part.initialize(data.train)
         vae.to(device)
         model, guide = vae.model, vae.guide
     if fits_on(device, data):
@@ -199,6 +204,11 @@ def train(
     with stepping(vae):
         history.append(evaluate(0, 0, None, 0.0))
         append_metrics(run_dir / METRICS, history[-1])
+        if history[0]["kl_estimator"] == "monte_carlo":
+            say(
+                "pyro-vae: KL(q(z|x) || p(z)) has no closed form for this guide and prior: the KL "
+                "terms (in metrics and in objectives that use the closed form) are Monte-Carlo estimates"
+            )
         for epoch in bar:
             start = time.perf_counter()
             where = data.train.device

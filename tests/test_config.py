@@ -251,7 +251,7 @@ def test_string_options_keep_words_that_look_like_other_toml_values(word):
     ("overrides", "fragments"),
     [
         pytest.param({"foo.bar": "1"}, ["foo.bar", "allowed: model, objective, train, data"], id="section"),
-        pytest.param({"model.latnt_dim": "3"}, ["model.latnt_dim", "latent_dim, data_dim"], id="key"),
+        pytest.param({"model.latnt_dim": "3"}, ["model.latnt_dim", "latent_dim, latent_dims, data_dim"], id="key"),
         pytest.param({"train.epochs.x": "3"}, ["train.epochs.x", "'epochs' is not a table"], id="not-table"),
         pytest.param({"model.encoder.hiden": "[3]"}, ["model.encoder.hiden", "kind, hidden"], id="spec-key"),
         pytest.param({"train.epochs": "five"}, ['train.epochs = "five"', "an integer >= 1"], id="word"),

@@ -13,6 +13,10 @@ the IWAE gradient Σ_k w̃_k ∇_θ log p(x, z_k). Both come from one backward p
 surrogate is IWAE_K with log q's parameters cut from the graph (pyro_vae.traces,
 ``stop_q_params``), whose gradient reaches φ only through z_k, as w̃_k ∂ log w_k/∂z_k;
 a gradient hook on each z_k multiplies what passes through it by one more w̃_k.
+With several latent sites (a hierarchical guide, z₂ drawn given z₁) the hooks sit on
+views of the samples that only the densities see (:func:`pyro_vae.traces.local_terms`),
+so each density's gradient is weighted once and then flows back along the sampling
+path z₁ → z₂ unweighted.
 Pyro has no DReG estimator (Pyro issue 2598, draft PR 2605).
 """
 
@@ -29,11 +33,6 @@ class IWAE_DReG(LocalBound):
         log_w = terms.log_w  # (K, B)
         value = log_mean_exp(log_w)
         if log_w.requires_grad:
-            if len(terms.latent_sites) != 1:
-                raise NotImplementedError(
-                    "iwae_dreg supports guides with one latent site; this guide has "
-                    f"{sorted(terms.latent_sites)}"
-                )
             w_tilde = torch.softmax(log_w, dim=0).detach()  # (K, B)
             for site in terms.latent_sites.values():
                 if site["value"].requires_grad:

@@ -31,7 +31,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent, kl_divergence
 
-from ..traces import _masked, _site_scale
+from ..traces import _masked, _site_scale, closed_form_sites
 
 
 class Modified(pyro.infer.ELBO):
@@ -95,6 +95,7 @@ def kl_by_dimension(model, guide, x: torch.Tensor, *, plate: str = "data") -> tu
     guide_trace = poutine.trace(guide).get_trace(x)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
     groups, sites = [], []
+    closed = closed_form_sites(model_trace, guide_trace)
     for name, site in model_trace.nodes.items():
         if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
             continue
@@ -102,6 +103,8 @@ def kl_by_dimension(model, guide, x: torch.Tensor, *, plate: str = "data") -> tu
         sites += [site, q_site]
         q, p = _factors(q_site["fn"], site["fn"])
         try:
+            if name not in closed:
+                raise NotImplementedError
             kl = kl_divergence(q, p)
         except NotImplementedError:
             z = q_site["value"]

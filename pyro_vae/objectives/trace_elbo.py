@@ -14,6 +14,7 @@ from pyro.infer.trace_elbo import _compute_log_r
 from pyro.infer.util import check_fully_reparametrized, is_identically_zero, is_validation_enabled
 from torch.distributions import kl_divergence
 
+from ..traces import closed_form_sites
 from .base import Particles, register_objective
 
 
@@ -63,12 +64,25 @@ class TraceMeanField_ELBO(_OnDeviceLoss, pyro.infer.TraceMeanField_ELBO):
     """Pyro's ``TraceMeanField_ELBO`` estimator, computed on the device.
 
     ELBO = Σ_observed log p(x|z) − Σ_latent KL(q || p), with each KL in closed form
-    where one is registered and log q − log p at z ~ q otherwise (as Pyro does).
+    where one is registered and log q − log p at z ~ q otherwise (as Pyro does), and
+    also where the closed form would be biased (:func:`pyro_vae.traces.closed_form_sites`:
+    the lower layer of a hierarchical model).
     Needs reparameterizable guide sites.
     """
 
+    def _get_trace(self, model, guide, args, kwargs):
+        # Pyro warns unless model and guide draw their sites in the same order; closed_form_sites
+        # checks what that warning stands for, and falls back to Monte Carlo where it fails
+        return pyro.infer.Trace_ELBO._get_trace(self, model, guide, args, kwargs)
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        # what Pyro's loss and loss_and_grads (SVI.step) call: the same estimate as ours
+        loss, surrogate = self._particle(model_trace, guide_trace)
+        return float(loss.detach()), surrogate
+
     def _particle(self, model_trace, guide_trace):
         elbo = 0.0
+        closed = closed_form_sites(model_trace, guide_trace)
         for name, site in model_trace.nodes.items():
             if not _is_sample(site):
                 continue
@@ -79,6 +93,8 @@ class TraceMeanField_ELBO(_OnDeviceLoss, pyro.infer.TraceMeanField_ELBO):
             if is_validation_enabled():
                 check_fully_reparametrized(guide_site)
             try:
+                if name not in closed:
+                    raise NotImplementedError
                 kl = kl_divergence(guide_site["fn"], site["fn"])
                 elbo = elbo - scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
             except NotImplementedError:
