@@ -17,6 +17,8 @@ allowed.
 """
 
 import dataclasses
+import importlib
+import importlib.util
 import json
 import math
 import re
@@ -379,12 +381,19 @@ class DataConfig(_Section):
 class Config:
     """A whole run: ``Config.load(path)``, ``config.save(path)``, ``config.override(...)``."""
 
+    #: Python files (or importable modules) to import first: where a user registers their own
+    #: priors, guides, likelihoods, networks or objectives (``register_prior`` …) to name here;
+    #: a relative path is relative to the config file
+    plugins: list[str] = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: Spec = field(default_factory=lambda: Spec("elbo"))
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self):
+        plugins = check_value("plugins", self.plugins, list[str])
+        # imported before the sections are checked, since they may name what a plugin registers
+        object.__setattr__(self, "plugins", [import_plugin(p) for p in plugins])
         for name, section in (("model", ModelConfig), ("train", TrainConfig), ("data", DataConfig)):
             value = getattr(self, name)
             if isinstance(value, dict):
@@ -405,6 +414,7 @@ class Config:
 
     def to_dict(self) -> dict:
         return {
+            "plugins": list(self.plugins),
             "model": self.model.to_dict(),
             "objective": self.objective.to_dict(),
             "train": self.train.to_dict(),
@@ -429,6 +439,11 @@ class Config:
                 )
         except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
             raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix[1:]}: {e}") from None
+        if isinstance(values, dict) and isinstance(values.get("plugins"), list):
+            values["plugins"] = [
+                str((path.parent / p).resolve()) if isinstance(p, str) and p.endswith(".py") else p
+                for p in values["plugins"]
+            ]
         return cls.from_dict(values)
 
     def save(self, path) -> None:
@@ -511,11 +526,43 @@ def parse_value(raw):
 
 
 def to_toml(sections: dict) -> str:
-    """Write a config as TOML: one table per section, a registry choice as an inline table."""
-    lines = []
+    """Write a config as TOML: top-level keys first, then one table per section, a registry
+    choice as an inline table."""
+    top = [f"{k} = {toml_value(v)}" for k, v in sections.items() if not isinstance(v, dict)]
+    lines = [*top, ""] if top else []
     for section, values in sections.items():
-        lines += [f"[{section}]", *(f"{k} = {toml_value(v)}" for k, v in values.items()), ""]
+        if isinstance(values, dict):
+            lines += [f"[{section}]", *(f"{k} = {toml_value(v)}" for k, v in values.items()), ""]
     return "\n".join(lines)
+
+
+_PLUGINS: dict[str, object] = {}
+
+
+def import_plugin(name: str) -> str:
+    """Import a user's file (``path/to/file.py``) or module once; return how to find it again.
+
+    A file's path is made absolute, so that a run's saved config still finds it.
+    """
+    is_file = name.endswith(".py")
+    key = str(Path(name).resolve()) if is_file else name
+    if key in _PLUGINS:
+        return key
+    try:
+        if is_file:
+            if not Path(key).is_file():
+                raise ConfigError(f"plugins: {name!r} does not exist")
+            spec = importlib.util.spec_from_file_location(f"pyro_vae_plugin_{len(_PLUGINS)}", key)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(name)
+    except ConfigError:
+        raise
+    except Exception as e:  # a user's file may fail in any way: say which file and how
+        raise ConfigError(f"plugins: importing {name!r} failed: {type(e).__name__}: {e}") from None
+    _PLUGINS[key] = module
+    return key
 
 
 def toml_value(value) -> str:

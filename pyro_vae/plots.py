@@ -115,8 +115,12 @@ def image_grid(images, image_shape, path, *, title=None, ncols=None, vmin=0.0, v
     return _save(fig, path)
 
 
-def reconstructions(inputs, recons, image_shape, path, *, title="Reconstructions") -> Path:
-    """Data points (N, D) in rows labelled "data", each above a row of its reconstructions."""
+def reconstructions(
+    inputs, recons, image_shape, path, *, title="Reconstructions", vmin=0.0, vmax=1.0
+) -> Path:
+    """Data points (N, D) in rows labelled "data", each above a row of its reconstructions.
+
+    Images are drawn on the value range [vmin, vmax] (8-bit levels: 0 to 255)."""
     inputs, recons = _np(inputs), _np(recons)
     if image_shape is None:
         fig = Figure(figsize=(6, 6), layout="constrained")
@@ -133,7 +137,7 @@ def reconstructions(inputs, recons, image_shape, path, *, title="Reconstructions
     padding = np.full((nblocks * ncols - n, d), np.nan)  # blank tiles after the last point
     blocks = [np.concatenate([a, padding]).reshape(nblocks, ncols, d) for a in (inputs, recons)]
     rows = np.stack(blocks, axis=1).reshape(-1, d)  # data row, its reconstructions, next block…
-    fig, ax = _tile_figure(_tile(rows, image_shape, ncols, 0.0, 1.0), 2 * nblocks, ncols, title)
+    fig, ax = _tile_figure(_tile(rows, image_shape, ncols, vmin, vmax), 2 * nblocks, ncols, title)
     h = image_shape[-2]
     ax.set_yticks(
         [(h + 1) * r + (h - 1) / 2 for r in range(2 * nblocks)],
@@ -290,7 +294,7 @@ def log_likelihood_bars(summary: list[dict], path, *, key="log_px", title="log p
     return _save(fig, path)
 
 
-def decoded_grid(decode, path, *, image_shape, n=15, title="Decoded latent grid") -> Path:
+def decoded_grid(decode, path, *, image_shape, n=15, title="Decoded latent grid", vmin=0.0, vmax=1.0) -> Path:
     """Decode an n×n grid of a 2-D latent space at standard-normal quantiles 5%…95%.
 
     ``decode`` maps (n·n, 2) float32 points to (n·n, D) images; z₁ grows to the right and
@@ -300,7 +304,7 @@ def decoded_grid(decode, path, *, image_shape, n=15, title="Decoded latent grid"
     z = np.array([(z1, z2) for z2 in reversed(q) for z1 in q], dtype=np.float32)  # (n·n, 2)
     with torch.no_grad():
         images = _np(decode(z))
-    fig, ax = _tile_figure(_tile(images, image_shape, n, 0.0, 1.0), n, n, title)
+    fig, ax = _tile_figure(_tile(images, image_shape, n, vmin, vmax), n, n, title)
     h, w = image_shape[-2:]
     ends = [0, n - 1]
     ax.set_xticks([(w + 1) * i + (w - 1) / 2 for i in ends], [f"{q[i]:.2f}" for i in ends])
@@ -330,7 +334,9 @@ def write_run_figures(run, data) -> list[Path]:
             vmin=lo,
             vmax=hi,
         ),
-        reconstructions(data.valid[:16], vae.reconstruct(data.valid[:16]), shape, out / RECONSTRUCTIONS),
+        reconstructions(
+            data.valid[:16], vae.reconstruct(data.valid[:16]), shape, out / RECONSTRUCTIONS, vmin=lo, vmax=hi
+        ),
         latent_space(
             vae.encode(points),
             labels,
@@ -338,8 +344,8 @@ def write_run_figures(run, data) -> list[Path]:
             title=f"Posterior means E[z|x] of {which} points",
         ),
     ]
-    if vae.config.latent_dim == 2 and shape is not None:
+    if vae.config.layers == (2,) and shape is not None:
         param = next(vae.parameters())
         decode = lambda z: vae.decode(torch.as_tensor(z, dtype=param.dtype, device=param.device))  # noqa: E731
-        written.append(decoded_grid(decode, out / LATENT_GRID, image_shape=shape))
+        written.append(decoded_grid(decode, out / LATENT_GRID, image_shape=shape, vmin=lo, vmax=hi))
     return written

@@ -123,7 +123,7 @@ def test_written_toml_has_a_table_per_section_and_inline_specs(tmp_path):
     config.save(tmp_path / "c.toml")
     text = (tmp_path / "c.toml").read_text()
     raw = tomllib.loads(text)
-    assert list(raw) == ["model", "objective", "train", "data"]
+    assert list(raw) == ["plugins", "model", "objective", "train", "data"]
     assert raw["model"]["encoder"] == {"kind": "mlp", "hidden": [32, 16], "activation": "relu"}
     assert raw["objective"] == {"kind": "meanfield", "particles": 3, **NO_MODIFIERS}
     assert raw["train"]["lr"] == 3e-4 and raw["train"]["device"] == "cpu"
@@ -250,7 +250,7 @@ def test_string_options_keep_words_that_look_like_other_toml_values(word):
 @pytest.mark.parametrize(
     ("overrides", "fragments"),
     [
-        pytest.param({"foo.bar": "1"}, ["foo.bar", "allowed: model, objective, train, data"], id="section"),
+        pytest.param({"foo.bar": "1"}, ["foo.bar", "allowed: plugins, model, objective, train, data"], id="section"),
         pytest.param({"model.latnt_dim": "3"}, ["model.latnt_dim", "latent_dim, latent_dims, data_dim"], id="key"),
         pytest.param({"train.epochs.x": "3"}, ["train.epochs.x", "'epochs' is not a table"], id="not-table"),
         pytest.param({"model.encoder.hiden": "[3]"}, ["model.encoder.hiden", "kind, hidden"], id="spec-key"),
@@ -455,3 +455,52 @@ def test_user_option_without_default_must_be_given():
     assert Spec.parse({"kind": "test_fixed_width", "width": 3}, "network", "model.encoder").params == {
         "width": 3
     }
+
+
+PLUGIN = """
+import torch
+import pyro.distributions as dist
+from pyro_vae import register_prior
+from pyro_vae.config import PositiveFloat
+
+
+@register_prior("{name}")
+class Laplace(torch.nn.Module):
+    def __init__(self, latent_dim, /, *, scale: PositiveFloat = 1.0):
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(latent_dim))
+        self.scale = scale
+
+    def forward(self):
+        return dist.Laplace(self.loc, self.scale).to_event(1)
+"""
+
+
+def test_a_user_registered_prior_is_usable_from_a_config_file(tmp_path):
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "laplace_prior.py").write_text(PLUGIN.format(name="user_laplace"))
+    (tmp_path / "c.toml").write_text(
+        'plugins = ["plugin/laplace_prior.py"]\n[model]\nprior = { kind = "user_laplace", scale = 2.0 }\n'
+    )
+    config = Config.load(tmp_path / "c.toml")  # the path is relative to the config file
+    assert config.model.prior == Spec("user_laplace", {"scale": 2.0})
+    assert config.plugins == [str((tmp_path / "plugin" / "laplace_prior.py").resolve())]
+    config.save(tmp_path / "saved.toml")  # a run's saved config finds the file from anywhere
+    assert Config.load(tmp_path / "saved.toml") == config
+    with pytest.raises(ConfigError, match=r"model.prior.scale = -1 .*> 0"):
+        config.override({"model.prior.scale": "-1"})
+
+
+@pytest.mark.parametrize(
+    ("plugins", "fragment"),
+    [
+        (["missing.py"], "plugins: 'missing.py' does not exist"),
+        (["no_such_module_anywhere"], "importing 'no_such_module_anywhere' failed: ModuleNotFoundError"),
+        ("x.py", 'plugins = "x.py" is not allowed'),
+    ],
+    ids=["missing-file", "missing-module", "not-a-list"],
+)
+def test_bad_plugins_are_named(plugins, fragment):
+    with pytest.raises(ConfigError) as info:
+        Config(plugins=plugins)
+    assert fragment in str(info.value)

@@ -1,10 +1,14 @@
-"""Loading data: the built-in digits, .npy/.npz files, and what is refused (with which message)."""
+"""Loading data: the built-in digits, .npy/.npz and IDX files, divide_by, and what is refused
+(with which message)."""
 
+import gzip
 import re
+import struct
 
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 
 from pyro_vae import ConfigError, DataConfig, DataError, load_data
 
@@ -184,7 +188,8 @@ def test_wrong_extension(tmp_path):
     path = tmp_path / "data.csv"
     path.write_text("1,2\n3,4\n")
     message = refused(DataConfig(path=str(path)))
-    assert "data.csv" in message and "unknown format '.csv'; allowed: .npy, .npz" in message
+    allowed = "allowed: .npy, .npz, IDX (.idx, *-ubyte, either optionally gzip-compressed as .gz)"
+    assert "data.csv" in message and f"unknown format '.csv'; {allowed}" in message
 
 
 def test_one_dimensional_array(tmp_path):
@@ -299,3 +304,246 @@ def test_binarized_mnist(binarized_mnist):
         assert torch.equal(data.valid[:5], torch.from_numpy(raw["valid"][:5]).float())
     mean = data.train.mean().item()
     assert 0.1 < mean < 0.2  # about 13% of MNIST pixels are on
+
+
+# ---------------------------------------------------------------------------------------------
+# divide_by
+# ---------------------------------------------------------------------------------------------
+
+
+def test_divide_by_scales_the_built_in_digits(digits):
+    halved = load_data(DataConfig(divide_by=2))
+    assert torch.equal(halved.train, digits.train / 2) and torch.equal(halved.valid, digits.valid / 2)
+    assert halved.train.dtype == torch.float32
+
+
+def test_divide_by_scales_every_split_of_a_file(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {
+        name: rng.integers(0, 256, (n, 4), dtype=np.uint8)
+        for name, n in [("train", 6), ("valid", 3), ("test", 2)]
+    }
+    data = load_data(DataConfig(path=save_npz(tmp_path, **arrays), divide_by=255))
+    for name, array in arrays.items():
+        got = getattr(data, name)
+        assert got.dtype == torch.float32
+        # float32 division is correctly rounded: the float32 nearest k / 255
+        assert torch.equal(got, torch.from_numpy((array / 255.0).astype(np.float32)))
+
+
+def test_divide_by_before_the_split_keeps_the_split(tmp_path):
+    x = np.arange(100.0).reshape(50, 2)
+    plain = load_data(DataConfig(path=save_npy(tmp_path, x)))
+    scaled = load_data(DataConfig(path=save_npy(tmp_path, x), divide_by=10))
+    assert torch.equal(scaled.valid, plain.valid / 10) and torch.equal(scaled.train, plain.train / 10)
+
+
+def test_divide_by_that_overflows_float32_is_refused(tmp_path):
+    x = np.ones((5, 2))
+    x[2, 1] = 1e38
+    message = refused(DataConfig(path=save_npy(tmp_path, x), divide_by=0.01))
+    assert (
+        "1 data points hold values beyond float32's range after dividing by data.divide_by = 0.01" in message
+    )
+    assert "(first: row 2)" in message
+
+
+def test_float64_values_beyond_float32_are_refused(tmp_path):
+    x = np.ones((5, 2))
+    x[4, 0] = -1e300  # finite in the file, infinite as float32
+    message = refused(DataConfig(path=save_npy(tmp_path, x)))
+    assert message.endswith("1 data points hold values beyond float32's range (first: row 4)")
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX files
+# ---------------------------------------------------------------------------------------------
+
+IDX_CODES = {
+    np.uint8: 0x08,
+    np.int8: 0x09,
+    np.int16: 0x0B,
+    np.int32: 0x0C,
+    np.float32: 0x0D,
+    np.float64: 0x0E,
+}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An IDX file as LeCun's page describes it: 0, 0, type code, ndim, big-endian int32 sizes, values."""
+    header = struct.pack(">BBBB", 0, 0, IDX_CODES[array.dtype.type], array.ndim)
+    sizes = struct.pack(f">{array.ndim}i", *array.shape)
+    return header + sizes + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write_idx(path, array: np.ndarray, compress: bool = False):
+    raw = idx_bytes(array)
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    return path
+
+
+def images_and_labels(n: int = 20):
+    """Images whose every pixel is the index of the image, labelled index mod 10."""
+    images = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None], (n, 3, 4)).copy()
+    return images, (np.arange(n) % 10).astype(np.uint8)
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gzip"])
+def test_idx_images_with_their_labels_file(tmp_path, compress):
+    images, labels = images_and_labels()
+    gz = ".gz" if compress else ""
+    path = write_idx(tmp_path / f"train-images-idx3-ubyte{gz}", images, compress)
+    write_idx(tmp_path / f"train-labels-idx1-ubyte{gz}", labels, compress)
+    data = load_data(DataConfig(path=str(path)))
+    assert data.image_shape == (3, 4) and data.dim == 12
+    assert (len(data.train), len(data.valid)) == (18, 2)
+    # each image is constant; its label follows it through the split
+    for x, y in [(data.train, data.train_labels), (data.valid, data.valid_labels)]:
+        assert torch.equal(x.min(1).values, x.max(1).values)
+        assert torch.equal(x[:, 0].long() % 10, y)
+    assert rows(data.train) | rows(data.valid) == rows(torch.from_numpy(images.reshape(20, 12)).float())
+
+
+def test_idx_kaggle_style_names_find_their_labels(tmp_path):
+    images, labels = images_and_labels()
+    path = write_idx(tmp_path / "t10k-images.idx3-ubyte", images)
+    write_idx(tmp_path / "t10k-labels.idx1-ubyte", labels)
+    assert load_data(DataConfig(path=str(path))).train_labels is not None
+
+
+def test_idx_without_a_labels_file(tmp_path):
+    images, _ = images_and_labels()
+    data = load_data(DataConfig(path=str(write_idx(tmp_path / "train-images-idx3-ubyte.gz", images, True))))
+    assert data.train_labels is None and data.valid_labels is None and data.train.shape == (18, 12)
+
+
+IDX_VALUES = {
+    np.uint8: [0, 1, 7, 200, 255],
+    np.int8: [-128, -1, 0, 1, 127],
+    np.int16: [-32768, -1, 0, 300, 32767],
+    np.int32: [-(2**24), -1, 0, 70000, 2**24],  # (exact in float32)
+    np.float32: [-1.5e3, -0.25, 0.0, 1 / 3, 3e7],
+    np.float64: [-1.5e3, -0.25, 0.0, 1 / 3, 3e7],
+}
+
+
+@pytest.mark.parametrize("dtype", list(IDX_CODES), ids=lambda t: np.dtype(t).name)
+def test_idx_every_type_code_reads_back_its_values(tmp_path, dtype):
+    array = np.tile(np.array(IDX_VALUES[dtype], dtype=dtype), (4, 1))  # (4, 5), big-endian in the file
+    data = load_data(DataConfig(path=str(write_idx(tmp_path / "values.idx", array)), valid_fraction=0.25))
+    assert torch.equal(data.valid[0], torch.from_numpy(array[0].astype(np.float32)))
+
+
+@pytest.mark.parametrize("name", ["data.bin", "data.bin.gz"])
+def test_idx_is_recognised_by_its_header_whatever_the_name(tmp_path, name):
+    images, _ = images_and_labels()
+    path = write_idx(tmp_path / name, images, compress=name.endswith(".gz"))
+    assert load_data(DataConfig(path=str(path))).image_shape == (3, 4)
+
+
+def idx_refused(tmp_path, raw: bytes, name: str = "bad-images-idx3-ubyte") -> str:
+    path = tmp_path / name
+    path.write_bytes(raw)
+    message = refused(DataConfig(path=str(path)))
+    assert message.startswith(f"data.path = {str(path)!r}")
+    return message
+
+
+def test_idx_truncated_values(tmp_path):
+    raw = idx_bytes(np.zeros((10, 2, 2), dtype=np.int16))
+    message = idx_refused(tmp_path, raw[:-3])
+    assert (
+        "is truncated: its header announces int16 of shape (10, 2, 2) (80 bytes of values) "
+        "but 77 bytes follow the header" in message
+    )
+
+
+def test_idx_truncated_header(tmp_path):
+    message = idx_refused(tmp_path, idx_bytes(np.zeros((10, 2, 2), dtype=np.uint8))[:9])
+    assert "is truncated: its header announces 3 dimensions but the file ends after 9 bytes" in message
+
+
+def test_idx_size_mismatch(tmp_path):
+    message = idx_refused(tmp_path, idx_bytes(np.zeros((3, 2), dtype=np.uint8)) + b"\0")
+    assert (
+        "has a size mismatch: its header announces uint8 of shape (3, 2) (6 bytes of values) but 7 bytes"
+        in message
+    )
+
+
+def test_idx_bad_magic(tmp_path):
+    message = idx_refused(tmp_path, b"\x01\x02\x08\x03" + bytes(20))
+    assert "is not an IDX file: it starts with bytes 01 02 08 03, not 00 00, a type code" in message
+
+
+def test_idx_unknown_type_code(tmp_path):
+    message = idx_refused(tmp_path, b"\0\0\x0a\x01" + struct.pack(">i", 2) + bytes(2))
+    assert "unknown IDX type code 0x0A; allowed: 0x08 (uint8), 0x09 (int8), 0x0B (int16)" in message
+
+
+def test_idx_damaged_gzip(tmp_path):
+    compressed = gzip.compress(idx_bytes(np.arange(600, dtype=np.int32).reshape(20, 30)))
+    message = idx_refused(tmp_path, compressed[: len(compressed) // 2], name="bad-images-idx3-ubyte.gz")
+    assert "is not a readable gzip file (truncated or damaged?)" in message
+
+
+def test_idx_labels_file_of_the_wrong_length(tmp_path):
+    images, labels = images_and_labels()
+    path = write_idx(tmp_path / "train-images-idx3-ubyte", images)
+    labels_path = write_idx(tmp_path / "train-labels-idx1-ubyte", labels[:-1])
+    message = refused(DataConfig(path=str(path)))
+    assert message == (
+        f"labels file {str(labels_path)!r} (beside data.path) holds uint8 of shape (19,); "
+        "expected 20 integers, one per data point"
+    )
+
+
+def test_idx_damaged_labels_file_names_the_labels_file(tmp_path):
+    images, labels = images_and_labels()
+    path = write_idx(tmp_path / "train-images-idx3-ubyte", images)
+    labels_path = tmp_path / "train-labels-idx1-ubyte"
+    labels_path.write_bytes(idx_bytes(labels)[:-1])
+    message = refused(DataConfig(path=str(path)))
+    assert message.startswith(f"labels file {str(labels_path)!r} (beside data.path) is truncated")
+
+
+# ---------------------------------------------------------------------------------------------
+# The MNIST test set from the shared data (IDX, gzip)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mnist_t10k() -> str:
+    path = SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz"
+    if not path.is_file() or not (SHARED_DATA / "mnist" / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip(f"{path} or its labels file is absent (they sit beside the project in CI)")
+    return str(path)
+
+
+def test_mnist_t10k_scaled_to_the_unit_interval(mnist_t10k):
+    data = load_data(DataConfig(name="mnist", path=mnist_t10k, divide_by=255))
+    assert data.train.shape == (9000, 784) and data.valid.shape == (1000, 784)
+    assert data.image_shape == (28, 28) and data.train.dtype == torch.float32
+    both = torch.cat([data.train, data.valid])
+    assert both.min().item() == 0.0 and both.max().item() == 1.0
+    # all 256 grey levels occur; scaled, they are exactly the float32 values of k / 255
+    levels = torch.from_numpy((np.arange(256) / 255.0).astype(np.float32))
+    assert torch.equal(torch.unique(both), levels)
+    assert 0.13 < both.mean().item() < 0.135  # MNIST's mean grey level is 0.1325 (33.3 / 255)
+
+
+def test_mnist_t10k_labels_load_and_follow_their_images(mnist_t10k):
+    data = load_data(DataConfig(name="mnist", path=mnist_t10k))
+    labels = torch.cat([data.train_labels, data.valid_labels])
+    # the published class counts of the MNIST test set
+    assert torch.bincount(labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    # an independent read: MNIST's headers are 16 and 8 bytes long
+    with gzip.open(mnist_t10k) as f:
+        raw_images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(10000, 784)
+    with gzip.open(mnist_t10k.replace("images-idx3", "labels-idx1")) as f:
+        raw_labels = np.frombuffer(f.read(), np.uint8, offset=8)
+    assert raw_labels[:5].tolist() == [7, 2, 1, 0, 4]  # the first five test digits
+    label_of = {row.tobytes(): int(y) for row, y in zip(raw_images, raw_labels, strict=True)}
+    for x, y in [(data.valid, data.valid_labels), (data.train[:1000], data.train_labels[:1000])]:
+        found = [label_of[row.astype(np.uint8).tobytes()] for row in x.numpy()]
+        assert found == y.tolist()
