@@ -1,0 +1,48 @@
+"""Closed-form KL divergences that torch and Pyro do not register.
+
+Importing this module registers them with ``torch.distributions.kl.register_kl``, so
+``kl_divergence`` (and Pyro's ``TraceMeanField_ELBO``, our ``meanfield`` objective and
+``local_terms(analytic_kl=True)``) finds them; :mod:`pyro_vae.guides` imports it, so they
+are active whenever ``pyro_vae`` is. Registration is on torch's classes, which Pyro's
+``MultivariateNormal`` and ``Independent`` subclass, so both dispatch here.
+"""
+
+import torch
+from torch.distributions import Independent, MultivariateNormal, Normal
+from torch.distributions.kl import register_kl
+
+
+@register_kl(MultivariateNormal, Independent)
+def _kl_mvn_diagonal_normal(mvn: MultivariateNormal, diag: Independent) -> torch.Tensor:
+    r"""KL(N(μ_q, Σ_q) ‖ N(μ_p, Σ_p)) for a full-covariance q and a diagonal p = Π_i N(μ_p,i, s_i²).
+
+    The Gaussian KL (e.g. Kingma & Welling 2019, "An Introduction to Variational
+    Autoencoders", or any text on the multivariate normal):
+
+        KL = ½ [tr(Σ_p⁻¹ Σ_q) + (μ_p − μ_q)ᵀ Σ_p⁻¹ (μ_p − μ_q) − Z + log|Σ_p| − log|Σ_q|],
+
+    which with Σ_q = L Lᵀ (L lower-triangular) and Σ_p = diag(s²) is
+
+        KL = ½ [Σ_ij L_ij² / s_i² + Σ_i ((μ_p,i − μ_q,i) / s_i)² − Z] + Σ_i log s_i − Σ_i log L_ii,
+
+    with no matrix inverse or factorisation. Batch shapes broadcast, so a ``(K, B)`` guide
+    against a prior with batch shape ``()`` gives ``(K, B)``. Only ``Independent(Normal, 1)``
+    is handled; any other ``Independent`` raises ``NotImplementedError``, which callers read
+    as "use a Monte-Carlo estimate".
+    """
+    if diag.reinterpreted_batch_ndims != 1 or not isinstance(diag.base_dist, Normal):
+        raise NotImplementedError
+    if mvn.event_shape != diag.event_shape:
+        raise ValueError(
+            f"KL divergence between event shapes {tuple(mvn.event_shape)} and "
+            f"{tuple(diag.event_shape)} is undefined"
+        )
+    loc_p, scale_p = diag.base_dist.loc, diag.base_dist.scale  # (..., Z)
+    # scale_tril is a broadcast view: no (K, B, Z, Z) copy beyond what the sums need
+    tril = mvn.scale_tril  # (..., Z, Z)
+    trace = (tril / scale_p.unsqueeze(-1)).pow(2).sum((-2, -1))  # row i of L is divided by s_i
+    mahalanobis = ((loc_p - mvn.loc) / scale_p).pow(2).sum(-1)
+    half_log_det_q = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    half_log_det_p = scale_p.log().sum(-1)
+    kl = 0.5 * (trace + mahalanobis - mvn.event_shape[0]) + half_log_det_p - half_log_det_q
+    return kl.expand(torch.broadcast_shapes(mvn.batch_shape, diag.batch_shape))
