@@ -205,9 +205,11 @@ def train(
         history.append(evaluate(0, 0, None, 0.0))
         append_metrics(run_dir / METRICS, history[-1])
         if history[0]["kl_estimator"] == "monte_carlo":
+            layered = vae is not None and len(vae.config.layers) > 1
+            why = "it would be biased below the top layer" if layered else "it has no closed form here"
             say(
-                "pyro-vae: KL(q(z|x) || p(z)) has no closed form for this guide and prior: the KL "
-                "terms (in metrics and in objectives that use the closed form) are Monte-Carlo estimates"
+                f"pyro-vae: KL(q || p) is estimated by Monte Carlo ({why}), in the metrics and in "
+                "objectives that would use the closed form"
             )
         for epoch in bar:
             start = time.perf_counter()
