@@ -69,9 +69,12 @@ def test_the_grid_covers_every_registered_part():
     from pyro_vae.likelihoods import LIKELIHOODS as likelihoods
     from pyro_vae.priors import PRIORS as priors
 
-    assert set(PRIORS) == set(priors.names())
-    assert set(GUIDES) == set(guides.names())
-    assert set(LIKELIHOODS) == set(likelihoods.names())
+    def ours(registry):  # other tests register users' parts in the same process
+        return {n for n in registry.names() if registry.get(n).__module__.startswith("pyro_vae.")}
+
+    assert set(PRIORS) == ours(priors)
+    assert set(GUIDES) == ours(guides)
+    assert set(LIKELIHOODS) == ours(likelihoods)
 
 
 @pytest.mark.parametrize(
