@@ -39,9 +39,9 @@ def _overrides(words: list[str]) -> dict[str, str]:
     overrides, i = {}, 0
     while i < len(words):
         word = words[i]
-        if not word.startswith("--") or "." not in word:
-            raise ConfigError(f"unrecognized argument {word!r}; overrides look like --train.epochs 5")
         key, eq, value = word[2:].partition("=")
+        if not word.startswith("--") or ("." not in key and key != "plugins"):
+            raise ConfigError(f"unrecognized argument {word!r}; overrides look like --train.epochs 5")
         if not eq:
             if i + 1 >= len(words):
                 raise ConfigError(f"--{key} needs a value")

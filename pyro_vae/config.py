@@ -69,22 +69,25 @@ NonNegativeFloat = Annotated[float, Range(lo=0, hi=math.inf, hi_open=True)]
 # ---------------------------------------------------------------------------------------------
 
 
-def describe(annotation) -> str:
-    """A short human description of what an annotation allows."""
+def describe(annotation, plural: bool = False) -> str:
+    """A short human description of what an annotation allows ("a list of integers >= 1")."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is Annotated:
         base, *meta = args
         ranges = [str(m) for m in meta if isinstance(m, Range)]
-        return " ".join([describe(base), *ranges])
+        return " ".join([describe(base, plural), *ranges])
     if origin is Literal:
-        return "one of " + ", ".join(show(a) for a in args)
+        words = [show(a) for a in args]
+        return words[0] if len(words) == 1 else "one of " + ", ".join(words)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(describe(a) for a in args)
+        return " or ".join(describe(a, plural) for a in args)
     if origin in (list, tuple):
-        return f"a list of {describe(args[0])}" if args else "a list"
+        return f"a list of {describe(args[0], plural=True)}" if args else "a list"
     if annotation is type(None):
         return "none"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if plural:
+        names = {bool: "true or false values", int: "integers", float: "numbers", str: "strings"}
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
@@ -281,12 +284,15 @@ class ModelConfig(_Section):
     #: [height, width] or [channels, height, width] of image data, filled in from the data when
     #: training; networks that see images (conv) need it
     image_shape: list[PositiveInt] | None = None
+    #: p(z) of the top (or only) latent layer
     prior: Spec = spec("prior", "normal")
+    #: p(x|z₁): a proper density for the data (bernoulli for 0/1, continuous_bernoulli for [0, 1] …)
     likelihood: Spec = spec("likelihood", "gaussian", scale="learned")
     #: x → parameters of q(z₁|x)
     encoder: Spec = spec("network", "mlp", hidden=[256, 256], activation="tanh")
     #: z₁ → parameters of p(x|z₁)
     decoder: Spec = spec("network", "mlp", hidden=[256, 256], activation="tanh")
+    #: q(z|x), the same kind for every latent layer
     guide: Spec = spec("guide", "normal")
     #: in a hierarchical model, the networks between stochastic layers: z_l → parameters of
     #: q(z_{l+1}|z_l) in the guide and z_{l+1} → parameters of p(z_l|z_{l+1}) in the model
@@ -330,9 +336,13 @@ class TrainConfig(_Section):
 
     _key = "train"
 
+    #: passes over the training data
     epochs: PositiveInt = 300
+    #: data points per training step
     batch_size: PositiveInt = 100
+    #: Adam's learning rate
     lr: PositiveFloat = 1e-3
+    #: seeds the initialisation and every draw of training (not the data split: data.split_seed)
     seed: int = 0
     #: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
     device: str = "auto"
@@ -363,10 +373,13 @@ class DataConfig(_Section):
 
     _key = "data"
 
+    #: a built-in dataset when path is unset, otherwise the run's label for the data
     name: str = "digits"
+    #: a .npy/.npz array file or an IDX file (MNIST's format, gzipped or not)
     path: str | None = None
     #: fraction held out for validation when the data has no validation split of its own
     valid_fraction: Annotated[float, Range(lo=0, hi=1, lo_open=True, hi_open=True)] = 0.1
+    #: visit the training points in a new random order every epoch
     shuffle: bool = True
     #: seed of the random training/validation split (apart from train.seed, so that runs with
     #: different seeds are measured on the same validation points)
