@@ -97,17 +97,30 @@ class ContinuousBernoulli(nn.Module):
     of grey-level data into a proper density on [0, 1] (Loaiza-Ganem & Cunningham 2019,
     "The continuous Bernoulli: fixing a pervasive error in variational autoencoders").
     Its mean is not λ: E[x] = λ / (2λ − 1) + 1 / (2 artanh(1 − 2λ)), which ``mean`` returns.
+
+    The density is unbounded: CB(0; η) grows like |η| as the logit η → −∞. On pixels that
+    are 0 in every training image the decoder drives η there without limit, and a held-out
+    image with a little ink on such a pixel then costs |η| nats for it: on the MNIST test
+    images the validation ELBO fell from +4600 to −160000 while the training ELBO kept
+    rising. So the logits are bounded smoothly, η = m · tanh(f_θ(z) / m) with m =
+    ``max_logit`` (at most log m + O(e^{−m}) nats per value, as the Gaussian's ``min_scale``
+    bounds its density); ``max_logit`` unset leaves them free.
     """
 
-    def __init__(self, data_dim: int, /):
+    def __init__(self, data_dim: int, /, *, max_logit: PositiveFloat | None = 10.0):
         super().__init__()
         self.param_features = data_dim
+        self.max_logit = max_logit
 
-    def forward(self, logits: torch.Tensor) -> dist.Distribution:
-        return _ContinuousBernoulliLogits(logits=logits).to_event(1)
+    def logits(self, out: torch.Tensor) -> torch.Tensor:
+        m = self.max_logit
+        return out if m is None else m * torch.tanh(out / m)
 
-    def mean(self, logits: torch.Tensor) -> torch.Tensor:
-        return _ContinuousBernoulliLogits(logits=logits).mean
+    def forward(self, out: torch.Tensor) -> dist.Distribution:
+        return _ContinuousBernoulliLogits(logits=self.logits(out)).to_event(1)
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return _ContinuousBernoulliLogits(logits=self.logits(out)).mean
 
     def check_data(self, x: torch.Tensor, name: str) -> None:
         lo, hi = read_back(x.min(), x.max())

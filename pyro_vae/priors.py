@@ -195,6 +195,8 @@ class VampPrior(nn.Module):
                 f"{tuple(parts.event_shape)}"
             )
         uniform = dist.Categorical(logits=self.pseudo_inputs.new_zeros(self.components))
+        if _is_diagonal_normal(parts):
+            return DiagonalNormalMixture(uniform, parts)
         return dist.MixtureSameFamily(uniform, parts)
 
     def _check_attached(self, what: str) -> None:
@@ -203,6 +205,55 @@ class VampPrior(nn.Module):
                 f"VampPrior.{what} before attach(posterior, data_dim): the VampPrior is defined "
                 "through the guide q(z|x), which the VAE attaches when it is built"
             )
+
+
+def _is_diagonal_normal(d: dist.Distribution) -> bool:
+    return (
+        isinstance(d, dist.Independent)
+        and isinstance(d.base_dist, dist.Normal)
+        and d.reinterpreted_batch_ndims == 1
+        and len(d.batch_shape) == 1
+    )
+
+
+class DiagonalNormalMixture(dist.MixtureSameFamily):
+    """A mixture of K diagonal Gaussians whose ``log_prob`` costs a matrix product, not a
+    (…, K, Z) table.
+
+    With a_kj = 1/σ_kj², the squared distances of z to every component are
+
+        Σ_j (z_j − μ_kj)² a_kj = (z²) · a_kᵀ − 2 z · (μ_k a_k)ᵀ + Σ_j μ_kj² a_kj,
+
+    two (…, Z) × (Z, K) products. The terms are large when σ is small and cancel near a
+    component's mean, so they are formed in float64 (round-off ~1e-16 of Σ μ²/σ², against
+    ~1e-7 in float32). For a VampPrior of K = 500 components of Z = 40 dimensions this
+    replaces a (B, K, Z) table and its gradient by (B, K). The value is MixtureSameFamily's.
+    """
+
+    def __init__(self, mixture_distribution, component_distribution, validate_args=None):
+        super().__init__(mixture_distribution, component_distribution, validate_args)
+        normal = component_distribution.base_dist
+        # the (K, Z) parameters, kept un-broadcast when a plate expands the mixture
+        self._parts = (mixture_distribution.logits, normal.loc, normal.scale)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(DiagonalNormalMixture, _instance)
+        new = super().expand(batch_shape, _instance=new)
+        new._parts = self._parts
+        return new
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(z)
+        logits, loc, scale = self._parts  # (K,), (K, Z), (K, Z)
+        loc, scale = loc.double(), scale.double()
+        a = scale.pow(-2)
+        zz = z.double()  # (..., Z)
+        quad = zz.pow(2) @ a.T - 2 * zz @ (loc * a).T + (loc.pow(2) * a).sum(-1)  # (..., K)
+        log_norm = scale.log().sum(-1) + 0.5 * loc.shape[-1] * math.log(2 * math.pi)  # (K,)
+        log_components = (-0.5 * quad - log_norm).to(z.dtype)
+        lp = torch.logsumexp(log_components + torch.log_softmax(logits, dim=-1), dim=-1)  # (...)
+        return lp.expand(torch.broadcast_shapes(lp.shape, self.batch_shape))
 
 
 FlowTransform = Literal["affine_autoregressive", "spline_coupling", "affine_coupling", "spline"]

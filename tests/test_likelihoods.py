@@ -46,7 +46,7 @@ def reference_log_prob(kind: str, lik, out: torch.Tensor, x: torch.Tensor) -> to
         return (-torch.log(2 * b) - (x - out).abs() / b).sum(-1)
     if kind == "continuous_bernoulli":
         # λ^x (1 − λ)^(1−x) C(λ), C(λ) = 2 artanh(1 − 2λ) / (1 − 2λ) (Loaiza-Ganem & Cunningham, eq. 7)
-        lam = torch.sigmoid(out)
+        lam = torch.sigmoid(lik.max_logit * torch.tanh(out / lik.max_logit))  # the bounded logit
         log_c = torch.log(2 * torch.atanh(1 - 2 * lam) / (1 - 2 * lam))
         return (x * torch.log(lam) + (1 - x) * torch.log1p(-lam) + log_c).sum(-1)
     if kind == "beta":
@@ -122,7 +122,8 @@ def test_continuous_bernoulli_is_accurate_at_extreme_logits(dtype):
     eta = torch.tensor(EXTREME_LOGITS, dtype=torch.float64)
     x = torch.tensor([0.0, 0.01, 0.3, 0.5, 0.99, 1.0], dtype=torch.float64)
     expected = cb_log_prob_exponential_family(eta[:, None], x)  # (6, 6)
-    got = make("continuous_bernoulli", len(x))(eta[:, None].to(dtype)).base_dist.log_prob(x.to(dtype))
+    free = make("continuous_bernoulli", len(x), max_logit=None)
+    got = free(eta[:, None].to(dtype)).base_dist.log_prob(x.to(dtype))
     # float32 keeps x·η to a relative 6e-8: 3e-5 absolute at |xη| = 500
     tol = 1e-10 if dtype == torch.float64 else 1e-4
     torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
@@ -133,11 +134,27 @@ def test_continuous_bernoulli_integrates_to_one(f64, eta):
     """∫₀¹ p(x) dx = 1 by Simpson's rule, on a grid fine against the width 1/|η| of the density."""
     n = 20_000  # even number of intervals; h = 5e-5, 1/|η| ≥ 3.3e-3: Simpson's error is ~(h|η|)⁴ ≈ 1e-7
     x = torch.linspace(0, 1, n + 1)
-    density = make("continuous_bernoulli", n + 1)(torch.full((n + 1,), eta)).base_dist.log_prob(x).exp()
+    free = make("continuous_bernoulli", n + 1, max_logit=None)
+    density = free(torch.full((n + 1,), eta)).base_dist.log_prob(x).exp()
     weights = torch.ones(n + 1)
     weights[1:-1:2], weights[2:-1:2] = 4, 2
     integral = (weights * density).sum() / (3 * n)
     assert abs(integral.item() - 1) < 1e-6
+
+
+def test_continuous_bernoulli_logits_are_bounded_by_max_logit(f64):
+    """η = m tanh(out / m): near the identity for |out| ≪ m, never beyond m, so the density
+    of a value is at most CB(0; −m) = m / (1 − e^{−m}) (about log m nats)."""
+    m = 10.0
+    lik = make("continuous_bernoulli", 5, max_logit=m)
+    out = torch.tensor([-1e4, -30.0, -0.1, 0.05, 1e4])
+    eta = lik(out).base_dist.logits
+    assert (eta.abs() < m).all() or torch.isclose(eta.abs().max(), torch.tensor(m))
+    torch.testing.assert_close(eta[2:4], out[2:4], rtol=1e-4, atol=0)  # tanh(u) = u − u³/3 …
+    worst = lik(out).base_dist.log_prob(torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0]))
+    assert worst.max() <= math.log(m / -math.expm1(-m)) + 1e-12
+    # a pixel of ink where the decoder is as sure as it can be of 0 costs about m nats, not |out|
+    assert lik(out[:1]).base_dist.log_prob(torch.tensor([1.0])) > -m
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,12 +190,12 @@ def test_continuous_bernoulli_mean_closed_form(f64):
     eta = torch.tensor([-8.0, -3.0, -0.2, -0.05, 0.02, 0.5, 8.0])
     lam = torch.sigmoid(eta)
     expected = lam / (2 * lam - 1) + 1 / (2 * torch.atanh(1 - 2 * lam))
-    lik = make("continuous_bernoulli", len(eta))
+    lik = make("continuous_bernoulli", len(eta), max_logit=None)
     torch.testing.assert_close(lik.mean(eta), expected, rtol=1e-10, atol=1e-10)
     # at λ = ½ the density is uniform; near it the mean is ½ + η/12 − η³/720 + …, and the
     # η³ term is at most 1.4e-12 here
     near = torch.tensor([0.0, 1e-6, -1e-3])
-    got = make("continuous_bernoulli", 3).mean(near)
+    got = make("continuous_bernoulli", 3, max_logit=None).mean(near)
     torch.testing.assert_close(got, 0.5 + near / 12, rtol=0, atol=2e-12)
 
 
@@ -186,7 +203,7 @@ def test_continuous_bernoulli_mean_at_extreme_logits():
     # float32 logits: E[x] = 1/(1 − e^{−η}) − 1/η in float64 is ≈ −1/η for η ≪ 0 and 1 − 1/η for η ≫ 0
     eta = torch.tensor(EXTREME_LOGITS)
     expected = -1 / torch.expm1(-eta.double()) - 1 / eta.double()
-    got = make("continuous_bernoulli", len(eta)).mean(eta)
+    got = make("continuous_bernoulli", len(eta), max_logit=None).mean(eta)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got.double(), expected, rtol=1e-6, atol=1e-7)
 
