@@ -144,7 +144,11 @@ def train(
         config = dataclasses.replace(
             config, model=dataclasses.replace(config.model, data_dim=data.dim, image_shape=image)
         )
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, image_shape=data.image_shape))
+    # the run's saved config finds its data from any directory: a relative path becomes absolute
+    path = str(Path(config.data.path).resolve()) if config.data.path else None
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, image_shape=data.image_shape, path=path)
+    )
     run_dir = Path(tc.run_dir) if tc.run_dir else fresh_dir("runs", config.data.name)
     config = dataclasses.replace(config, train=dataclasses.replace(tc, run_dir=str(run_dir)))
 
