@@ -321,6 +321,12 @@ class ModelConfig(_Section):
                     f"{self.data_dim} values"
                 )
 
+    def to_dict(self) -> dict:
+        values = super().to_dict()
+        if self.latent_dims is not None:  # latent_dim is derived then: writing it would pin it
+            del values["latent_dim"]
+        return values
+
     @property
     def layers(self) -> tuple[int, ...]:
         """The stochastic layers' sizes, from the data up: (z₁, …, z_L)."""

@@ -508,3 +508,36 @@ def test_bad_plugins_are_named(plugins, fragment):
     with pytest.raises(ConfigError) as info:
         Config(plugins=plugins)
     assert fragment in str(info.value)
+
+
+def test_latent_dims_make_a_hierarchical_model_and_derive_latent_dim(tmp_path):
+    config = Config(model=ModelConfig(latent_dims=[100, 50]))
+    assert config.model.layers == (100, 50) and config.model.latent_dim == 100
+    assert "latent_dim" not in config.to_dict()["model"]  # derived, so not written
+    config.save(tmp_path / "c.toml")
+    assert Config.load(tmp_path / "c.toml") == config
+    assert config.override({"model.latent_dims": "[64, 32]"}).model.layers == (64, 32)
+    assert Config().model.layers == (2,) and "latent_dim" in Config().to_dict()["model"]
+
+
+@pytest.mark.parametrize(
+    ("model", "fragment"),
+    [
+        (
+            {"latent_dim": 8, "latent_dims": [100, 50]},
+            "model.latent_dim = 8 conflicts with model.latent_dims",
+        ),
+        ({"latent_dims": []}, "model.latent_dims = [] is not allowed"),
+        (
+            {"latent_dims": [10, 0]},
+            "model.latent_dims = [10, 0] is not allowed: expected a list of integers >= 1",
+        ),
+        ({"image_shape": [28]}, "model.image_shape = [28] is not allowed"),
+        ({"image_shape": [28, 28], "data_dim": 100}, "does not hold model.data_dim = 100 values"),
+    ],
+    ids=["both", "empty", "zero", "one-dim-image", "image-size"],
+)
+def test_bad_layer_and_image_settings_are_named(model, fragment):
+    with pytest.raises(ConfigError) as info:
+        ModelConfig(**model)
+    assert fragment in str(info.value)
