@@ -105,8 +105,9 @@ def conv(
     is_image = [isinstance(f, tuple) and len(f) == 3 for f in (in_features, out_features)]
     if is_image == [False, False]:
         raise ConfigError(
-            "network kind 'conv' needs image data: model.image_shape is not set (pyro_vae.train "
-            "fills it in from data of images; give data.image_shape for flat data)"
+            f"network kind 'conv' needs an image on one side, but maps {in_features} to {out_features} "
+            "features: use it as the encoder or decoder of image data (model.image_shape, which "
+            "pyro_vae.train fills in from the data; data.image_shape for flat files), and mlp elsewhere"
         )
     if is_image == [True, True]:
         raise ConfigError("network kind 'conv' maps an image to features or features to an image, not both")
