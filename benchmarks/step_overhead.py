@@ -221,9 +221,7 @@ def build_case(name: str, device: torch.device) -> Case:
     config, data, note = CASES[name][0]()
     pyro.set_rng_seed(SEED)
     vae = VAE(dataclasses.replace(config.model, data_dim=data.dim))
-    for part in vae.modules():  # as pyro_vae.train starts them (a learned σ, pseudo-inputs)
-        if part is not vae and hasattr(part, "initialize"):
-            part.initialize(data.train)
+    vae.initialize(data.train)  # as pyro_vae.train starts it
     vae.to(device)
     train = data.train.to(device)
     objective = pyro_vae.make_objective("elbo")

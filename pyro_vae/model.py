@@ -123,6 +123,14 @@ class VAE(nn.Module):
         if hasattr(self.prior, "attach"):
             self.prior.attach(self.top_posterior, data_dim)
 
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> None:
+        """Give every part that defines ``initialize(x)`` the training data (a learned σ starts
+        at the data's spread, the VampPrior's pseudo-inputs at training points)."""
+        for part in self.modules():
+            if part is not self and hasattr(part, "initialize"):
+                part.initialize(x)
+
     def model(self, x: torch.Tensor) -> None:
         """p(z) p_θ(x|z) with x observed; sites ``"z"`` (or ``"z1"``…) and ``"x"`` in plate ``"data"``."""
         if self.emit_param_sites:

@@ -161,9 +161,7 @@ def train(
                 vae.likelihood.check_data(getattr(data, split), f"the {split} data of {config.data.name!r}")
             except DataError as e:
                 raise DataError(f"{e} (model.likelihood.kind = {config.model.likelihood.kind!r})") from None
-        for part in vae.modules():  # data-dependent starting values (a learned σ, pseudo-inputs)
-            if part is not vae and hasattr(part, "initialize"):
-                part.initialize(data.train)
+        vae.initialize(data.train)
         vae.to(device)
         model, guide = vae.model, vae.guide
     if fits_on(device, data):

@@ -22,6 +22,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 import torch.nn.functional as F
+from gradients import gradient_draws, z_scores
 from ppca import ppca
 from pyro import poutine
 from torch.distributions import Normal
@@ -388,24 +389,6 @@ def test_iwae_rises_with_k_and_stays_below_log_px(f64):
 
 # ---------------------------------------------------------------------------------------
 # 3. DReG and STL: unbiased for the bound they estimate, with less variance for φ
-
-
-def gradient_draws(objective, vae, x, params, draws):
-    """``draws`` independent gradient estimates, flattened: (draws, number of coordinates)."""
-    objective.differentiable_loss(vae.model, vae.guide, x)  # set-up call
-
-    def one():
-        loss = objective.differentiable_loss(vae.model, vae.guide, x)
-        return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])
-
-    return torch.stack([one() for _ in range(draws)])
-
-
-def z_scores(a, b):
-    """Per coordinate, the difference of the two means in units of its standard error."""
-    se = (a.var(0) / len(a) + b.var(0) / len(b)).sqrt()
-    assert (se > 0).all()
-    return (a.mean(0) - b.mean(0)) / se
 
 
 class IWAE_STL(LocalBound):

@@ -10,6 +10,7 @@ dependence is part of the pathwise gradient (see ``pyro_vae.traces``).
 import pyro
 import pytest
 import torch
+from gradients import gradient_draws, z_scores
 from ppca import two_layer_ppca
 
 from pyro_vae import ais, log_marginal_likelihood, make_objective
@@ -22,14 +23,6 @@ K = 5
 
 def guide_params(vae):
     return [*vae.encoder.parameters(), *vae.q_nets.parameters()]
-
-
-def gradient_draws(objective, vae, x, params, draws):
-    def one():
-        loss = objective.differentiable_loss(vae.model, vae.guide, x)
-        return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])
-
-    return torch.stack([one() for _ in range(draws)])
 
 
 def test_sites_and_shapes(f64):
@@ -80,11 +73,6 @@ def test_at_the_exact_posterior_the_guide_gradient_is_zero_for_every_draw(f64, s
     old = gradient_draws(make_objective(standard, particles=K), vae, x, params, 10)
     assert new.abs().max() < 1e-10  # round-off; cutting z₁ → q(z₂|z₁) gives O(1) here
     assert old.std(0).max() > 0.1
-
-
-def z_scores(a, b):
-    se = (a.var(0) / len(a) + b.var(0) / len(b)).sqrt()
-    return (a.mean(0) - b.mean(0)) / se
 
 
 @pytest.mark.parametrize(("standard", "ours"), [("elbo", "elbo_stl"), ("iwae", "iwae_dreg")])

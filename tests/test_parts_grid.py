@@ -86,9 +86,7 @@ def test_builds_trains_and_round_trips_through_a_checkpoint(tmp_path, prior, gui
     x = data_for(likelihood)
     vae = build(prior, guide, likelihood)
     vae.likelihood.check_data(x, "the grid's data")
-    for part in vae.modules():
-        if part is not vae and hasattr(part, "initialize"):
-            part.initialize(x)
+    vae.initialize(x)
     objective = make_objective("elbo")
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-2)
     with stepping(vae):
