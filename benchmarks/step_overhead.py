@@ -73,7 +73,7 @@ from torch import nn
 
 import pyro_vae
 from pyro_vae import VAE, Config, Data, DataConfig, ModelConfig, Spec
-from pyro_vae.training import declared_params, stepping, train_step
+from pyro_vae.step import declared_params, stepping, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "binarized_mnist.npz"

@@ -30,12 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import pyro_vae
-from pyro_vae.evaluation import summarize
+from pyro_vae.measure import measure
 from pyro_vae.guides import GUIDES
 from pyro_vae.likelihoods import LIKELIHOODS
 from pyro_vae.networks import NETWORKS
 from pyro_vae.plots import image_grid
-from pyro_vae.training import resolve_device
+from pyro_vae.resolve import resolve_device
 
 LABELS = 10
 

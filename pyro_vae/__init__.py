@@ -7,16 +7,32 @@ inference, and measure it::
     config = pyro_vae.Config.load("vae.toml")
     run = pyro_vae.train(config)
     run.vae.model, run.vae.guide      # the trained Pyro programs
+
+Layers, each importing only those below it: ``errors``, ``options``, ``registry`` (value
+checks and registries); the parts (``networks``, ``priors``, ``likelihoods``, ``guides``,
+with ``numeric``, ``distributions``, ``flows``, ``kl``); ``sections`` and ``config``;
+``traces`` (per-particle, per-point densities); ``objectives/`` and ``estimators/``;
+``model`` (the VAE), ``data``, ``measure``; ``run``, ``step``, ``loop``, ``callbacks``,
+``training``; ``evaluate``, ``comparison``, ``report``; ``cli``.
 """
 
-from .ais import AISEstimate, ais, simulate
 from .comparison import Comparison, compare
 from .config import Config, DataConfig, ModelConfig, Spec, TrainConfig
 from .data import Data, load_data, register_dataset
 from .errors import ConfigError, DataError, PyroVAEError, RunDirError
-from .evaluation import MarginalLikelihood, active_units, elbo_parts, evaluate_elbo, log_marginal_likelihood
+from .estimators import (
+    AISEstimate,
+    MarginalLikelihood,
+    ais,
+    estimate,
+    importance_sampling,
+    log_marginal_likelihood,
+    register_estimator,
+    simulate,
+)
 from .guides import register_guide
 from .likelihoods import register_likelihood
+from .measure import Measurement, active_units, elbo_parts, evaluate_elbo, measure
 from .model import VAE
 from .networks import register_network
 from .objectives import make_objective, register_objective
@@ -36,6 +52,7 @@ __all__ = [
     "DataConfig",
     "DataError",
     "MarginalLikelihood",
+    "Measurement",
     "ModelConfig",
     "PyroVAEError",
     "Run",
@@ -46,11 +63,15 @@ __all__ = [
     "ais",
     "compare",
     "elbo_parts",
+    "estimate",
     "evaluate_elbo",
+    "importance_sampling",
     "load_data",
     "log_marginal_likelihood",
     "make_objective",
+    "measure",
     "register_dataset",
+    "register_estimator",
     "register_guide",
     "register_likelihood",
     "register_network",

@@ -8,8 +8,8 @@ seed s, the same initialization: ``train.seed = base seed + s`` whatever the obj
 objective only decides the gradient each run follows. Each trained model is then measured
 the same way on the same validation points x_1..x_N:
 
-* log p̂(x): the IWAE bound with K = ``eval_samples`` importance samples (Burda et al. 2016),
-  the log-likelihood estimate (:func:`pyro_vae.log_marginal_likelihood`);
+* log p̂(x) by a registered estimator (:mod:`pyro_vae.estimators`); by default the IWAE bound
+  with K = ``eval_samples`` importance samples (Burda et al. 2016);
 * the ELBO at one draw z ~ q(z|x) and its two terms, E_q[log p(x|z)] and KL(q(z|x) ‖ p(z)),
   the KL in closed form where one is registered (:func:`pyro_vae.evaluate_elbo`);
 * active units: latent dimensions u with Cov_x(E_q[z_u|x]) > 0.01 (Burda et al. 2016, §5.2);
@@ -32,8 +32,6 @@ Running the same comparison again reuses every run with a result.json whose reco
 and evaluation match, and retrains runs that were interrupted before theirs was written.
 """
 
-import csv
-import io
 import json
 import math
 import re
@@ -46,31 +44,23 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from . import plots
-from .config import Config, PositiveFloat, PositiveInt, Spec, check_value, parse_value, show
+from . import report
+from .config import Config
 from .data import load_data
 from .errors import ConfigError, RunDirError
-from .evaluation import active_units, evaluate_elbo, log_marginal_likelihood, summarize
-from .objectives import make_objective
+from .estimators import ESTIMATORS
+from .measure import measure
+from .objectives import parse_objective
+from .options import PositiveFloat, PositiveInt, check_value, show
+from .registry import Spec
+from .resolve import resolve_device
 from .run import METRICS, atomic_write, fresh_dir, read_metrics
-from .training import resolve_device, train
+from .training import train
 
 RESULT = "result.json"
 MARKDOWN, CSV, JSON = "comparison.md", "comparison.csv", "comparison.json"
 CURVES, LOG_LIKELIHOOD, BASE_CONFIG = "validation_curves.png", "log_likelihood.png", "base_config.toml"
 MAX_EPOCHS = 1_000_000  # the epoch cap when a wall-clock budget decides
-ALIASES = {"k": "particles"}
-#: the summarised metrics: row key, Markdown header, format
-METRICS_SHOWN = (
-    ("log_px", "log p(x)", ".2f"),
-    ("valid_elbo", "ELBO", ".2f"),
-    ("recon", "reconstruction", ".2f"),
-    ("kl", "KL", ".2f"),
-    ("active_units", "active units", ".1f"),
-    ("epochs", "epochs", ".1f"),
-    ("seconds_per_epoch", "s / epoch", ".3f"),
-    ("peak_memory_mb", "peak memory (MB)", ".0f"),
-)
 
 
 @dataclass
@@ -83,39 +73,6 @@ class Comparison:
     markdown: str
 
 
-def parse_objective(word: str | dict) -> tuple[str, dict]:
-    """``"iwae:k=5"`` → its label and ``{"kind": "iwae", "particles": 5}``, validated.
-
-    A word is ``NAME[:key=value[,key=value...]]``; ``k`` stands for ``particles``. A dict is
-    a spec, ``{"kind": "iwae", "particles": 5}``. Raises :class:`ConfigError` naming the word.
-    """
-    if isinstance(word, dict):
-        options = dict(word)
-        name = str(options.pop("kind", ""))
-        pairs = [(k, show(v)) for k, v in options.items()]
-    else:
-        name, _, rest = word.partition(":")
-        items = [item.partition("=") for item in rest.split(",")] if rest.strip() else []
-        if any(not eq or not k.strip() for k, eq, _ in items):
-            raise ConfigError(f"objective {word!r}: expected NAME or NAME:key=value[,key=value...]")
-        pairs = [(k.strip(), v.strip()) for k, _, v in items]
-        options = {k: parse_value(v) for k, v in pairs}
-    name = name.strip()
-    label = name + "".join((":" if i == 0 else ",") + f"{k}={v}" for i, (k, v) in enumerate(pairs))
-    spec = {"kind": name}
-    for key, value in options.items():
-        key = ALIASES.get(key, key)
-        if key in spec:
-            raise ConfigError(f"objective {label!r}: {key} is given twice")
-        spec[key] = value
-    try:
-        spec = Spec.parse(spec, "objective", "objective").to_dict()
-        make_objective(**spec)  # the checks an objective makes when built, such as renyi's alpha != 1
-    except ConfigError as e:
-        raise ConfigError(f"objective {label!r}: {e}") from None
-    return label, spec
-
-
 def compare(
     config: Config | None,
     objectives: list[str | dict],
@@ -123,6 +80,8 @@ def compare(
     seeds: int = 1,
     epochs: int | None = None,
     seconds: float | None = None,
+    estimator: str = "is",
+    estimator_options: dict | None = None,
     eval_samples: int = 5000,
     eval_points: int | None = None,
     out_dir=None,
@@ -137,7 +96,10 @@ def compare(
     :param epochs: epochs per run (default: ``config.train.epochs``).
     :param seconds: seconds of training per run (``train.max_seconds``); with ``epochs`` unset,
         the budget alone decides.
-    :param eval_samples: K, the importance samples of the log-likelihood estimate.
+    :param estimator: the registered log p(x) estimator every run is measured with, and
+        ``estimator_options`` its options.
+    :param eval_samples: K, the estimator's ``samples`` option where it has one (and it is not
+        among ``estimator_options``).
     :param eval_points: measure on the first N validation points (default: all of them).
     :param out_dir: the comparison directory (default ``comparisons/<data name>-<date>-<time>``).
     :param overwrite: retrain runs whose recorded config differs, instead of refusing.
@@ -147,6 +109,10 @@ def compare(
     base = config or Config()
     seeds = check_value("seeds", seeds, PositiveInt)
     eval_samples = check_value("eval_samples", eval_samples, PositiveInt)
+    options = dict(estimator_options or {})
+    if "samples" in ESTIMATORS.options(estimator) and "samples" not in options:
+        options["samples"] = eval_samples
+    options = Spec.parse({"kind": estimator, **options}, "estimator", "estimator").params
     eval_points = check_value("eval_points", eval_points, PositiveInt | None)
     budget = {}
     if epochs is not None:
@@ -180,7 +146,7 @@ def compare(
             )
             request = {
                 "config": _without_run_dir(run_config),
-                "eval_samples": eval_samples,
+                "estimator": {"kind": estimator, **options},
                 "eval_points": len(x),
             }
             plan.append((label, s, run_config, request, _finished(run_dir, request, overwrite)))
@@ -195,13 +161,13 @@ def compare(
             row = {
                 "objective": label,
                 "seed": s,
-                **_train_and_measure(run_config, data, x, device, eval_samples),
+                **_train_and_measure(run_config, data, x, device, estimator, options),
             }
             _write(run_dir / RESULT, json.dumps({"request": request, "row": row}, indent=2) + "\n")
         rows.append(row)
         histories[label].append(read_metrics(run_dir / METRICS))
 
-    summary = [_summarize(label, [r for r in rows if r["objective"] == label]) for label in parsed]
+    summary = [report.summarize(label, [r for r in rows if r["objective"] == label]) for label in parsed]
     tc = base.train
     budget_words = f"{tc.epochs} epochs" if tc.max_seconds is None else f"{tc.max_seconds:g} s of training"
     if tc.max_seconds is not None and tc.epochs < MAX_EPOCHS:
@@ -210,24 +176,26 @@ def compare(
         "data": base.data.name,
         "seeds": seeds,
         "budget": budget_words,
-        "eval_samples": eval_samples,
+        "estimator": estimator,
+        "estimator_options": options,
+        "eval_samples": options.get("samples"),
         "eval_points": len(x),
         "device": str(device),
         "memory": _memory_measure(device),
     }
-    markdown = _markdown(about, summary)
+    markdown = report.markdown(about, summary)
     base.save(out / BASE_CONFIG)
     _write(out / MARKDOWN, markdown)
-    _write(out / CSV, _csv(summary))
+    _write(out / CSV, report.to_csv(summary))
     _write(out / JSON, json.dumps({**about, "summary": summary, "runs": rows}, indent=2) + "\n")
-    plots.comparison_curves(histories, out / CURVES)
-    title = f"log p̂(x): the IWAE bound with K = {eval_samples}, on {len(x)} validation points"
-    plots.log_likelihood_bars(summary, out / LOG_LIKELIHOOD, title=title)
+    report.comparison_curves(histories, out / CURVES)
+    title = f"log p̂(x) by {report.estimator_words(about)}, on {len(x)} validation points"
+    report.log_likelihood_bars(summary, out / LOG_LIKELIHOOD, title=title)
     return Comparison(rows=rows, summary=summary, dir=out, markdown=markdown)
 
 
 def _train_and_measure(
-    config: Config, data, x: torch.Tensor, device: torch.device, eval_samples: int
+    config: Config, data, x: torch.Tensor, device: torch.device, estimator: str, options: dict
 ) -> dict:
     """Train one run quietly, then measure it on the points ``x``: one row of numbers."""
     if device.type == "cuda":
@@ -235,29 +203,39 @@ def _train_and_measure(
     run = train(config, data=data, overwrite=True, quiet=True)
     memory = _peak_memory_mb(device)
     vae, x = run.vae, x.to(device)
-    pyro.set_rng_seed(config.train.seed)  # the measurement's draws are reproducible
-    elbo = summarize(evaluate_elbo(vae.model, vae.guide, x, batch_size=config.train.eval_batch_size))
-    ml = log_marginal_likelihood(vae.model, vae.guide, x, num_samples=eval_samples)
+    pyro.set_rng_seed(config.train.seed)  # guides the keyed noise does not cover draw reproducibly
+    m = measure(
+        vae.model,
+        vae.guide,
+        x,
+        estimator=estimator,
+        options=options,
+        encode=vae.encode,
+        seed=config.train.seed,
+        elbo_batch_size=config.train.eval_batch_size,
+        device=device,
+    )
     epoch_seconds = [row["seconds"] for row in run.history if row["epoch"] >= 1]
     return _finite(
         {
             "train_seed": config.train.seed,
             "run_dir": str(run.dir),
-            "log_px": ml.mean,
-            "log_px_stderr": ml.stderr,  # over the points
-            "log_px_mc_stderr": (ml.mc_stderr.square().sum().sqrt() / len(x)).item(),  # of the mean
-            "ess_mean": ml.ess.mean().item(),
-            "valid_elbo": elbo["elbo"],
-            "valid_elbo_stderr": elbo["elbo_stderr"],
-            "recon": elbo["recon"],
-            "kl": elbo["kl"],
-            "active_units": active_units(vae.encode, x),
+            "log_px": m.log_px,
+            "log_px_stderr": m.log_px_stderr,  # over the points
+            "log_px_mc_stderr": m.log_px_mc_stderr,  # Monte Carlo, of the mean
+            "ess_mean": m.ess_mean,
+            "untrusted_points": m.untrusted_points,
+            "valid_elbo": m.elbo,
+            "valid_elbo_stderr": m.elbo_stderr,
+            "recon": m.recon,
+            "kl": m.kl,
+            "active_units": m.active_units,
             "epochs": run.history[-1]["epoch"],
             "train_seconds": sum(epoch_seconds),
             "seconds_per_epoch": statistics.fmean(epoch_seconds),
             "peak_memory_mb": memory,
             "memory": _memory_measure(device),
-            "eval_samples": eval_samples,
+            "estimator": estimator,
             "eval_points": len(x),
         }
     )
@@ -277,49 +255,6 @@ def _finished(run_dir: Path, request: dict, overwrite: bool) -> dict | None:
         f"{str(run_dir)!r} holds a run measured with another config "
         f"({_difference(saved['request'], request)}); pass --overwrite to retrain it, or choose another --out"
     )
-
-
-def _summarize(label: str, rows: list[dict]) -> dict:
-    """Mean and standard error over seeds of each metric shown, and each seed's log p̂(x)."""
-    out = {"objective": label, "seeds": len(rows)}
-    for key, _, _ in METRICS_SHOWN:
-        values = [r[key] for r in rows if r[key] is not None]
-        out[key] = statistics.fmean(values) if values else None
-        out[f"{key}_se"] = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
-    out["log_px_per_seed"] = [r["log_px"] for r in rows]
-    return out
-
-
-def _markdown(about: dict, summary: list[dict]) -> str:
-    """The table, with a paragraph saying how every number was measured."""
-    cell = lambda m, se, f: "—" if m is None else f"{m:{f}} ± " + ("—" if se is None else f"{se:{f}}")  # noqa: E731
-    header = ["objective", "seeds", *(h for _, h, _ in METRICS_SHOWN)]
-    seeds = "seed 0" if about["seeds"] == 1 else f"seeds 0..{about['seeds'] - 1}"
-    lines = [
-        f"# Objectives compared on {about['data']}",
-        "",
-        f"Every run: the same network and data, {about['budget']}, {seeds} "
-        f"(the same initialization for each seed). Measured on {about['eval_points']} validation points: "
-        f"log p(x) is the IWAE bound with K = {about['eval_samples']} importance samples; the ELBO, "
-        f"its reconstruction and KL terms use one sample; nats per data point. Peak memory: "
-        f"{about['memory']}. Mean ± standard error over seeds.",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
-    for row in summary:
-        cells = [cell(row[k], row[f"{k}_se"], f) for k, _, f in METRICS_SHOWN]
-        lines.append("| " + " | ".join([row["objective"], str(row["seeds"]), *cells]) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _csv(summary: list[dict]) -> str:
-    columns = ["objective", "seeds", *(c for k, _, _ in METRICS_SHOWN for c in (k, f"{k}_se"))]
-    text = io.StringIO()
-    writer = csv.DictWriter(text, columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(summary)
-    return text.getvalue()
 
 
 def _peak_memory_mb(device: torch.device) -> float:

@@ -13,13 +13,14 @@ and ``iaf`` (inverse autoregressive flow).
 import pyro.distributions as dist
 import pyro.distributions.transforms as T
 import torch
-import torch.nn.functional as F
 from pyro.nn import ConditionalAutoRegressiveNN
 from torch import nn
 
 from . import kl  # noqa: F401 (registers closed-form KLs, e.g. full_normal against N(0, I))
-from .config import PositiveFloat, PositiveInt
+from .distributions import BroadcastingFlow
 from .errors import ConfigError
+from .numeric import floored_softplus
+from .options import PositiveFloat, PositiveInt
 from .registry import Registry
 
 GUIDES = Registry("guide")
@@ -40,7 +41,7 @@ class DiagonalNormal(nn.Module):
 
     def forward(self, out: torch.Tensor) -> dist.Distribution:
         loc, raw_scale = out.chunk(2, dim=-1)  # (..., Z) each
-        return dist.Normal(loc, F.softplus(raw_scale) + self.min_scale).to_event(1)
+        return dist.Normal(loc, floored_softplus(raw_scale, self.min_scale)).to_event(1)
 
 
 @register_guide("full_normal")
@@ -77,7 +78,7 @@ class FullNormal(nn.Module):
         rows, cols = self.rows_cols
         tril = out.new_zeros(*out.shape[:-1], z, z)  # (..., Z, Z)
         tril[..., rows, cols] = lower
-        tril = tril + torch.diag_embed(F.softplus(raw_diag) + self.min_scale)
+        tril = tril + torch.diag_embed(floored_softplus(raw_diag, self.min_scale))
         return dist.MultivariateNormal(loc, scale_tril=tril)
 
 
@@ -157,21 +158,6 @@ class InverseAutoregressiveFlow(nn.Module):
     def forward(self, out: torch.Tensor) -> dist.Distribution:
         loc, raw_scale, h = out.split([self.latent_dim, self.latent_dim, self.context], dim=-1)
         # batch shape (...,), event shape (Z,)
-        base = dist.Normal(loc, F.softplus(raw_scale) + self.min_scale).to_event(1)
+        base = dist.Normal(loc, floored_softplus(raw_scale, self.min_scale)).to_event(1)
         # condition() builds fresh transforms, so each distribution has its own (x, y) caches
-        return _BroadcastingFlow(base, [layer.condition(h) for layer in self.layers])
-
-
-class _BroadcastingFlow(dist.TransformedDistribution):
-    """A ``TransformedDistribution`` whose ``log_prob`` broadcasts the value against its batch shape.
-
-    Pyro's conditional autoregressive network expands the context h to the value's batch
-    shape, one way only, so a value with fewer batch dimensions than h (z of shape (Z,), or
-    the (..., B, 1, Z) that a mixture over K components such as the VampPrior scores) fails.
-    The value is expanded to the full shape first. A value already of full shape is passed
-    on as it is, so the sample just drawn is still scored from the caches.
-    """
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        shape = torch.broadcast_shapes(value.shape, self.batch_shape + self.event_shape)
-        return super().log_prob(value if value.shape == shape else value.expand(shape))
+        return BroadcastingFlow(base, [layer.condition(h) for layer in self.layers])

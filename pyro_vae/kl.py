@@ -1,4 +1,5 @@
-"""Closed-form KL divergences that torch and Pyro do not register.
+"""KL divergences: the closed forms torch and Pyro do not register, and the choice between
+closed form and Monte Carlo (:func:`site_kl`).
 
 Importing this module registers them with ``torch.distributions.kl.register_kl``, so
 ``kl_divergence`` (and Pyro's ``TraceMeanField_ELBO``, our ``meanfield`` objective and
@@ -8,7 +9,7 @@ are active whenever ``pyro_vae`` is. Registration is on torch's classes, which P
 """
 
 import torch
-from torch.distributions import Independent, MultivariateNormal, Normal
+from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 from torch.distributions.kl import register_kl
 
 
@@ -46,3 +47,25 @@ def _kl_mvn_diagonal_normal(mvn: MultivariateNormal, diag: Independent) -> torch
     half_log_det_p = scale_p.log().sum(-1)
     kl = 0.5 * (trace + mahalanobis - mvn.event_shape[0]) + half_log_det_p - half_log_det_q
     return kl.expand(torch.broadcast_shapes(mvn.batch_shape, diag.batch_shape))
+
+
+def site_kl(q, p, z: torch.Tensor, closed_form: bool, log_densities=None) -> tuple[torch.Tensor, bool]:
+    """KL(q ‖ p) of one latent site, and whether it is the closed form.
+
+    The closed form ``kl_divergence(q, p)`` where ``closed_form`` allows it (it is unbiased
+    there: :func:`pyro_vae.traces.closed_form_sites`) and torch or pyro-vae registers one;
+    otherwise its one-sample Monte-Carlo estimate log q(z) − log p(z) at the guide's draw z.
+    Both are unbiased estimates of the same expectation; the closed form has less variance.
+    This is the one place pyro-vae makes that choice (the ELBO's metrics, ``meanfield``,
+    ``beta``, KL warm-up and free bits all call it).
+
+    :param log_densities: ``(log q(z), log p(z))`` where the caller has them already, so that
+        the Monte-Carlo estimate costs nothing more (a VampPrior's density is expensive).
+    """
+    if closed_form:
+        try:
+            return kl_divergence(q, p), True
+        except NotImplementedError:
+            pass
+    log_q, log_p = log_densities if log_densities is not None else (q.log_prob(z), p.log_prob(z))
+    return log_q - log_p, False

@@ -18,31 +18,20 @@ A likelihood entry is called as ``entry(data_dim, **options)`` and returns a
 Leading dimensions of ``out`` (particles, data points) pass through to the batch shape.
 """
 
-import math
 from typing import Annotated, Literal
 
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .config import PositiveFloat, Range
+from .distributions import ContinuousBernoulliLogits
 from .errors import DataError
+from .numeric import floored_softplus, read_back, softplus_inverse
+from .options import PositiveFloat, Range
 from .registry import Registry
 
 LIKELIHOODS = Registry("likelihood")
 register_likelihood = LIKELIHOODS.register
-
-
-def softplus_inverse(y: torch.Tensor) -> torch.Tensor:
-    """x with softplus(x) = y, for y > 0: log(exp(y) - 1), written to stay finite."""
-    return y + torch.log(-torch.expm1(-y))
-
-
-def read_back(*values: torch.Tensor) -> list[float]:
-    """Scalars computed on the data's device, read to the host in one transfer (as float64,
-    so that counts up to 2⁵³ stay exact)."""
-    return torch.stack([v.to(torch.float64) for v in values]).tolist()
 
 
 def span(lo: float, hi: float) -> str:
@@ -117,10 +106,10 @@ class ContinuousBernoulli(nn.Module):
         return out if m is None else m * torch.tanh(out / m)
 
     def forward(self, out: torch.Tensor) -> dist.Distribution:
-        return _ContinuousBernoulliLogits(logits=self.logits(out)).to_event(1)
+        return ContinuousBernoulliLogits(logits=self.logits(out)).to_event(1)
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
-        return _ContinuousBernoulliLogits(logits=self.logits(out)).mean
+        return ContinuousBernoulliLogits(logits=self.logits(out)).mean
 
     def check_data(self, x: torch.Tensor, name: str) -> None:
         lo, hi = read_back(x.min(), x.max())
@@ -129,40 +118,6 @@ class ContinuousBernoulli(nn.Module):
             raise DataError(
                 f"continuous_bernoulli likelihood needs data in [0, 1], but {name} spans {span(lo, hi)}{hint}"
             )
-
-
-class _ContinuousBernoulliLogits(dist.ContinuousBernoulli):
-    """torch's continuous Bernoulli with log C and the mean computed from the logits η.
-
-    torch computes both from λ = sigmoid(η) clamped to [ε, 1 − ε] (ε the dtype's machine
-    epsilon), so beyond |η| = η_max (16 in float32, 36 in float64) its ``log_prob`` falls
-    short by log(|η| / η_max) per value (0.22 at |η| = 20 in float32). That is where a
-    decoder goes on pixels that are always 0 (or 1), as CB(0; η) grows like |η| when
-    η → −∞; over hundreds of such pixels the error would be tens of nats. With
-    1 − 2λ = −tanh(η/2) and 2 artanh(1 − 2λ) = −η,
-
-        C = η / tanh(η/2),        E[x] = 1 / (1 − e^{−η}) − 1/η,
-
-    which are finite and accurate for every η once the removable singularity at η = 0 is
-    replaced by its series. Sampling is torch's (through the clamped λ).
-    """
-
-    def _cont_bern_log_norm(self) -> torch.Tensor:
-        eta = self.logits
-        # log(η / tanh(η/2)) = log 2 + η²/12 − η⁴/1440 + …, whose third term is below 1e-19 here
-        small = eta.abs() < 1e-4
-        safe = torch.where(small, torch.ones_like(eta), eta)  # keeps 0/0 out of the gradient too
-        return torch.where(small, math.log(2) + eta**2 / 12, torch.log(safe / torch.tanh(safe / 2)))
-
-    @property
-    def mean(self) -> torch.Tensor:
-        eta = self.logits
-        # the closed form cancels two terms ≈ 1/η: its error is ~ε/|η|, the series' next term
-        # η⁷/1209600 is below 1e-14 for |η| < 0.1
-        small = eta.abs() < 0.1
-        safe = torch.where(small, torch.ones_like(eta), eta)
-        series = 0.5 + eta / 12 - eta**3 / 720 + eta**5 / 30240
-        return torch.where(small, series, -1 / torch.expm1(-safe) - 1 / safe)
 
 
 class LocationScale(nn.Module):
@@ -214,7 +169,7 @@ class LocationScale(nn.Module):
 
     def scale(self) -> torch.Tensor:
         if hasattr(self, "raw_scale"):
-            return F.softplus(self.raw_scale) + self.min_scale
+            return floored_softplus(self.raw_scale, self.min_scale)
         return self.fixed_scale
 
     def forward(self, loc: torch.Tensor) -> dist.Distribution:
@@ -282,7 +237,7 @@ class Beta(nn.Module):
 
     def concentrations(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """α and β, each (..., D), from the decoder's (..., 2D)."""
-        conc = F.softplus(out) + self.min_concentration  # (..., 2D)
+        conc = floored_softplus(out, self.min_concentration)  # (..., 2D)
         alpha, beta = conc.unflatten(-1, (2, self.data_dim)).unbind(-2)  # (..., D) each
         return alpha, beta
 

@@ -22,10 +22,13 @@ Training maximises a variational bound on Σ_n log p_θ(x_n); the default is the
 evidence lower bound E_q[log p_θ(x, z) − log q_φ(z|x)] (Kingma & Welling 2014,
 "Auto-Encoding Variational Bayes"; Rezende et al. 2014).
 
-The parameters belong to the ``torch.nn.Module`` (``vae.parameters()``); the two
-programs also declare them as Pyro ``param`` sites, so ``pyro.infer.SVI`` with a
-``pyro.optim`` optimiser finds and trains them, without copying them into Pyro's
-global parameter store (two VAEs can live in one process).
+The parameters belong to the ``torch.nn.Module`` (``vae.parameters()``). ``vae.model`` and
+``vae.guide`` also declare them as Pyro ``param`` sites, so ``pyro.infer.SVI`` with a
+``pyro.optim`` optimiser finds and trains them, without copying them into Pyro's global
+parameter store (two VAEs can live in one process). ``vae.programs(param_sites=False)``
+gives the same two programs without those sites, for a loop whose optimizer holds
+``vae.parameters()`` already (``pyro_vae.train``): the choice is made where the programs are
+taken, never by a flag flipped on the module.
 """
 
 import weakref
@@ -37,12 +40,12 @@ from pyro.distributions import constraints
 from pyro.poutine.runtime import effectful
 from torch import nn
 
-from .config import ModelConfig
 from .errors import ConfigError
 from .guides import GUIDES, DiagonalNormal
 from .likelihoods import LIKELIHOODS
 from .networks import NETWORKS
 from .priors import PRIORS
+from .sections import ModelConfig
 
 
 def _own_value(name, value, *args, **kwargs):
@@ -77,11 +80,6 @@ class VAE(nn.Module):
     ``initialize(x)``, called with the training data before training, and a prior may define
     ``attach(posterior, data_dim)`` to be given the guide (the VampPrior's mixture of q).
     """
-
-    #: Whether the programs declare the parameters as Pyro ``param`` sites, which is what
-    #: ``pyro.infer.SVI`` and ``pyro.optim`` need to find them. ``pyro_vae.train`` optimises
-    #: ``vae.parameters()`` directly and turns this off while it trains, saving the sites' cost.
-    emit_param_sites = True
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -131,22 +129,34 @@ class VAE(nn.Module):
             if part is not self and hasattr(part, "initialize"):
                 part.initialize(x)
 
+    def programs(self, *, param_sites: bool = True):
+        """``(model, guide)``: with Pyro ``param`` sites for ``pyro.infer.SVI`` and ``pyro.optim``
+        (``vae.model``, ``vae.guide``), or without them for an optimizer that holds
+        ``vae.parameters()`` already, which saves the sites' cost in every step."""
+        return (self.model, self.guide) if param_sites else (self.bare_model, self.bare_guide)
+
     def model(self, x: torch.Tensor) -> None:
         """p(z) p_θ(x|z) with x observed; sites ``"z"`` (or ``"z1"``…) and ``"x"`` in plate ``"data"``."""
-        if self.emit_param_sites:
-            for name in ("prior", "likelihood", "decoder", "p_layers", "p_nets"):
-                declare_params(getattr(self, name), name)
+        for name in ("prior", "likelihood", "decoder", "p_layers", "p_nets"):
+            declare_params(getattr(self, name), name)
+        self.bare_model(x)
+
+    def guide(self, x: torch.Tensor) -> None:
+        """q_φ(z|x); sites ``"z"`` (or ``"z1"``…) in plate ``"data"``."""
+        for name in ("q", "encoder", "q_layers", "q_nets"):
+            declare_params(getattr(self, name), name)
+        self.bare_guide(x)
+
+    def bare_model(self, x: torch.Tensor) -> None:
+        """:meth:`model` without ``param`` sites."""
         with pyro.plate("data", x.shape[0], device=x.device):
             z = pyro.sample(self.sites[-1], self.prior())  # (..., B, Z_L)
             for site, p, net in reversed(list(zip(self.sites, self.p_layers, self.p_nets, strict=False))):
                 z = pyro.sample(site, p(net(z)))  # (..., B, Z_l)
             pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
 
-    def guide(self, x: torch.Tensor) -> None:
-        """q_φ(z|x); sites ``"z"`` (or ``"z1"``…) in plate ``"data"``."""
-        if self.emit_param_sites:
-            for name in ("q", "encoder", "q_layers", "q_nets"):
-                declare_params(getattr(self, name), name)
+    def bare_guide(self, x: torch.Tensor) -> None:
+        """:meth:`guide` without ``param`` sites."""
         with pyro.plate("data", x.shape[0], device=x.device):
             z = pyro.sample(self.sites[0], self.q(self.encoder(x)))  # (..., B, Z_1)
             for site, q, net in zip(self.sites[1:], self.q_layers, self.q_nets, strict=True):

@@ -18,8 +18,8 @@ from typing import Annotated, Literal
 import torch
 from torch import nn
 
-from .config import PositiveInt, Range
 from .errors import ConfigError
+from .options import PositiveInt, Range
 from .registry import Registry
 
 NETWORKS = Registry("network")

@@ -12,8 +12,6 @@
   labels were never used in training, so classes that separate here were found unsupervised.
 * :func:`decoded_grid`: for a 2-D latent space, the decoder over a grid of z at quantiles
   of the standard normal: how the decoder fills the space between the data.
-* :func:`comparison_curves` and :func:`log_likelihood_bars`: runs of several objectives side
-  by side (:func:`pyro_vae.compare`): validation curves, and log p̂(x) ± SE over seeds.
 
 Figures are :class:`matplotlib.figure.Figure` objects saved directly, never through
 ``pyplot``: importing this module selects no backend and registers no figures, so it runs
@@ -32,7 +30,6 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
-from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from .run import CURVES, LATENT, LATENT_GRID, RECONSTRUCTIONS, SAMPLES, atomic_write
@@ -45,7 +42,7 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as a PNG to ``path`` atomically."""
     path = Path(path)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight"))
@@ -108,11 +105,11 @@ def image_grid(images, image_shape, path, *, title=None, ncols=None, vmin=0.0, v
         fig = Figure(figsize=(6, 4), layout="constrained")
         ax = fig.add_subplot()
         fig.colorbar(_heatmap(ax, images, vmin, vmax, title), ax=ax)
-        return _save(fig, path)
+        return save_figure(fig, path)
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
     fig, _ = _tile_figure(_tile(images, image_shape, ncols, vmin, vmax), nrows, ncols, title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def reconstructions(
@@ -130,7 +127,7 @@ def reconstructions(
         im = _heatmap(axes[1], recons, lo, hi, "reconstruction")
         fig.colorbar(im, ax=axes)
         fig.suptitle(title)
-        return _save(fig, path)
+        return save_figure(fig, path)
     n, d = inputs.shape
     ncols = min(n, 16)
     nblocks = math.ceil(n / ncols)
@@ -144,7 +141,7 @@ def reconstructions(
         ["data", "reconstruction"] * nblocks,
     )
     ax.tick_params(length=0)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def latent_space(z, labels, path, *, title="Latent space") -> Path:
@@ -188,10 +185,10 @@ def latent_space(z, labels, path, *, title="Latent space") -> Path:
     if dim == 1:
         ax.set_yticks([])
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _curve(ax, history, key, sign=1.0, **style) -> None:
+def curve(ax, history, key, sign=1.0, **style) -> None:
     """Plot ``sign * row[key]`` by epoch over the rows that have it; nothing if none do."""
     rows = [(row.get("epoch", i), row.get(key)) for i, row in enumerate(history)]
     points = [(epoch, sign * value) for epoch, value in rows if value is not None]
@@ -200,7 +197,7 @@ def _curve(ax, history, key, sign=1.0, **style) -> None:
         ax.plot(*zip(*points, strict=True), marker=marker, **style)
 
 
-def _focus(ax: Axes, histories, keys, *, lowest: float = 0.0) -> None:
+def focus(ax: Axes, histories, keys, *, lowest: float = 0.0) -> None:
     """Fit the y-axis to the curves of ``histories`` (lists of rows) after their first few epochs.
 
     The untrained model's bound is often hundreds of nats below the rest, which would
@@ -221,22 +218,22 @@ def training_curves(history, path) -> Path:
     """Per-epoch metrics (a list of dicts, as in ``metrics.jsonl``): the ELBO, and its two terms."""
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     left, right = fig.subplots(1, 2)
-    _curve(left, history, "train_elbo", color="C0", label="train ELBO")
-    _curve(left, history, "valid_elbo", color="C1", label="validation ELBO")
+    curve(left, history, "train_elbo", color="C0", label="train ELBO")
+    curve(left, history, "valid_elbo", color="C1", label="validation ELBO")
     objective = "training objective (−loss)"
-    _curve(left, history, "train_loss", -1.0, color="C2", lw=0.8, label=objective)
+    curve(left, history, "train_loss", -1.0, color="C2", lw=0.8, label=objective)
     left.set(title="ELBO per data point", ylabel="nats per data point")
 
     kl = right.twinx()  # the KL term is often an order of magnitude smaller
-    _curve(right, history, "train_recon", color="C0", ls="--", label="train E[log p(x|z)]")
-    _curve(right, history, "valid_recon", color="C0", label="validation E[log p(x|z)]")
-    _curve(kl, history, "train_kl", color="C3", ls="--", label="train KL(q‖p)")
-    _curve(kl, history, "valid_kl", color="C3", label="validation KL(q‖p)")
+    curve(right, history, "train_recon", color="C0", ls="--", label="train E[log p(x|z)]")
+    curve(right, history, "valid_recon", color="C0", label="validation E[log p(x|z)]")
+    curve(kl, history, "train_kl", color="C3", ls="--", label="train KL(q‖p)")
+    curve(kl, history, "valid_kl", color="C3", label="validation KL(q‖p)")
     right.set(title="The ELBO's terms", ylabel="reconstruction term (nats per data point)")
     kl.set_ylabel("KL term (nats per data point)", color="C3")
 
-    _focus(left, [history], ("train_elbo", "valid_elbo"))
-    _focus(right, [history], ("train_recon", "valid_recon"))
+    focus(left, [history], ("train_elbo", "valid_elbo"))
+    focus(right, [history], ("train_recon", "valid_recon"))
     for ax in (left, right):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
@@ -245,53 +242,7 @@ def training_curves(history, path) -> Path:
         left.legend()
     if terms := [*right.get_lines(), *kl.get_lines()]:  # one legend for both y-axes
         right.legend(handles=terms, loc="center right")
-    return _save(fig, path)
-
-
-def comparison_curves(histories_by_label: dict[str, list[list[dict]]], path, *, key="valid_elbo") -> Path:
-    """The validation ELBO by epoch of several runs: one colour per label (objective), one line per seed.
-
-    ``histories_by_label`` maps a label to its runs' per-epoch metrics (lists of dicts, as in
-    ``metrics.jsonl``).
-    """
-    fig = Figure(figsize=(8, 5), layout="constrained")
-    ax = fig.add_subplot()
-    for i, (label, histories) in enumerate(histories_by_label.items()):
-        for j, history in enumerate(histories):
-            _curve(ax, history, key, color=f"C{i % 10}", lw=1.2, alpha=0.8, label=None if j else label)
-    _focus(ax, [h for hs in histories_by_label.values() for h in hs], (key,), lowest=0.02)
-    ax.set(xlabel="epoch", ylabel="nats per data point", title="Validation ELBO, one line per run")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    ax.grid(alpha=0.3)
-    if ax.get_lines():
-        ax.legend(title="objective")
-    return _save(fig, path)
-
-
-def log_likelihood_bars(summary: list[dict], path, *, key="log_px", title="log p̂(x) per objective") -> Path:
-    """Each objective's mean ``key`` with error bars of ± one standard error over seeds, and each
-    seed's value as a dot beneath it; the first objective at the top.
-
-    ``summary`` rows hold ``objective``, ``key``, ``key_se`` (None for one seed) and
-    ``key_per_seed``, as :func:`pyro_vae.compare` writes them.
-    """
-    n = len(summary)
-    fig = Figure(figsize=(8, 1.4 + 0.6 * n), layout="constrained")
-    ax = fig.add_subplot()
-    for i, row in enumerate(summary):
-        y, color, seeds = n - 1 - i, f"C{i % 10}", row[f"{key}_per_seed"]
-        ax.errorbar(row[key], y, xerr=row[f"{key}_se"], fmt="o", ms=7, capsize=5, color=color)
-        ax.scatter(seeds, [y - 0.22] * len(seeds), s=16, color=color, alpha=0.6, linewidths=0)
-    ax.set_yticks(range(n), [row["objective"] for row in reversed(summary)])
-    ax.set_ylim(-0.6, n - 0.4)
-    ax.set(xlabel="nats per data point (higher is better)", title=title)
-    ax.grid(axis="x", alpha=0.3)
-    keys = [
-        Line2D([], [], color="0.3", marker="o", ms=7, label="mean ± SE over seeds"),
-        Line2D([], [], color="0.3", marker="o", ms=4, ls="", alpha=0.6, label="one seed"),
-    ]
-    ax.legend(handles=keys, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def decoded_grid(decode, path, *, image_shape, n=15, title="Decoded latent grid", vmin=0.0, vmax=1.0) -> Path:
@@ -310,7 +261,7 @@ def decoded_grid(decode, path, *, image_shape, n=15, title="Decoded latent grid"
     ax.set_xticks([(w + 1) * i + (w - 1) / 2 for i in ends], [f"{q[i]:.2f}" for i in ends])
     ax.set_yticks([(h + 1) * i + (h - 1) / 2 for i in ends], [f"{q[-1 - i]:.2f}" for i in ends])
     ax.set(xlabel="z₁", ylabel="z₂")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @torch.no_grad()

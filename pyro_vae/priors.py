@@ -20,19 +20,19 @@ the others, and the objectives estimate the KL by sampling).
 import math
 import warnings
 from collections.abc import Callable
-from typing import Annotated, Literal, get_args
+from typing import Annotated, get_args
 
 import pyro.distributions as dist
 import pyro.distributions.transforms as T
 import torch
-import torch.nn.functional as F
-from pyro.nn import AutoRegressiveNN, DenseNN
 from torch import nn
 from torch.distributions import Transform
 
-from .config import PositiveInt, Range, check_value, show
+from .distributions import DiagonalNormalMixture, is_diagonal_normal
 from .errors import ConfigError
-from .likelihoods import softplus_inverse
+from .flows import COUPLING, FLOW_LAYERS, FlowTransform, start_at_identity
+from .numeric import floored_softplus, softplus_inverse
+from .options import PositiveInt, Range, check_value, show
 from .registry import Registry
 
 PRIORS = Registry("prior")
@@ -80,7 +80,7 @@ class LearnedNormal(nn.Module):
         self.raw_scale = nn.Parameter(_unit_raw_scale(min_scale, (latent_dim,)))  # (Z,)
 
     def scale(self) -> torch.Tensor:
-        return F.softplus(self.raw_scale) + self.min_scale
+        return floored_softplus(self.raw_scale, self.min_scale)
 
     def forward(self) -> dist.Distribution:
         return dist.Normal(self.loc, self.scale()).to_event(1)
@@ -111,7 +111,7 @@ class MixtureOfGaussians(nn.Module):
         self.raw_scales = nn.Parameter(_unit_raw_scale(min_scale, (components, latent_dim)))  # (K, Z)
 
     def scales(self) -> torch.Tensor:
-        return F.softplus(self.raw_scales) + self.min_scale  # (K, Z)
+        return floored_softplus(self.raw_scales, self.min_scale)  # (K, Z)
 
     def forward(self) -> dist.Distribution:
         parts = dist.Normal(self.locs, self.scales()).to_event(1)  # batch (K,), event (Z,)
@@ -195,7 +195,7 @@ class VampPrior(nn.Module):
                 f"{tuple(parts.event_shape)}"
             )
         uniform = dist.Categorical(logits=self.pseudo_inputs.new_zeros(self.components))
-        if _is_diagonal_normal(parts):
+        if is_diagonal_normal(parts):
             return DiagonalNormalMixture(uniform, parts)
         return dist.MixtureSameFamily(uniform, parts)
 
@@ -205,100 +205,6 @@ class VampPrior(nn.Module):
                 f"VampPrior.{what} before attach(posterior, data_dim): the VampPrior is defined "
                 "through the guide q(z|x), which the VAE attaches when it is built"
             )
-
-
-def _is_diagonal_normal(d: dist.Distribution) -> bool:
-    return (
-        isinstance(d, dist.Independent)
-        and isinstance(d.base_dist, dist.Normal)
-        and d.reinterpreted_batch_ndims == 1
-        and len(d.batch_shape) == 1
-    )
-
-
-class DiagonalNormalMixture(dist.MixtureSameFamily):
-    """A mixture of K diagonal Gaussians whose ``log_prob`` costs a matrix product, not a
-    (…, K, Z) table.
-
-    With a_kj = 1/σ_kj², the squared distances of z to every component are
-
-        Σ_j (z_j − μ_kj)² a_kj = (z²) · a_kᵀ − 2 z · (μ_k a_k)ᵀ + Σ_j μ_kj² a_kj,
-
-    two (…, Z) × (Z, K) products. The terms are large when σ is small and cancel near a
-    component's mean, so they are formed in float64 (round-off ~1e-16 of Σ μ²/σ², against
-    ~1e-7 in float32). For a VampPrior of K = 500 components of Z = 40 dimensions this
-    replaces a (B, K, Z) table and its gradient by (B, K). The value is MixtureSameFamily's.
-    """
-
-    def __init__(self, mixture_distribution, component_distribution, validate_args=None):
-        super().__init__(mixture_distribution, component_distribution, validate_args)
-        normal = component_distribution.base_dist
-        # the (K, Z) parameters, kept un-broadcast when a plate expands the mixture
-        self._parts = (mixture_distribution.logits, normal.loc, normal.scale)
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(DiagonalNormalMixture, _instance)
-        new = super().expand(batch_shape, _instance=new)
-        new._parts = self._parts
-        return new
-
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(z)
-        logits, loc, scale = self._parts  # (K,), (K, Z), (K, Z)
-        loc, scale = loc.double(), scale.double()
-        a = scale.pow(-2)
-        zz = z.double()  # (..., Z)
-        quad = zz.pow(2) @ a.T - 2 * zz @ (loc * a).T + (loc.pow(2) * a).sum(-1)  # (..., K)
-        log_norm = scale.log().sum(-1) + 0.5 * loc.shape[-1] * math.log(2 * math.pi)  # (K,)
-        log_components = (-0.5 * quad - log_norm).to(z.dtype)
-        lp = torch.logsumexp(log_components + torch.log_softmax(logits, dim=-1), dim=-1)  # (...)
-        return lp.expand(torch.broadcast_shapes(lp.shape, self.batch_shape))
-
-
-FlowTransform = Literal["affine_autoregressive", "spline_coupling", "affine_coupling", "spline"]
-_COUPLING = ("spline_coupling", "affine_coupling")
-
-
-def _affine_autoregressive(dim: int, hidden: list[int], i: int) -> T.AffineAutoregressive:
-    order = torch.arange(dim)
-    # the variable order alternates, so that the layers' triangular Jacobians do not compose to
-    # a triangular one: every coordinate of z comes to depend on every other
-    net = AutoRegressiveNN(dim, hidden, permutation=order if i % 2 == 0 else order.flip(0))
-    return T.AffineAutoregressive(net)
-
-
-_FLOW_LAYERS: dict[str, Callable[[int, list[int], int], dist.TransformModule]] = {
-    "affine_autoregressive": _affine_autoregressive,
-    "spline_coupling": lambda dim, hidden, i: T.spline_coupling(dim, hidden_dims=hidden),
-    "affine_coupling": lambda dim, hidden, i: T.affine_coupling(dim, hidden_dims=hidden),
-    "spline": lambda dim, hidden, i: T.spline(dim),
-}
-
-
-# Pyro's splines have knot slopes softplus(·) + 1e-3 (its ``min_derivative``): this raw value gives 1
-_UNIT_SLOPE = math.log(math.expm1(1.0 - 1e-3))
-
-
-def _start_at_identity(layers: nn.Module) -> None:
-    """Make every layer the identity map, so that the flow starts as its base N(0, I).
-
-    A network whose last layer is zero outputs zeros: an affine layer then has scale
-    exp(0) = 1 and shift 0, and a spline layer equal bins; the knot slopes are set to 1,
-    with which a rational spline on equal bins is the identity. (Pyro fixes the slopes at the
-    bounds ±3 to 1 − 10⁻³, so a spline starts within 10⁻³ nats of the identity's log-density.)
-    """
-    for m in layers.modules():
-        if isinstance(m, DenseNN | AutoRegressiveNN):
-            nn.init.zeros_(m.layers[-1].weight)
-            nn.init.zeros_(m.layers[-1].bias)
-    for m in layers.modules():
-        if isinstance(m, T.Spline):
-            for p in m.parameters():
-                nn.init.zeros_(p)
-            nn.init.constant_(m.unnormalized_derivatives, _UNIT_SLOPE)
-        elif isinstance(m, T.ConditionalSpline):  # its network outputs (widths, heights, slopes, λ)
-            nn.init.constant_(m.nn.layers[-1].bias[m.nn.param_slices[2]], _UNIT_SLOPE)
 
 
 @register_prior("flow")
@@ -334,7 +240,7 @@ class Flow(nn.Module):
     hidden widths of each layer's network (unset: [10·latent_dim]; an autoregressive network
     needs every width ≥ latent_dim); ``spline`` has no network.
 
-    Every layer starts as the identity map (see :func:`_start_at_identity`), so the prior
+    Every layer starts as the identity map (see :func:`start_at_identity`), so the prior
     starts as N(0, I), the standard VAE's (spline layers to within 10⁻³ nats per layer and
     coordinate), and learns away from it.
 
@@ -352,8 +258,8 @@ class Flow(nn.Module):
         hidden: list[PositiveInt] | None = None,
     ):
         super().__init__()
-        if transform in _COUPLING and latent_dim < 2:
-            allowed = ", ".join(show(t) for t in get_args(FlowTransform) if t not in _COUPLING)
+        if transform in COUPLING and latent_dim < 2:
+            allowed = ", ".join(show(t) for t in get_args(FlowTransform) if t not in COUPLING)
             raise ConfigError(
                 f"model.prior.transform = {show(transform)} is not allowed with latent_dim = 1 (a "
                 f"coupling layer transforms one part of z given another); allowed: {allowed}"
@@ -370,8 +276,8 @@ class Flow(nn.Module):
         # pyro's Permute holds a plain tensor that .to(device) would not move: it is built from
         # this buffer in forward()
         self.register_buffer("rotation", (torch.arange(latent_dim) + latent_dim // 2) % latent_dim)
-        self.transforms = nn.ModuleList(_FLOW_LAYERS[transform](latent_dim, hidden, i) for i in range(layers))
-        _start_at_identity(self.transforms)
+        self.transforms = nn.ModuleList(FLOW_LAYERS[transform](latent_dim, hidden, i) for i in range(layers))
+        start_at_identity(self.transforms)
 
     def forward(self) -> dist.Distribution:
         base = dist.Normal(self.loc, self.scale).to_event(1)  # batch (), event (Z,)
@@ -382,7 +288,7 @@ class Flow(nn.Module):
             if isinstance(m, Transform) and m._cache_size == 1:
                 m._cached_x_y = None, None
         for i, layer in enumerate(self.transforms):
-            if i > 0 and self.kind in _COUPLING:
+            if i > 0 and self.kind in COUPLING:
                 steps.append(T.Permute(self.rotation))
             # an autoregressive layer is used inverted: its fast direction maps z to u
             steps.append(layer.inv if self.kind == "affine_autoregressive" else layer)

@@ -21,14 +21,21 @@ import textwrap
 import types
 import typing
 
-from .config import Config, Spec, describe, show
-from .registry import get_registry
+from .config import Config
+from .options import describe, show
+from .registry import Spec, get_registry
 
 COMMAND = "python -m pyro_vae.reference > docs/configuration.md"
 
 # Keys that choose from a registry without being a Spec field (whose family is in the field's
-# metadata): the [objective] section is a Spec itself, and data.name names a dataset.
-OTHER_FAMILIES = {"objective": "objective", "data.name": "dataset"}
+# metadata): the [objective] section is a Spec itself, data.name names a dataset, and the
+# commands' --estimator an estimator of log p(x).
+OTHER_FAMILIES = {
+    "objective": "objective",
+    "data.name": "dataset",
+    "pyro-vae evaluate --estimator": "estimator",
+    "pyro-vae compare --estimator": "estimator",
+}
 
 
 def configuration_reference() -> str:

@@ -1,9 +1,9 @@
-"""Registries of interchangeable parts, keyed by the name a config file uses.
+"""Registries of interchangeable parts, keyed by the name a config file or a flag uses.
 
-Each family (priors, likelihoods, guides, networks, objectives, datasets) has one
-:class:`Registry`. An entry is a class or function; its *keyword-only* parameters
-are the options a config file may set, and their annotations and defaults are
-what the config validator checks against. Adding a part is one decorated class::
+Each family (priors, likelihoods, guides, networks, objectives, estimators, datasets) has
+one :class:`Registry`. An entry is a class or function; its *keyword-only* parameters are
+the options a config file may set, and their annotations and defaults are what
+:class:`Spec` checks against. Adding a part is one decorated class::
 
     from pyro_vae import register_prior
 
@@ -17,17 +17,25 @@ after which ``prior = { kind = "my_prior", scale = 2.0 }`` works in a config fil
 import inspect
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ConfigError
+from .options import check_value, plain, show
 
 REGISTRIES: dict[str, "Registry"] = {}
 
 
 class Registry:
-    """A name -> factory mapping for one family of parts."""
+    """A name -> factory mapping for one family of parts.
 
-    def __init__(self, family: str):
+    :param reserved: keyword-only arguments every entry takes that are not options (an
+        estimator's ``seed``, ``device`` ...): the caller passes them, a config never does.
+    """
+
+    def __init__(self, family: str, *, reserved: tuple[str, ...] = ()):
         self.family = family
+        self.reserved = reserved
         self._entries: dict[str, Callable] = {}
         #: a function whose keyword-only parameters every entry of the family also takes
         self.shared_options: Callable | None = None
@@ -54,8 +62,6 @@ class Registry:
         try:
             return self._entries[name]
         except (KeyError, TypeError):
-            from .config import show  # config imports this module
-
             allowed = ", ".join(show(n) for n in self.names())
             raise ConfigError(
                 f"{key} = {show(name)} is not a known {self.family}; allowed: {allowed}"
@@ -63,7 +69,8 @@ class Registry:
 
     def options(self, name: str) -> dict[str, inspect.Parameter]:
         """The keyword-only parameters of an entry (and shared ones): the options a config may set."""
-        return {**_keyword_only(self.get(name)), **self._shared()}
+        own = {n: p for n, p in _keyword_only(self.get(name)).items() if n not in self.reserved}
+        return {**own, **self._shared()}
 
     def shared_option_names(self) -> list[str]:
         return list(self._shared())
@@ -85,3 +92,46 @@ def _keyword_only(entry: Callable) -> dict[str, inspect.Parameter]:
 
 def get_registry(family: str) -> Registry:
     return REGISTRIES[family]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A part chosen from a registry by ``kind``, with that part's options.
+
+    ``Spec("mlp", {"hidden": [300, 300]})`` is ``{ kind = "mlp", hidden = [300, 300] }``.
+    Validated specs hold every option of their kind, defaults included.
+    """
+
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, value, family: str, key: str) -> "Spec":
+        """Validate a spec written as ``"kind"`` or ``{kind = ..., option = ...}``."""
+        if isinstance(value, Spec):
+            value = value.to_dict()
+        if isinstance(value, str):
+            value = {"kind": value}
+        if not isinstance(value, dict) or "kind" not in value:
+            raise ConfigError(f"{key} = {show(value)} is not allowed: expected {{ kind = ... }}")
+        registry = get_registry(family)
+        kind = value["kind"]
+        registry.get(kind, key=f"{key}.kind")
+        options = registry.options(kind)
+        params = {}
+        for name, given in value.items():
+            if name == "kind":
+                continue
+            if name not in options:
+                allowed = ", ".join(["kind", *options])
+                raise ConfigError(f"unknown key {key}.{name} for {family} {show(kind)}; allowed: {allowed}")
+            params[name] = plain(check_value(f"{key}.{name}", given, options[name].annotation))
+        for name, option in options.items():
+            if name not in params:
+                if option.default is option.empty:
+                    raise ConfigError(f"{key}.{name} must be given for {family} {show(kind)}")
+                params[name] = plain(option.default)
+        return cls(kind, params)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, **self.params}

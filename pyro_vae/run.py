@@ -29,6 +29,7 @@ import torch
 
 from .config import Config
 from .errors import RunDirError
+from .plugins import import_plugins
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.toml"
@@ -147,6 +148,7 @@ class Run:
         if not run_dir.is_dir():
             raise RunDirError(f"run directory {str(run_dir)!r} does not exist")
         payload = load_checkpoint(run_dir / CHECKPOINT, map_location=device)
+        import_plugins(payload["config"].get("plugins", []))  # the parts the config may name
         if payload["custom_model"]:
             raise RunDirError(
                 f"{str(run_dir)!r} was trained on a user's own model/guide; read its parameters "

@@ -27,9 +27,21 @@ import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
-from torch.distributions import kl_divergence
+
+from .kl import site_kl
+from .numeric import masked
 
 PARTICLES = "particles"
+
+
+def sample_sites(trace) -> dict:
+    """The sample sites of a trace that hold values (latent or observed), by name, in order."""
+    return {n: s for n, s in trace.nodes.items() if s["type"] == "sample" and not site_is_subsample(s)}
+
+
+def latent_sites(trace) -> dict:
+    """The sample sites of a trace that are not observed, by name, in order."""
+    return {n: s for n, s in sample_sites(trace).items() if not s["is_observed"]}
 
 
 def max_plate_nesting(model, guide, *args, **kwargs) -> int:
@@ -39,11 +51,27 @@ def max_plate_nesting(model, guide, *args, **kwargs) -> int:
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     depth = 0
     for trace in (guide_trace, model_trace):
-        for site in trace.nodes.values():
-            if site["type"] == "sample" and not site_is_subsample(site):
-                frames = [f.dim for f in site["cond_indep_stack"] if f.vectorized]
-                depth = max(depth, len(site["fn"].batch_shape), *(-d for d in frames))
+        for site in sample_sites(trace).values():
+            frames = [f.dim for f in site["cond_indep_stack"] if f.vectorized]
+            depth = max(depth, len(site["fn"].batch_shape), *(-d for d in frames))
     return depth
+
+
+def at_values(fn, values: dict):
+    """``fn`` (a guide) run at given latent values ``{site: value}``: its sites take them as if
+    drawn, not observed (``poutine.condition`` would mark them observed, and the model would
+    then not replay them as latents)."""
+    return _AtValues(values)(fn)
+
+
+class _AtValues(Messenger):
+    def __init__(self, values: dict):
+        super().__init__()
+        self.values = values
+
+    def _pyro_sample(self, msg):
+        if msg["name"] in self.values and not msg["is_observed"]:
+            msg["value"] = self.values[msg["name"]]
 
 
 def in_particle_plate(fn, particles: int, dim: int):
@@ -93,19 +121,27 @@ class LocalTerms:
     recon: torch.Tensor
     log_prior: torch.Tensor
     log_q: torch.Tensor
-    #: Σ_latent KL(q(z|x_n) || p(z)) in closed form, (1, B), when every latent site has one
+    #: Σ_latent KL(q(z|x_n) || p(z)), (k, B), when asked for (``analytic_kl``): each site's closed
+    #: form where one is registered and unbiased, its Monte-Carlo estimate otherwise (:func:`site_kl`)
     kl: torch.Tensor | None
     #: the common scale of the sites (dataset size / batch size, poutine.scale), outside the bound
     scale: float
     #: the guide's latent sites (name -> site), for estimators that act on the samples
     latent_sites: dict = field(default_factory=dict)
+    #: "analytic", "monte_carlo" or "mixed": how ``kl`` was computed (None when it was not)
+    kl_estimator: str | None = None
 
     @property
     def log_w(self) -> torch.Tensor:
         return self.recon + self.log_prior - self.log_q
 
+    @property
+    def kl_term(self) -> torch.Tensor:
+        """``kl`` where computed, else its Monte-Carlo estimate log q − log p at the same draws."""
+        return self.kl if self.kl is not None else self.log_q - self.log_prior
 
-def _site_scale(sites) -> float:
+
+def site_scale(sites) -> float:
     scales = {float(s["scale"]) if not torch.is_tensor(s["scale"]) else None for s in sites}
     if None in scales:
         raise NotImplementedError("per-data-point bounds need a scalar scale at every site")
@@ -133,13 +169,16 @@ def local_terms(
         "sticking the landing" construction; Roeder et al. 2017). Done without rebuilding
         the distribution: log q(z) − log q(z̄) + stop(log q(z̄)) with z̄ = stop(z) has the
         value of log q(z) and only the pathwise gradient.
-    :param analytic_kl: also compute the closed-form KL of each latent site where one is
-        registered and valid (:func:`closed_form_sites`); ``kl`` is None if any site lacks one.
+    :param analytic_kl: also give ``kl``, each latent site's KL in closed form where one is
+        registered and unbiased (:func:`closed_form_sites`), estimated at the draw otherwise.
+
+    A guide run at given latent values (:class:`at_values`) gives the densities at those
+    values: what annealed importance sampling moves along.
     """
     dim = -(nesting + 1)
     guide_trace = poutine.trace(in_particle_plate(guide, particles, dim)).get_trace(x)
     stopped = None
-    if stop_q_params and _latent_count(guide_trace) > 1:
+    if stop_q_params and len(sample_sites(guide_trace)) > 1:
         guide_trace, stopped = _stopped_guide(guide, guide_trace, particles, dim, x)
     model_trace = poutine.trace(
         poutine.replay(in_particle_plate(model, particles, dim), trace=guide_trace)
@@ -148,12 +187,15 @@ def local_terms(
     zero = x.new_zeros(particles, x.shape[0])
     recon, log_prior, log_q, kl = zero, zero, zero, zero
     closed = closed_form_sites(model_trace, guide_trace) if analytic_kl else set()
-    used, latents = [], {}
-    for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site):
-            continue
+    used, latents, how = [], {}, set()
+
+    def per_datum(value, site):
+        return per_particle_datum(masked(value, site["mask"]), site, plate)  # (k, B)
+
+    for name, site in sample_sites(model_trace).items():
         used.append(site)
-        lp = per_particle_datum(_masked(site["fn"].log_prob(site["value"]), site), site, plate)
+        lp_raw = site["fn"].log_prob(site["value"])
+        lp = per_datum(lp_raw, site)
         if site["is_observed"]:
             recon = recon + lp
             continue
@@ -170,22 +212,22 @@ def local_terms(
             z_bar = z.detach()
             lq_bar = q_site["fn"].log_prob(z_bar)
             lq = lq - (lq_bar - lq_bar.detach())
-        log_q = log_q + per_particle_datum(_masked(lq, q_site), q_site, plate)
-        if analytic_kl and kl is not None and name not in closed:
-            kl = None
-        if analytic_kl and kl is not None:
-            try:
-                site_kl = kl_divergence(q_site["fn"], site["fn"])
-                kl = kl + per_particle_datum(_masked(site_kl, q_site), q_site, plate)[:1]
-            except NotImplementedError:
-                kl = None
+        log_q = log_q + per_datum(lq, q_site)
+        if analytic_kl:
+            site_value, exact = site_kl(q_site["fn"], site["fn"], z, name in closed, (lq, lp_raw))
+            kl = kl + per_datum(site_value, q_site)
+            how.add(exact)
+    estimator = None
+    if analytic_kl:
+        estimator = "mixed" if len(how) > 1 else "analytic" if how == {True} else "monte_carlo"
     return LocalTerms(
         recon=recon,
         log_prior=log_prior,
         log_q=log_q,
         kl=kl if analytic_kl else None,
-        scale=_site_scale(used),
+        scale=site_scale(used),
         latent_sites=latents,
+        kl_estimator=estimator,
     )
 
 
@@ -200,20 +242,13 @@ def closed_form_sites(model_trace, guide_trace) -> set[str]:
     guide instead.) Order stands for dependence: a site is closed-form when every latent the
     model draws before it, the guide draws before it too.
     """
-    order = [n for n, s in guide_trace.nodes.items() if s["type"] == "sample" and not site_is_subsample(s)]
-    position = {name: i for i, name in enumerate(order)}
+    position = {name: i for i, name in enumerate(sample_sites(guide_trace))}
     seen, ok = [], set()
-    for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
-            continue
+    for name in latent_sites(model_trace):
         if name in position and all(position.get(m, -1) < position[name] for m in seen):
             ok.add(name)
         seen.append(name)
     return ok
-
-
-def _latent_count(trace) -> int:
-    return sum(1 for s in trace.nodes.values() if s["type"] == "sample" and not site_is_subsample(s))
 
 
 def _stopped_guide(guide, guide_trace, particles: int, dim: int, x: torch.Tensor):
@@ -231,9 +266,8 @@ def _stopped_guide(guide, guide_trace, particles: int, dim: int, x: torch.Tensor
     sampling path from z₁ to z₂), and the stopped guide's trace at those views.
     """
     views = guide_trace.copy()
-    for name, site in guide_trace.nodes.items():
-        if site["type"] == "sample" and not site_is_subsample(site):
-            views.nodes[name] = {**site, "value": site["value"].view_as(site["value"])}
+    for name, site in sample_sites(guide_trace).items():
+        views.nodes[name] = {**site, "value": site["value"].view_as(site["value"])}
     fn, owner = guide, getattr(guide, "__self__", None)
     if isinstance(owner, torch.nn.Module):
         method = _Method(owner, guide.__name__)
@@ -264,12 +298,3 @@ class _DetachParams(Messenger):
 
     def _pyro_post_param(self, msg):
         msg["value"] = msg["value"].detach()
-
-
-def _masked(log_prob: torch.Tensor, site: dict) -> torch.Tensor:
-    mask = site["mask"]
-    if mask is None or mask is True:
-        return log_prob
-    if mask is False:
-        return torch.zeros_like(log_prob)
-    return torch.where(mask, log_prob, torch.zeros_like(log_prob))

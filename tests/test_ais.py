@@ -9,7 +9,7 @@ from ppca import SIGMA, ppca
 from torch.distributions import MultivariateNormal
 
 from pyro_vae import log_marginal_likelihood
-from pyro_vae.ais import ais, sigmoid_schedule, simulate
+from pyro_vae.estimators import ais, sigmoid_schedule, simulate
 
 AIS = {"chains": 8, "steps": 400, "leapfrog": 5, "step_size": 0.1}
 POOR = {"shift": 0.5, "scale_factor": 0.4}  # a guide 2 posterior sds off and 2.5x too narrow

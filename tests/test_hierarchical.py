@@ -14,7 +14,7 @@ from gradients import gradient_draws, z_scores
 from ppca import two_layer_ppca
 
 from pyro_vae import ais, log_marginal_likelihood, make_objective
-from pyro_vae.evaluation import elbo_parts
+from pyro_vae.measure import elbo_parts
 from pyro_vae.objectives import OBJECTIVES
 from pyro_vae.traces import max_plate_nesting
 
@@ -103,7 +103,7 @@ def test_importance_sampling_and_ais_reach_log_px(f64):
 def test_indexed_noise_differs_between_layers(f64):
     from pyro import poutine
 
-    from pyro_vae.noise import IndexedNoise
+    from pyro_vae.estimators.noise import IndexedNoise
     from pyro_vae.traces import in_particle_plate
 
     vae, x, _ = two_layer_ppca("cpu")

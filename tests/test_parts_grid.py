@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from pyro_vae import VAE, Config, ModelConfig, Run, log_marginal_likelihood, make_objective
-from pyro_vae.evaluation import elbo_parts
+from pyro_vae.measure import elbo_parts
 from pyro_vae.run import CHECKPOINT, save_checkpoint
 from pyro_vae.traces import local_terms
-from pyro_vae.training import stepping, train_step
+from pyro_vae.step import stepping, train_step
 
 D, B = 6, 20
 PRIORS = {
@@ -89,8 +89,9 @@ def test_builds_trains_and_round_trips_through_a_checkpoint(tmp_path, prior, gui
     vae.initialize(x)
     objective = make_objective("elbo")
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-2)
-    with stepping(vae):
-        losses = torch.stack([train_step(objective, vae.model, vae.guide, optimizer, x) for _ in range(3)])
+    model, guide = vae.programs(param_sites=False)
+    with stepping():
+        losses = torch.stack([train_step(objective, model, guide, optimizer, x) for _ in range(3)])
     assert torch.isfinite(losses).all(), losses
 
     config = Config(model=vae.config)

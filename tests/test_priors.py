@@ -446,7 +446,7 @@ def test_the_vamp_mixtures_matrix_form_is_mixture_same_family(dtype):
     """``DiagonalNormalMixture.log_prob`` (two matrix products, formed in float64) against
     Pyro's ``MixtureSameFamily`` on a (K, B, Z) table, value and gradient, with scales down to
     0.005 and points at the components' means, where the expanded form cancels most."""
-    from pyro_vae.priors import DiagonalNormalMixture
+    from pyro_vae.distributions import DiagonalNormalMixture
 
     g = torch.Generator().manual_seed(3)
     K, Z = 50, 8

@@ -31,7 +31,9 @@ from typing import Annotated, Literal
 
 import pyro.infer
 
-from ..config import NonNegativeFloat, Range, Spec
+from ..errors import ConfigError
+from ..options import NonNegativeFloat, Range, parse_value, show
+from ..registry import Spec
 from . import beta, dreg, renyi, stl, tail_adaptive, trace_elbo  # noqa: F401 (registers them)
 from .base import OBJECTIVES, LocalBound, register_objective
 from .modifiers import Modified
@@ -63,4 +65,41 @@ def make_objective(kind: str, **params) -> pyro.infer.ELBO:
     return objective
 
 
-__all__ = ["OBJECTIVES", "LocalBound", "Modified", "make_objective", "register_objective"]
+#: short names in objective words (``iwae:k=5``)
+ALIASES = {"k": "particles"}
+
+
+def parse_objective(word: str | dict) -> tuple[str, dict]:
+    """``"iwae:k=5"`` → its label and ``{"kind": "iwae", "particles": 5}``, validated.
+
+    A word is ``NAME[:key=value[,key=value...]]``; ``k`` stands for ``particles``. A dict is
+    a spec, ``{"kind": "iwae", "particles": 5}``. Raises :class:`ConfigError` naming the word.
+    """
+    if isinstance(word, dict):
+        options = dict(word)
+        name = str(options.pop("kind", ""))
+        pairs = [(k, show(v)) for k, v in options.items()]
+    else:
+        name, _, rest = word.partition(":")
+        items = [item.partition("=") for item in rest.split(",")] if rest.strip() else []
+        if any(not eq or not k.strip() for k, eq, _ in items):
+            raise ConfigError(f"objective {word!r}: expected NAME or NAME:key=value[,key=value...]")
+        pairs = [(k.strip(), v.strip()) for k, _, v in items]
+        options = {k: parse_value(v) for k, v in pairs}
+    name = name.strip()
+    label = name + "".join((":" if i == 0 else ",") + f"{k}={v}" for i, (k, v) in enumerate(pairs))
+    spec = {"kind": name}
+    for key, value in options.items():
+        key = ALIASES.get(key, key)
+        if key in spec:
+            raise ConfigError(f"objective {label!r}: {key} is given twice")
+        spec[key] = value
+    try:
+        spec = Spec.parse(spec, "objective", "objective").to_dict()
+        make_objective(**spec)  # the checks an objective makes when built, such as renyi's alpha != 1
+    except ConfigError as e:
+        raise ConfigError(f"objective {label!r}: {e}") from None
+    return label, spec
+
+
+__all__ = ["OBJECTIVES", "LocalBound", "Modified", "make_objective", "parse_objective", "register_objective"]

@@ -5,7 +5,7 @@ import math
 import pyro.infer
 import torch
 
-from ..config import PositiveInt
+from ..options import PositiveInt
 from ..registry import Registry
 from ..traces import LocalTerms, local_terms, max_plate_nesting
 
@@ -77,8 +77,3 @@ class LocalBound(pyro.infer.ELBO):
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         loss.backward(retain_graph=self.retain_graph)
         return loss.item()
-
-
-def log_mean_exp(t: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    """log (1/k) Σ_k exp(t_k) along ``dim``, stably."""
-    return torch.logsumexp(t, dim) - math.log(t.shape[dim])

@@ -8,7 +8,7 @@ of reconstruction), β < 1 the other way. β multiplies the per-data-point KL; t
 dataset-size scale multiplies the whole per-data-point objective, outside.
 """
 
-from ..config import PositiveFloat
+from ..options import PositiveFloat
 from .base import LocalBound, Particles, register_objective
 
 
@@ -25,7 +25,7 @@ class BetaBound(LocalBound):
         return self.beta
 
     def bound(self, terms):
-        kl = terms.kl if terms.kl is not None else terms.log_q - terms.log_prior  # (1 or K, B)
+        kl = terms.kl_term  # (K, B)
         value = terms.recon.mean(0) - self.beta * kl.mean(0)
         return value, value
 

@@ -22,8 +22,9 @@ Pyro has no DReG estimator (Pyro issue 2598, draft PR 2605).
 
 import torch
 
+from ..numeric import log_mean_exp
 from ..traces import to_site_layout
-from .base import LocalBound, Particles, log_mean_exp, register_objective
+from .base import LocalBound, Particles, register_objective
 
 
 class IWAE_DReG(LocalBound):

@@ -19,8 +19,10 @@ bound's KL is the same closed form, as ``meanfield``'s; in expectation otherwise
   are not switched off early (Kingma et al. 2016, eq. 15).
 
 The correction, like every scale factor, is applied outside any log-mean-exp. It costs
-one more pass of the guide and the model per step. The trainer reports progress with
-``set_progress``; a user's own loop calls it once per step.
+one more pass of the guide and the model per step. β_t is an input of the loss:
+``pyro_vae.train`` passes ``kl_weight`` = :meth:`Modified.kl_weight_at` of its progress to
+each step (:meth:`Modified.schedule_inputs`); a user's own loop (``pyro.infer.SVI``) may
+instead call ``set_progress`` once per step, which the loss reads when no weight is given.
 """
 
 import math
@@ -28,10 +30,11 @@ import math
 import pyro.infer
 import torch
 from pyro import poutine
-from pyro.poutine.util import site_is_subsample
-from torch.distributions import Independent, kl_divergence
+from torch.distributions import Independent
 
-from ..traces import _masked, _site_scale, closed_form_sites
+from ..kl import site_kl
+from ..numeric import masked
+from ..traces import closed_form_sites, latent_sites, site_scale
 
 
 class Modified(pyro.infer.ELBO):
@@ -55,26 +58,35 @@ class Modified(pyro.infer.ELBO):
         self.plate = plate
         self.epoch, self.step = 0.0, 0
 
+    def kl_weight_at(self, epoch: float, step: int) -> float:
+        """β_t after ``epoch`` completed epochs (fractional) and ``step`` updates."""
+        if self.kl_warmup == 0:
+            return 1.0
+        done = epoch if self.kl_warmup_unit == "epochs" else step
+        return min(1.0, done / self.kl_warmup)
+
+    def schedule_inputs(self, epoch: float, step: int) -> dict:
+        """What the loss takes from training progress: ``{"kl_weight": β_t}``."""
+        return {"kl_weight": self.kl_weight_at(epoch, step)}
+
     def set_progress(self, *, epoch: float, step: int) -> None:
-        """Training progress: ``epoch`` counts completed epochs (fractional), ``step`` updates."""
+        """Progress for a user's own loop, read by a loss called without ``kl_weight``."""
         self.epoch, self.step = epoch, step
 
     @property
     def kl_weight(self) -> float:
-        """β_t: the weight of the (free-bits) KL term now."""
-        if self.kl_warmup == 0:
-            return 1.0
-        done = self.epoch if self.kl_warmup_unit == "epochs" else self.step
-        return min(1.0, done / self.kl_warmup)
+        """β_t at the progress last given to :meth:`set_progress`."""
+        return self.kl_weight_at(self.epoch, self.step)
 
-    def differentiable_loss(self, model, guide, x: torch.Tensor) -> torch.Tensor:
+    def differentiable_loss(self, model, guide, x: torch.Tensor, *, kl_weight: float | None = None):
+        kl_weight = self.kl_weight if kl_weight is None else kl_weight
         loss = self.base.differentiable_loss(model, guide, x)
         kl, scale = kl_by_dimension(model, guide, x, plate=self.plate)  # (B, J)
         total = kl.sum()
         free = len(kl) * kl.mean(0).clamp(min=self.free_bits).sum() if self.free_bits else total
         # the base bound's own KL weight (β for the β-VAE, 1 otherwise) is what the schedule moves
         b = getattr(self.base, "kl_scale", 1.0)
-        return loss - scale * b * (total - self.kl_weight * free)
+        return loss - scale * b * (total - kl_weight * free)
 
     def loss(self, model, guide, *args, **kwargs) -> float:
         with torch.no_grad():
@@ -96,21 +108,14 @@ def kl_by_dimension(model, guide, x: torch.Tensor, *, plate: str = "data") -> tu
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
     groups, sites = [], []
     closed = closed_form_sites(model_trace, guide_trace)
-    for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
-            continue
+    for name, site in latent_sites(model_trace).items():
         q_site = guide_trace.nodes[name]
         sites += [site, q_site]
         q, p = _factors(q_site["fn"], site["fn"])
-        try:
-            if name not in closed:
-                raise NotImplementedError
-            kl = kl_divergence(q, p)
-        except NotImplementedError:
-            z = q_site["value"]
-            kl = q.log_prob(z) - p.log_prob(z)
-        groups.append(_by_datum(_masked_kl(kl, q_site, q), q_site, q, plate))
-    return torch.cat(groups, dim=1), _site_scale(sites)
+        kl, _ = site_kl(q, p, q_site["value"], name in closed)
+        kl = masked(kl, q_site["mask"], event_dims=kl.dim() - len(q_site["fn"].batch_shape))
+        groups.append(_by_datum(kl, q_site, plate))
+    return torch.cat(groups, dim=1), site_scale(sites)
 
 
 def _factors(q, p):
@@ -121,14 +126,7 @@ def _factors(q, p):
     return q, p
 
 
-def _masked_kl(kl, site, dist):
-    mask = site["mask"]
-    if mask is None or isinstance(mask, bool):
-        return _masked(kl, site)
-    return torch.where(mask.reshape(mask.shape + (1,) * (kl.dim() - mask.dim())), kl, torch.zeros_like(kl))
-
-
-def _by_datum(kl: torch.Tensor, site: dict, dist, plate: str) -> torch.Tensor:
+def _by_datum(kl: torch.Tensor, site: dict, plate: str) -> torch.Tensor:
     """``(batch..., dims...)`` -> ``(B, J)``: keep the data plate and the latent dimensions."""
     batch = len(site["fn"].batch_shape)
     frame = next(f for f in site["cond_indep_stack"] if f.name == plate)

@@ -18,8 +18,9 @@ as soon as one sample site lies outside that plate (Pyro issue 3104).
 
 from typing import Annotated
 
-from ..config import Range
-from .base import LocalBound, Particles, log_mean_exp, register_objective
+from ..numeric import log_mean_exp
+from ..options import Range
+from .base import LocalBound, Particles, register_objective
 
 
 class RenyiBound(LocalBound):

@@ -15,8 +15,8 @@ Pyro); the value reported is the ELBO of the same particles.
 
 from typing import Annotated
 
-from ..config import Range
 from ..errors import ConfigError
+from ..options import Range
 from .base import LocalBound, Particles, register_objective
 
 

@@ -12,8 +12,8 @@ import pyro.infer
 from pyro.distributions.util import scale_and_mask
 from pyro.infer.trace_elbo import _compute_log_r
 from pyro.infer.util import check_fully_reparametrized, is_identically_zero, is_validation_enabled
-from torch.distributions import kl_divergence
 
+from ..kl import site_kl
 from ..traces import closed_form_sites
 from .base import Particles, register_objective
 
@@ -35,7 +35,7 @@ class _OnDeviceLoss:
         return loss.detach() + (surrogate - surrogate.detach())
 
 
-class Trace_ELBO(_OnDeviceLoss, pyro.infer.Trace_ELBO):
+class DeviceTraceELBO(_OnDeviceLoss, pyro.infer.Trace_ELBO):
     """Pyro's ``Trace_ELBO`` estimator, computed on the device.
 
     ELBO = Σ_model log p − Σ_guide log q at z ~ q; the surrogate adds the score-function
@@ -60,7 +60,7 @@ class Trace_ELBO(_OnDeviceLoss, pyro.infer.Trace_ELBO):
         return -elbo, -surrogate
 
 
-class TraceMeanField_ELBO(_OnDeviceLoss, pyro.infer.TraceMeanField_ELBO):
+class DeviceMeanFieldELBO(_OnDeviceLoss, pyro.infer.TraceMeanField_ELBO):
     """Pyro's ``TraceMeanField_ELBO`` estimator, computed on the device.
 
     ELBO = Σ_observed log p(x|z) − Σ_latent KL(q || p), with each KL in closed form
@@ -92,13 +92,9 @@ class TraceMeanField_ELBO(_OnDeviceLoss, pyro.infer.TraceMeanField_ELBO):
             guide_site = guide_trace.nodes[name]
             if is_validation_enabled():
                 check_fully_reparametrized(guide_site)
-            try:
-                if name not in closed:
-                    raise NotImplementedError
-                kl = kl_divergence(guide_site["fn"], site["fn"])
-                elbo = elbo - scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
-            except NotImplementedError:
-                elbo = elbo + site["log_prob_sum"] - guide_site["score_parts"].entropy_term.sum()
+            densities = (guide_site["unscaled_log_prob"], site["unscaled_log_prob"])
+            kl, _ = site_kl(guide_site["fn"], site["fn"], guide_site["value"], name in closed, densities)
+            elbo = elbo - scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
         for name, site in guide_trace.nodes.items():  # auxiliary guide sites, as Pyro allows
             if _is_sample(site) and name not in model_trace.nodes:
                 elbo = elbo - site["score_parts"].entropy_term.sum()
@@ -114,7 +110,7 @@ def elbo(*, particles: Particles = 1) -> pyro.infer.ELBO:
     estimated with ``particles`` reparameterized draws z ~ q(z|x) per data point
     (Kingma & Welling 2014, eq. 6).
     """
-    return Trace_ELBO(num_particles=particles, vectorize_particles=particles > 1)
+    return DeviceTraceELBO(num_particles=particles, vectorize_particles=particles > 1)
 
 
 @register_objective("meanfield")
@@ -127,10 +123,10 @@ def meanfield(*, particles: Particles = 1) -> pyro.infer.ELBO:
     KL = ½ Σ_j (μ_j² + σ_j² − log σ_j² − 1) (Kingma & Welling 2014, appendix B).
     Pairs with no registered closed form fall back to a Monte-Carlo estimate.
     """
-    return TraceMeanField_ELBO(num_particles=particles, vectorize_particles=particles > 1)
+    return DeviceMeanFieldELBO(num_particles=particles, vectorize_particles=particles > 1)
 
 
-class TraceGraph_ELBO(pyro.infer.TraceGraph_ELBO):
+class DeviceTraceGraphELBO(pyro.infer.TraceGraph_ELBO):
     """Pyro's ``TraceGraph_ELBO`` (Schulman et al. 2015), with a ``differentiable_loss``.
 
     For guides with non-reparameterizable sites, the score-function term of each such
@@ -146,4 +142,4 @@ class TraceGraph_ELBO(pyro.infer.TraceGraph_ELBO):
 @register_objective("tracegraph")
 def tracegraph(*, particles: Particles = 1) -> pyro.infer.ELBO:
     """The ELBO with dependency-aware score-function gradients (Pyro's ``TraceGraph_ELBO``)."""
-    return TraceGraph_ELBO(num_particles=particles, vectorize_particles=particles > 1)
+    return DeviceTraceGraphELBO(num_particles=particles, vectorize_particles=particles > 1)

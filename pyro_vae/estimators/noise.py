@@ -17,7 +17,7 @@ import torch
 from pyro.distributions import Independent, MultivariateNormal, Normal, TransformedDistribution
 from pyro.poutine.messenger import Messenger
 
-from .traces import PARTICLES
+from ..traces import PARTICLES
 
 _M1, _M2 = -4658895280553007687, -7723592293110705685  # splitmix64 constants, as int64
 

@@ -26,20 +26,33 @@ step size is adapted per data point toward an acceptance rate of 0.65 (× 1.02 a
 × 0.98 below). Latent sites must have real support (unconstrained values).
 """
 
-import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.distributions import constraints
-from pyro.poutine.util import site_is_subsample
 
-from .evaluation import MarginalLikelihood, effective_sample_size, log_mean_stderr
-from .traces import in_particle_plate, max_plate_nesting, per_particle_datum, to_site_layout
+from ..options import PositiveFloat, PositiveInt, Range
+from ..traces import (
+    at_values,
+    in_particle_plate,
+    latent_sites,
+    local_terms,
+    max_plate_nesting,
+    per_particle_datum,
+    sample_sites,
+    to_site_layout,
+)
+from .base import MarginalLikelihood, register_estimator
+from .noise import IndexedNoise
+from .weights import WeightStats
+
+Acceptance = Annotated[float, Range(lo=0, hi=1, lo_open=True, hi_open=True)]
 
 
-def sigmoid_schedule(steps: int, sharpness: float = 4.0) -> torch.Tensor:
+def sigmoid_schedule(steps: int, sharpness: float = 4.0) -> list[float]:
     """β_0..β_T: a sigmoid path, dense near 0 and 1 where the intermediate targets change fastest
     (Grosse, Maddison & Salakhutdinov 2013)."""
     s = torch.sigmoid(sharpness * torch.linspace(-1, 1, steps + 1, dtype=torch.float64))
@@ -59,35 +72,22 @@ class AISEstimate(MarginalLikelihood):
     steps: int = 0
 
 
-def _log_densities(model, guide, x, latents, chains, nesting, plate):
-    """log p(x, z) and log q(z|x) at the given latent values, each ``(C, B)``."""
-    dim = -(nesting + 1)
-    q_trace = poutine.trace(poutine.condition(in_particle_plate(guide, chains, dim), data=latents)).get_trace(
-        x
+def _densities(model, guide, x, z, chains, nesting, plate):
+    """log p(x, z) and log q(z|x) at the latent values ``z``, each ``(C, B)``: the densities
+    training uses (:func:`pyro_vae.traces.local_terms`), masks and all, with the guide
+    run at ``z``."""
+    terms = local_terms(
+        model, at_values(guide, z), x, particles=chains, nesting=nesting, plate=plate
     )
-    p_trace = poutine.trace(poutine.condition(in_particle_plate(model, chains, dim), data=latents)).get_trace(
-        x
-    )
-    log_q = sum(
-        per_particle_datum(q_trace.nodes[name]["fn"].log_prob(z), q_trace.nodes[name], plate)
-        for name, z in latents.items()
-    )
-    log_p = sum(
-        per_particle_datum(site["fn"].log_prob(site["value"]), site, plate)
-        for site in p_trace.nodes.values()
-        if site["type"] == "sample" and not site_is_subsample(site)
-    )
-    return log_p, log_q
+    return terms.recon + terms.log_prior, terms.log_q
 
 
-def _initial_latents(guide, x, chains, nesting):
-    """z ~ q(z|x) for every chain, with the guide's sites (for their shapes and plates)."""
-    trace = poutine.trace(in_particle_plate(guide, chains, -(nesting + 1))).get_trace(x)
-    sites = {
-        name: site
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site_is_subsample(site) and not site["is_observed"]
-    }
+def _initial_latents(guide, x, chains, nesting, seed, first_point, plate):
+    """z ~ q(z|x) for every chain, keyed noise as importance sampling's, with the guide's sites
+    (for their shapes and plates)."""
+    with IndexedNoise(seed, first_point=first_point, first_sample=0, plate=plate):
+        trace = poutine.trace(in_particle_plate(guide, chains, -(nesting + 1))).get_trace(x)
+    sites = latent_sites(trace)
     for name, site in sites.items():
         support = site["fn"].support
         while isinstance(support, constraints.independent):
@@ -107,25 +107,29 @@ def _kinetic(momenta, sites, plate):
     return total
 
 
+@register_estimator("ais")
 @torch.no_grad()
 @pyro.validation_enabled(False)  # shapes were checked by max_plate_nesting's traces
 def ais(
     model,
     guide,
-    data: torch.Tensor,
+    x: torch.Tensor,
+    /,
     *,
-    chains: int = 16,
-    steps: int = 500,
-    leapfrog: int = 10,
-    step_size: float = 0.05,
-    adapt: bool = True,
-    target_acceptance: float = 0.65,
+    seed: int | None = None,
     batch_size: int = 100,
-    plate: str = "data",
-    reverse_from: dict | None = None,
+    device=None,
     progress=None,
+    plate: str = "data",
+    chains: PositiveInt = 16,
+    steps: PositiveInt = 500,
+    leapfrog: PositiveInt = 10,
+    step_size: PositiveFloat = 0.05,
+    adapt: bool = True,
+    target_acceptance: Acceptance = 0.65,
+    reverse_from: dict | None = None,
 ) -> AISEstimate:
-    """AIS estimate of log p(x_n) for each row of ``data``; see the module docstring.
+    """AIS estimate of log p(x_n) for each row of ``x``; see the module docstring.
 
     :param chains: C, independent chains per data point.
     :param steps: T, intermediate distributions.
@@ -134,25 +138,30 @@ def ais(
     :param reverse_from: run from β = 1 to 0 starting at these latent values, ``{site: (C, N, ...)}``
         (exact posterior samples of simulated data, as :func:`simulate` gives): the result is then a
         stochastic upper bound.
+    :param seed: fixes the initial draws (keyed by point and chain, as importance sampling's),
+        the momenta and the accept decisions; a draw from torch's global generator when unset.
     :param progress: optional callable called with the number of data points done.
     """
-    nesting = max_plate_nesting(model, guide, data[:1])
+    device = device or x.device
+    nesting = max_plate_nesting(model, guide, x[:1].to(device))
+    seed = int(torch.randint(2**62, ())) if seed is None else seed
+    rng = torch.Generator(device=device).manual_seed(seed)
     betas = sigmoid_schedule(steps)
     if reverse_from is not None:
         betas = betas[::-1]
-    log_px, ess, accepted, moves = [], [], 0.0, 0
-    for i in range(0, len(data), batch_size):
-        x = data[i : i + batch_size]
-        z, sites = _initial_latents(guide, x, chains, nesting)
+    log_px, ess, stderr, accepted, moves = [], [], [], 0.0, 0
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size].to(device)
+        z, sites = _initial_latents(guide, xb, chains, nesting, seed, i, plate)
         if reverse_from is not None:
-            z = {name: reverse_from[name][:, i : i + batch_size].clone() for name in z}
-        eps = torch.full((chains, len(x)), step_size, dtype=x.dtype, device=x.device)  # (C, B)
+            z = {name: reverse_from[name][:, i : i + batch_size].to(device).clone() for name in z}
+        eps = torch.full((chains, len(xb)), step_size, dtype=xb.dtype, device=device)  # (C, B)
 
-        def evaluate(z, beta, x=x):
+        def evaluate(z, beta, xb=xb):
             """U = −log π_β(z) up to a constant, its gradient, and log p, log q: each (C, B)."""
             with torch.enable_grad():
                 z = {n: v.detach().requires_grad_() for n, v in z.items()}
-                log_p, log_q = _log_densities(model, guide, x, z, chains, nesting, plate)
+                log_p, log_q = _densities(model, guide, xb, z, chains, nesting, plate)
                 u = -((1 - beta) * log_q + beta * log_p)
                 grads = torch.autograd.grad(u.sum(), list(z.values()))  # chains and points independent
             return u.detach(), dict(zip(z, grads, strict=True)), log_p.detach(), log_q.detach()
@@ -166,7 +175,7 @@ def ais(
             # one HMC transition that leaves π_t invariant
             u, grad, _, _ = evaluate(z, betas[t])
             step = {n: to_site_layout(eps, sites[n], plate) for n in z}
-            p0 = {n: torch.randn_like(v) for n, v in z.items()}
+            p0 = {n: torch.randn(v.shape, generator=rng, device=device, dtype=v.dtype) for n, v in z.items()}
             p = {n: p0[n] - 0.5 * step[n] * grad[n] for n in z}
             z_new = z
             for leap in range(leapfrog):
@@ -175,25 +184,29 @@ def ais(
                 half = 0.5 if leap == leapfrog - 1 else 1.0
                 p = {n: p[n] - half * step[n] * grad[n] for n in z}
             log_accept = u - u_new + _kinetic(p0, sites, plate) - _kinetic(p, sites, plate)  # (C, B)
-            accept = (torch.rand_like(log_accept).log() < log_accept) & torch.isfinite(log_accept)
+            u = torch.rand(log_accept.shape, generator=rng, device=device, dtype=log_accept.dtype)
+            accept = (u.log() < log_accept) & torch.isfinite(log_accept)
             z = {n: torch.where(to_site_layout(accept, sites[n], plate), z_new[n], z[n]) for n in z}
             log_p = torch.where(accept, log_p_new, log_p)
             log_q = torch.where(accept, log_q_new, log_q)
-            rate = accept.to(x.dtype).mean(0, keepdim=True)  # (1, B): per data point, over chains
+            rate = accept.to(xb.dtype).mean(0, keepdim=True)  # (1, B): per data point, over chains
             accepted, moves = accepted + rate.sum(), moves + rate.numel()
             if adapt:
                 eps = eps * torch.where(rate > target_acceptance, 1.02, 0.98)
         # forward, E[w] = p(x); reverse (β from 1 to 0), E[w] = 1 / p(x)
-        lme = torch.logsumexp(log_w, 0) - math.log(chains)
+        stats = WeightStats(len(xb), chains, device=device, dtype=log_w.dtype)
+        stats.add(log_w, 0)
+        lme, point_ess, point_stderr = stats.finish()
         log_px.append(-lme if reverse_from is not None else lme)
-        ess.append(effective_sample_size(torch.logsumexp(log_w, 0), torch.logsumexp(2 * log_w, 0)))
+        ess.append(point_ess)
+        stderr.append(point_stderr)
         if progress is not None:
-            progress(len(x))
+            progress(len(xb))
     log_px, ess = torch.cat(log_px), torch.cat(ess)
     return AISEstimate(
         log_px=log_px,
         ess=ess,
-        mc_stderr=log_mean_stderr(ess, chains),
+        mc_stderr=torch.cat(stderr),
         num_samples=chains,
         acceptance=float(accepted / max(moves, 1)),
         steps=steps,
@@ -210,15 +223,15 @@ def simulate(model, guide, x_like: torch.Tensor, *, chains: int = 1, plate: str 
     trace = poutine.trace(poutine.uncondition(model)).get_trace(x_like)
     observed = [
         name
-        for name, site in poutine.trace(model).get_trace(x_like).nodes.items()
-        if site["type"] == "sample" and site["is_observed"]
+        for name, site in sample_sites(poutine.trace(model).get_trace(x_like)).items()
+        if site["is_observed"]
     ]
     if len(observed) != 1:
         raise NotImplementedError(f"simulate needs one observed site, found {observed}")
     x = trace.nodes[observed[0]]["value"]
     latents = {
         name: site["value"].expand(chains, *site["value"].shape).clone()
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site_is_subsample(site) and name not in observed
+        for name, site in sample_sites(trace).items()
+        if name not in observed
     }
     return x, latents

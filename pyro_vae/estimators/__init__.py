@@ -1,0 +1,34 @@
+"""Estimators of log p(x), each registered by the name ``pyro-vae evaluate --estimator`` takes.
+
+=======  ==================================================================  ==========
+name     what                                                                module
+=======  ==================================================================  ==========
+``is``   importance sampling with the guide as proposal (the IWAE bound)     importance
+``ais``  annealed importance sampling with HMC moves (and BDMC bounds)       annealed
+=======  ==================================================================  ==========
+
+Every estimator has one signature (:mod:`pyro_vae.estimators.base`); a user's plugin adds
+one with ``pyro_vae.register_estimator(name)``, and it then runs from ``pyro-vae evaluate
+--estimator name`` and ``pyro-vae compare --estimator name``. Reproducible draws come from
+:mod:`pyro_vae.estimators.noise`; the weights' diagnostics from :mod:`pyro_vae.estimators.weights`.
+"""
+
+from .annealed import AISEstimate, ais, sigmoid_schedule, simulate
+from .base import ESTIMATORS, MarginalLikelihood, estimate, register_estimator
+from .importance import importance_sampling, log_marginal_likelihood
+from .noise import IndexedNoise, indexed_normal
+
+__all__ = [
+    "ESTIMATORS",
+    "AISEstimate",
+    "IndexedNoise",
+    "MarginalLikelihood",
+    "ais",
+    "estimate",
+    "importance_sampling",
+    "indexed_normal",
+    "log_marginal_likelihood",
+    "register_estimator",
+    "sigmoid_schedule",
+    "simulate",
+]

@@ -1,0 +1,95 @@
+"""What every estimator of log p(x) shares: the registry, the result, and how one is chosen.
+
+An estimator is a function registered by the name ``pyro-vae evaluate --estimator`` takes::
+
+    @register_estimator("my_estimator")
+    def my_estimator(model, guide, x, /, *, seed, batch_size, device, progress, plate="data",
+                     samples: PositiveInt = 1000) -> MarginalLikelihood: ...
+
+``x`` is ``(N, D)``; ``seed``, ``batch_size`` (points per pass), ``device``, ``progress`` (a
+callable given the number of points done, or None) and ``plate`` (the data plate's name) are
+given by the caller; the keyword-only arguments after them are the estimator's options,
+typed and defaulted like a part's, which the command line sets as ``--NAME VALUE`` or
+``--option NAME=VALUE`` and checks as a config file's. It returns log p̂(x_n) for every
+point with its diagnostics (:class:`MarginalLikelihood`).
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..registry import Registry, Spec
+
+ESTIMATORS = Registry("estimator", reserved=("seed", "batch_size", "device", "progress", "plate"))
+register_estimator = ESTIMATORS.register
+
+
+@dataclass
+class MarginalLikelihood:
+    """An estimate of log p(x_n) for each data point, with diagnostics of its weights."""
+
+    #: log p̂(x_n), shape (N,)
+    log_px: torch.Tensor
+    #: effective sample size of each data point's K weights, (Σ w)² / Σ w², shape (N,)
+    ess: torch.Tensor
+    #: Monte-Carlo standard error of each log p̂(x_n) (:mod:`pyro_vae.estimators.weights`);
+    #: NaN where the weights are too degenerate for any error to be trusted, shape (N,)
+    mc_stderr: torch.Tensor
+    num_samples: int
+
+    @property
+    def mean(self) -> float:
+        """The average log p̂(x) per data point."""
+        return self.log_px.mean().item()
+
+    @property
+    def stderr(self) -> float:
+        """Standard error of :attr:`mean` over data points (the points' spread, Monte-Carlo
+        noise included)."""
+        n = self.log_px.numel()
+        return (self.log_px.std() / math.sqrt(n)).item() if n > 1 else float("nan")
+
+    @property
+    def mc_stderr_of_mean(self) -> float:
+        """The Monte-Carlo standard error of :attr:`mean`, √(Σ_n mc_stderr_n²) / N: how much the
+        mean would move with another seed on the same points. Untrusted points (NaN) are left
+        out of the sum; :attr:`trusted` says which they are."""
+        return (self.mc_stderr.square().nansum().sqrt() / self.mc_stderr.numel()).item()
+
+    @property
+    def trusted(self) -> torch.Tensor:
+        """Points whose Monte-Carlo error could be estimated, (N,) bool."""
+        return torch.isfinite(self.mc_stderr)
+
+
+def estimate(
+    name: str,
+    model,
+    guide,
+    x: torch.Tensor,
+    *,
+    seed: int,
+    batch_size: int = 100,
+    device=None,
+    progress=None,
+    plate: str = "data",
+    **options,
+) -> MarginalLikelihood:
+    """Run the estimator registered as ``name`` with ``options`` checked as a config's would be.
+
+    :raises ConfigError: naming the estimator, the option and what it allows.
+    """
+    checked = Spec.parse({"kind": name, **options}, "estimator", "estimator")
+    entry = ESTIMATORS.get(checked.kind, key="estimator")
+    return entry(
+        model,
+        guide,
+        x,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        plate=plate,
+        **checked.params,
+    )

@@ -1,0 +1,195 @@
+"""Measuring a model/guide pair on data points: the one path that ``evaluate``, ``compare`` and
+the per-epoch metrics of training all take.
+
+ELBO and its parts, for each data point x_n with one draw z ~ q(z|x_n)::
+
+    ELBO(x_n) = recon(x_n) − KL(x_n)
+    recon(x_n) = log p(x_n | z)
+    KL(x_n)    = KL(q(z|x_n) || p(z))            in closed form where one is registered,
+               = log q(z|x_n) − log p(z)          its one-sample Monte-Carlo estimate otherwise.
+
+Both are unbiased estimates of the same bound (Kingma & Welling 2014, eqs. 6–7); the closed
+form only has less variance. Which one was used is reported (:func:`pyro_vae.kl.site_kl`).
+log p(x) is estimated by a registered estimator (:mod:`pyro_vae.estimators`), and active
+units are counted as Burda et al. (2016) count them. :func:`measure` returns all of it as one
+:class:`Measurement`.
+
+Two standard errors mean two things, everywhere in pyro-vae:
+
+* ``*_stderr``: the standard error of a mean over the N points, sd_n / √N: how much the mean
+  would move on other points from the same distribution (Monte-Carlo noise included);
+* ``log_px_mc_stderr``: the Monte-Carlo standard error of the mean log p̂ on *these* points,
+  √(Σ_n σ_n²) / N from each point's error σ_n: how much it would move with another seed.
+
+All of this works for any Pyro model/guide pair whose sites live under one plate over data
+points (named ``"data"`` by default); see :mod:`pyro_vae.traces`.
+"""
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass, field
+
+import pyro
+import torch
+
+from .estimators import IndexedNoise, MarginalLikelihood, estimate
+from .traces import local_terms, max_plate_nesting
+
+
+@torch.no_grad()
+def elbo_parts(
+    model,
+    guide,
+    x: torch.Tensor,
+    *,
+    plate: str = "data",
+    analytic_kl: bool = True,
+    nesting: int | None = None,
+) -> dict:
+    """ELBO, reconstruction and KL per data point of one batch ``x``, shape ``(B,)`` each.
+
+    With ``analytic_kl=False`` the KL is always the Monte-Carlo estimate, so that the
+    ELBO is log p(x, z) − log q(z|x) at one z (exact at the true posterior, whatever z).
+    Also returns ``"kl_estimator"``: ``"analytic"``, ``"monte_carlo"`` or ``"mixed"``.
+    """
+    nesting = max_plate_nesting(model, guide, x) if nesting is None else nesting
+    t = local_terms(model, guide, x, nesting=nesting, plate=plate, analytic_kl=analytic_kl)
+    kl, recon = t.kl_term[0], t.recon[0]
+    return {"elbo": recon - kl, "recon": recon, "kl": kl, "kl_estimator": t.kl_estimator or "monte_carlo"}
+
+
+@torch.no_grad()
+def evaluate_elbo(
+    model,
+    guide,
+    data: torch.Tensor,
+    *,
+    batch_size: int = 1000,
+    plate: str = "data",
+    analytic_kl: bool = True,
+    device=None,
+    seed: int | None = None,
+) -> dict:
+    """:func:`elbo_parts` over a whole dataset in batches; tensors of shape ``(N,)``.
+
+    Batches are moved to ``device`` when given (data too large to hold there whole). With a
+    ``seed`` each point's draw is keyed by (seed, point) (:mod:`pyro_vae.estimators.noise`):
+    the same whatever the batch size, and torch's global generator is left alone (training's
+    per-epoch metrics do not move its draws); without one the global generator draws.
+    """
+    device = device or data.device
+    nesting = max_plate_nesting(model, guide, data[:1].to(device))
+    options = {"plate": plate, "analytic_kl": analytic_kl, "nesting": nesting}
+    chunks = []
+    with pyro.validation_enabled(False):  # shapes were checked by max_plate_nesting's traces
+        for i in range(0, len(data), batch_size):
+            keyed = (
+                IndexedNoise(seed, first_point=i, first_sample=0, plate=plate) if seed is not None else None
+            )
+            with keyed or contextlib.nullcontext():
+                chunks.append(elbo_parts(model, guide, data[i : i + batch_size].to(device), **options))
+    out = {key: torch.cat([c[key] for c in chunks]) for key in ("elbo", "recon", "kl")}
+    out["kl_estimator"] = chunks[0]["kl_estimator"]
+    return out
+
+
+@torch.no_grad()
+def active_units(encode, data: torch.Tensor, *, threshold: float = 0.01, batch_size: int = 1000) -> int:
+    """How many latent dimensions the encoder uses (Burda et al. 2016, section 5.2).
+
+    A dimension u is active when A_u = Cov_x(E_{q(z|x)}[z_u]) > ``threshold``: its
+    posterior mean moves with the data point. ``encode`` maps a batch to posterior means.
+    """
+    means = torch.cat([encode(data[i : i + batch_size]) for i in range(0, len(data), batch_size)])
+    return int((means.var(0) > threshold).sum().item())
+
+
+@dataclass
+class Measurement:
+    """What :func:`measure` found on ``points`` data points, in nats per data point."""
+
+    points: int
+    elbo: float
+    elbo_stderr: float
+    recon: float
+    kl: float
+    kl_estimator: str
+    #: the log p(x) estimator's name and options, None when log p(x) was not estimated
+    estimator: str | None = None
+    options: dict = field(default_factory=dict)
+    log_px: float | None = None
+    log_px_stderr: float | None = None
+    log_px_mc_stderr: float | None = None
+    ess_mean: float | None = None
+    ess_min: float | None = None
+    #: points whose weights were too degenerate for a Monte-Carlo error (it is then NaN)
+    untrusted_points: int | None = None
+    active_units: int | None = None
+    #: seconds the log p(x) estimate took
+    seconds: float | None = None
+    #: the per-point estimate, kept in memory only
+    marginal: MarginalLikelihood | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self, prefix: str = "") -> dict:
+        """The numbers as plain values (no tensors), keys prefixed with ``prefix``."""
+        values = asdict(self)
+        values.pop("marginal")
+        return {f"{prefix}{k}": v for k, v in values.items()}
+
+
+def measure(
+    model,
+    guide,
+    x: torch.Tensor,
+    *,
+    estimator: str | None = None,
+    options: dict | None = None,
+    encode=None,
+    seed: int = 0,
+    batch_size: int = 100,
+    elbo_batch_size: int = 1000,
+    device=None,
+    progress=None,
+    plate: str = "data",
+) -> Measurement:
+    """Measure ``model``/``guide`` on the points ``x``: the ELBO and its parts, log p(x) by the
+    registered ``estimator`` with ``options`` (none when unset), active units when ``encode``
+    (x → posterior means) is given.
+
+    The ELBO's draws, like the estimator's, are keyed by ``seed``: torch's global generator is
+    not used (for guides that :class:`~pyro_vae.estimators.IndexedNoise` covers).
+    """
+    device = device or x.device
+    parts = evaluate_elbo(model, guide, x, batch_size=elbo_batch_size, plate=plate, device=device, seed=seed)
+    n = parts["elbo"].numel()
+    stats = torch.stack(
+        [parts["elbo"].mean(), parts["elbo"].std() / n**0.5, parts["recon"].mean(), parts["kl"].mean()]
+    ).tolist()  # one host read
+    result = Measurement(n, *stats, kl_estimator=parts["kl_estimator"])
+    if estimator is not None:
+        start = time.perf_counter()
+        ml = estimate(
+            estimator,
+            model,
+            guide,
+            x,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            plate=plate,
+            **(options or {}),
+        )
+        ess = ml.ess
+        result.estimator, result.options, result.marginal = estimator, dict(options or {}), ml
+        result.log_px, result.log_px_stderr, result.log_px_mc_stderr = (
+            ml.mean,
+            ml.stderr,
+            ml.mc_stderr_of_mean,
+        )
+        result.ess_mean, result.ess_min = ess.mean().item(), ess.min().item()
+        result.untrusted_points = int((~ml.trusted).sum())
+        result.seconds = time.perf_counter() - start
+    if encode is not None:
+        result.active_units = active_units(encode, x.to(device))
+    return result
