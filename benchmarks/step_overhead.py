@@ -19,9 +19,10 @@ All use a diagonal Normal guide (σ = softplus(·) + 1e-4); ``mnist`` and ``digi
 prior.
 
 "Ours" is exactly the step ``pyro_vae.train`` runs: ``VAE(config.model)``, the objective
-``make_objective("elbo")`` (Pyro's ``Trace_ELBO``), the parameters found by
-``pyro_vae.training.declared_params``, ``torch.optim.Adam(params.values(), lr=1e-3)`` and
-``pyro_vae.training.train_step``, inside ``pyro_vae.training.stepping`` (Pyro's validation
+``make_objective("elbo")`` (Pyro's ``Trace_ELBO`` on the device), the programs
+``vae.programs(param_sites=False)``, after one loss with validation on
+(``pyro_vae.step.check_programs``), ``torch.optim.Adam(vae.parameters(), lr=1e-3)`` and
+``pyro_vae.step.TrainStep``, inside ``pyro_vae.step.stepping`` (Pyro's validation
 off, no ``param`` sites: the optimizer holds the parameters).
 
 "Hand-written" is a plain ``nn.Module`` holding the same layers, started from a copy of
@@ -73,7 +74,7 @@ from torch import nn
 
 import pyro_vae
 from pyro_vae import VAE, Config, Data, DataConfig, ModelConfig, Spec
-from pyro_vae.step import declared_params, stepping, train_step
+from pyro_vae.step import TrainStep, check_programs, stepping
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "binarized_mnist.npz"
@@ -159,7 +160,7 @@ def our_name(hand_name: str) -> str:
 
 
 def hand_step(vae: HandVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> torch.Tensor:
-    """The hand-written counterpart of ``pyro_vae.training.train_step``."""
+    """The hand-written counterpart of ``pyro_vae.step.TrainStep``."""
     loss = vae.loss(x)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -225,8 +226,10 @@ def build_case(name: str, device: torch.device) -> Case:
     vae.to(device)
     train = data.train.to(device)
     objective = pyro_vae.make_objective("elbo")
-    params = declared_params(vae.model, vae.guide, objective, train[:BATCH])
-    optimizer = torch.optim.Adam(params.values(), lr=LR)
+    model, guide = vae.programs(param_sites=False)
+    check_programs(model, guide, objective, train[:BATCH])
+    optimizer = torch.optim.Adam(vae.parameters(), lr=LR)
+    step = TrainStep(objective, model, guide, optimizer)
 
     hand = HandVAE(vae).to(device)
     hand_optimizer = torch.optim.Adam(hand.parameters(), lr=LR)
@@ -240,7 +243,7 @@ def build_case(name: str, device: torch.device) -> Case:
         vae=vae,
         objective=objective,
         hand=hand,
-        ours_step=lambda x: train_step(objective, vae.model, vae.guide, optimizer, x),
+        ours_step=lambda x: step(x, epoch=0.0, step=0),
         hand_step=lambda x: hand_step(hand, hand_optimizer, x),
         batches=batches,
     )
@@ -296,7 +299,7 @@ def measure(case: Case, rounds: int, steps: int, warmup: int, sync) -> dict:
     """Alternate blocks of ours and hand-written; per-step medians, their ratio and its spread."""
     both = {"ours": case.ours_step, "hand": case.hand_step}
     times = {"ours": [], "hand": []}
-    with stepping(case.vae):  # as pyro_vae.train runs its steps
+    with stepping():  # as pyro_vae.train runs its steps
         for step in both.values():
             time_block(step, case.batches, 0, warmup, sync)
         for r in range(rounds):

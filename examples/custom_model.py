@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from torch import nn
 
 import pyro_vae
-from pyro_vae.measure import measure
 from pyro_vae.guides import GUIDES
 from pyro_vae.likelihoods import LIKELIHOODS
 from pyro_vae.networks import NETWORKS
@@ -108,18 +107,15 @@ def main(argv: list[str] | None = None) -> None:
     cvae.to(device)
     run = pyro_vae.train(config, model=cvae.model, guide=cvae.guide, data=labelled)
 
-    elbo = pyro_vae.evaluate_elbo(cvae.model, cvae.guide, labelled.valid, device=device)
-    means = summarize(elbo)
+    is_k = {"samples": args.samples}
+    m = pyro_vae.measure(cvae.model, cvae.guide, labelled.valid, estimator="is", options=is_k, device=device)
     print(
-        f"validation ELBO: {means['elbo']:.2f} ± {means['elbo_stderr']:.2f} nats per point "
-        f"(reconstruction {means['recon']:.2f}, KL {means['kl']:.2f}; KL estimator: {elbo['kl_estimator']})"
-    )
-    estimate = pyro_vae.log_marginal_likelihood(
-        cvae.model, cvae.guide, labelled.valid, num_samples=args.samples, device=device
+        f"validation ELBO: {m.elbo:.2f} ± {m.elbo_stderr:.2f} nats per point "
+        f"(reconstruction {m.recon:.2f}, KL {m.kl:.2f}; KL estimator: {m.kl_estimator})"
     )
     print(
-        f"log p(x | y): {estimate.mean:.2f} ± {estimate.stderr:.2f} nats per point "
-        f"(importance sampling, K = {args.samples}, {len(labelled.valid)} validation points)"
+        f"log p(x | y): {m.log_px:.2f} ± {m.log_px_stderr:.2f} nats per point "
+        f"(importance sampling, K = {args.samples}, {m.points} validation points)"
     )
     labels = torch.arange(LABELS, device=device).repeat_interleave(8)  # 8 draws of each digit
     path = image_grid(

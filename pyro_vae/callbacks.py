@@ -84,7 +84,7 @@ class ProgressBar(Callback):
 
     def __init__(self, epochs: int, metrics: Metrics, *, quiet: bool):
         self.epochs, self.metrics, self.quiet = epochs, metrics, quiet
-        self.bar = None
+        self.bar: tqdm | None = None
 
     def on_start(self, state):
         disable = self.quiet or not sys.stderr.isatty()
@@ -94,6 +94,7 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, state, epoch):
         row = self.metrics.history[-1]
+        assert self.bar is not None  # made in on_start
         self.bar.set_postfix(
             {
                 "loss": f"{epoch.loss:.2f}",
@@ -104,6 +105,7 @@ class ProgressBar(Callback):
         self.bar.update()
 
     def on_end(self, state):
+        assert self.bar is not None
         self.bar.close()
 
 
@@ -116,13 +118,7 @@ class Messages(Callback):
         self.say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
 
     def on_start(self, state):
-        how = self.metrics.history[0]["kl_estimator"]
-        if how == "mixed":
-            self.say(
-                "pyro-vae: KL(q || p) is in closed form for the top layer and estimated by Monte Carlo "
-                "below it, where the closed form would be biased"
-            )
-        elif how == "monte_carlo":
+        if self.metrics.history[0]["kl_estimator"] == "monte_carlo":
             why = "it would be biased below the top layer" if self.layered else "it has no closed form here"
             self.say(
                 f"pyro-vae: KL(q || p) is estimated by Monte Carlo ({why}), in the metrics and in "
@@ -146,6 +142,7 @@ class Figures(Callback):
 
     @torch.no_grad()
     def on_end(self, state):
+        assert self.run.vae is not None  # Figures are made for a VAE built from the config
         self.run.vae.eval()
         plots.write_run_figures(self.run, self.data)
 

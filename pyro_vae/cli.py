@@ -234,7 +234,7 @@ def _evaluate(args) -> None:
             progress=bar.update,
         )
     untrusted = (
-        f"; MC error unknown for {r['untrusted_points']} points (ESS too low)"
+        f"; MC error unknown for {r['untrusted_points']} points (its weights underflow)"
         if r["untrusted_points"]
         else ""
     )

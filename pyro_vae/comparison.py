@@ -151,7 +151,8 @@ def compare(
             }
             plan.append((label, s, run_config, request, _finished(run_dir, request, overwrite)))
 
-    rows, histories = [], {label: [] for label in parsed}
+    rows: list[dict] = []
+    histories: dict[str, list[list[dict]]] = {label: [] for label in parsed}  # label -> runs' metrics
     bar = tqdm(plan, unit="run", disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
     for label, s, run_config, request, row in bar:
         bar.set_description(f"{label} seed {s}")
@@ -203,6 +204,7 @@ def _train_and_measure(
     run = train(config, data=data, overwrite=True, quiet=True)
     memory = _peak_memory_mb(device)
     vae, x = run.vae, x.to(device)
+    assert vae is not None  # train builds a VAE from a config
     pyro.set_rng_seed(config.train.seed)  # guides the keyed noise does not cover draw reproducibly
     m = measure(
         vae.model,

@@ -31,7 +31,11 @@ from .plugins import import_plugins, plugin_key
 from .registry import Spec
 from .sections import DataConfig, ModelConfig, TrainConfig
 
-SECTIONS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}
+SECTIONS: dict[str, type[ModelConfig] | type[TrainConfig] | type[DataConfig]] = {
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "data": DataConfig,
+}
 
 __all__ = [
     "Config",
@@ -174,7 +178,8 @@ def load_config(path=None, overrides: dict[str, Any] | None = None) -> Config:
     config = Config.from_dict(values)
     if overrides:
         if "plugins" in overrides:
-            plugins = import_plugins(parse_value(overrides["plugins"]))
+            named = parse_value(overrides["plugins"])  # --plugins a.py, or a TOML list of them
+            plugins = import_plugins([named] if isinstance(named, str) else named)
             overrides = {**overrides, "plugins": plugins}
         config = config.override(overrides)
     return config
@@ -205,7 +210,3 @@ def _drop_none(values):
     if isinstance(values, dict):
         return {k: _drop_none(v) for k, v in values.items() if v is not None}
     return values
-
-
-
-

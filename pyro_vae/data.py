@@ -14,6 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +26,6 @@ from .sections import DataConfig
 
 DATASETS = Registry("dataset")
 register_dataset = DATASETS.register
-
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def load_data(config: DataConfig, seed: int | None = None) -> Data:
         image_shape = None
         where = f"data.path = {config.path!r}"
 
-    splits = {}
+    splits: dict[str, Any] = {}  # Data's fields: the splits (tensors) and their labels (or None)
     for split in ("train", "valid", "test"):
         if arrays.get(split) is not None:
             x, shape = _as_matrix(arrays[split], f"{where} ({split!r})", config.divide_by)
@@ -150,11 +150,11 @@ def _as_matrix(
     # finite values can still overflow float32 (float64 data, a small divide_by)
     overflow = ~torch.isfinite(x).all(1)
     if overflow.any():
-        bad = torch.nonzero(overflow).flatten()
+        rows = torch.nonzero(overflow).flatten()
         after = f" after dividing by data.divide_by = {divide_by:g}" if divide_by != 1 else ""
         raise DataError(
-            f"{where}: {len(bad)} data points hold values beyond float32's range{after} "
-            f"(first: row {bad[0].item()})"
+            f"{where}: {len(rows)} data points hold values beyond float32's range{after} "
+            f"(first: row {rows[0].item()})"
         )
     image_shape = tuple(s for s in array.shape[1:] if s != 1) if array.ndim > 2 else None
     return x, image_shape

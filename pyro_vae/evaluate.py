@@ -14,6 +14,7 @@ import pyro
 from . import plots
 from .data import load_data
 from .errors import ConfigError, DataError
+from .estimators import ESTIMATORS
 from .measure import measure
 from .options import PositiveInt, check_value, show
 from .registry import Spec
@@ -43,16 +44,22 @@ def evaluate_run(
     """
     check_value("--batch-size", batch_size, PositiveInt)
     check_value("--points", points, PositiveInt | None)
+    ESTIMATORS.get(estimator, key="--estimator")  # an unknown name is an error naming the flag
+    allowed = ESTIMATORS.options(estimator)
+    for name, value in (options or {}).items():  # named as the flags that set them
+        if name in allowed:
+            check_value(f"--{name.replace('_', '-')}", value, allowed[name].annotation)
     options = Spec.parse({"kind": estimator, **(options or {})}, "estimator", "--estimator").params
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / f"evaluation-{estimator}-{split}.json"
-    device = resolve_device(device, key="--device")
-    run = Run.load(run_dir, device=device)
+    torch_device = resolve_device(device, key="--device")
+    run = Run.load(run_dir, device=torch_device)
+    assert run.vae is not None  # Run.load builds the VAE
     data = load_data(run.config.data)
     if split not in ("train", "valid", "test") or getattr(data, split) is None:
         available = ", ".join(s for s in ("train", "valid", "test") if getattr(data, s, None) is not None)
         raise DataError(f"the data of this run has no {split} split; available: {available}")
-    x = getattr(data, split)[:points].to(device)  # (N, D)
+    x = getattr(data, split)[:points].to(torch_device)  # (N, D)
     pyro.set_rng_seed(seed)  # guides the keyed noise does not cover draw from the global stream
     m = measure(
         run.vae.model,
@@ -62,14 +69,15 @@ def evaluate_run(
         options=options,
         seed=seed,
         batch_size=batch_size,
-        device=device,
+        device=torch_device,
         progress=progress,
     )
+    assert m.marginal is not None  # an estimator was given
     record = {
         "run_dir": str(run_dir),
         "split": split,
         "seed": seed,
-        "device": str(device),
+        "device": str(torch_device),
         "method": describe_estimate(estimator, options, m.marginal),
         "num_samples": m.marginal.num_samples,
         **m.to_dict(),
@@ -96,6 +104,7 @@ def sample_run(run_dir, n: int = 64, *, out=None, seed: int = 0, device: str = "
     if out.suffix not in (".png", ".npy"):
         raise ConfigError(f"--out {str(out)!r}: unknown format {out.suffix!r}; allowed: .png, .npy")
     run = Run.load(run_dir, device=resolve_device(device, key="--device"))
+    assert run.vae is not None  # Run.load builds the VAE
     pyro.set_rng_seed(seed)
     x = run.vae.sample(n).cpu().numpy()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,9 @@ def _affine_autoregressive(dim: int, hidden: list[int], i: int) -> T.AffineAutor
     order = torch.arange(dim)
     # the variable order alternates, so that the layers' triangular Jacobians do not compose to
     # a triangular one: every coordinate of z comes to depend on every other
-    net = AutoRegressiveNN(dim, hidden, permutation=order if i % 2 == 0 else order.flip(0))
+    permutation = order if i % 2 == 0 else order.flip(0)
+    # Pyro annotates permutation as torch.LongTensor, which no tensor is to a type checker
+    net = AutoRegressiveNN(dim, hidden, permutation=permutation)  # type: ignore[arg-type]
     return T.AffineAutoregressive(net)
 
 
@@ -44,8 +46,10 @@ def start_at_identity(layers: nn.Module) -> None:
     """
     for m in layers.modules():
         if isinstance(m, DenseNN | AutoRegressiveNN):
-            nn.init.zeros_(m.layers[-1].weight)
-            nn.init.zeros_(m.layers[-1].bias)
+            last = m.layers[-1]
+            assert isinstance(last, nn.Linear)  # DenseNN's nn.Linear, AutoRegressiveNN's MaskedLinear
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
     for m in layers.modules():
         if isinstance(m, T.Spline):
             for p in m.parameters():

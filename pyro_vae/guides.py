@@ -62,6 +62,8 @@ class FullNormal(nn.Module):
     diagonal guide.
     """
 
+    rows_cols: torch.Tensor  # a buffer
+
     def __init__(self, latent_dim: int, /, *, min_scale: PositiveFloat = 1e-4):
         super().__init__()
         self.latent_dim = latent_dim
@@ -147,11 +149,17 @@ class InverseAutoregressiveFlow(nn.Module):
         order = torch.arange(latent_dim)
         self.layers = nn.ModuleList()
         for t in range(flows):
+            # Pyro annotates permutation as torch.LongTensor, which no tensor is to a type checker
             arn = ConditionalAutoRegressiveNN(
-                latent_dim, context, hidden, permutation=order if t % 2 == 0 else order.flip(0)
+                latent_dim,
+                context,
+                hidden,
+                permutation=order if t % 2 == 0 else order.flip(0),  # type: ignore[arg-type]
             )
-            nn.init.zeros_(arn.layers[-1].weight)
-            nn.init.zeros_(arn.layers[-1].bias)
+            last = arn.layers[-1]
+            assert isinstance(last, nn.Linear)  # a MaskedLinear
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
             layer = T.ConditionalAffineAutoregressive(arn, stable=True, sigmoid_bias=self.sigmoid_bias)
             self.layers.append(layer)
 
@@ -160,4 +168,6 @@ class InverseAutoregressiveFlow(nn.Module):
         # batch shape (...,), event shape (Z,)
         base = dist.Normal(loc, floored_softplus(raw_scale, self.min_scale)).to_event(1)
         # condition() builds fresh transforms, so each distribution has its own (x, y) caches
-        return BroadcastingFlow(base, [layer.condition(h) for layer in self.layers])
+        # a ModuleList's items are typed as plain Modules, whose attributes are Tensor | Module
+        flows = [layer.condition(h) for layer in self.layers]  # type: ignore[operator]
+        return BroadcastingFlow(base, flows)

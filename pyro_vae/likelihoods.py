@@ -18,6 +18,7 @@ A likelihood entry is called as ``entry(data_dim, **options)`` and returns a
 Leading dimensions of ``out`` (particles, data points) pass through to the batch shape.
 """
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 import pyro.distributions as dist
@@ -132,7 +133,8 @@ class LocationScale(nn.Module):
     a decoder that predicts every point by one location per dimension.
     """
 
-    family: type[dist.Distribution]
+    family: Callable[[torch.Tensor, torch.Tensor], dist.TorchDistribution]  # (loc, scale) -> p(x_d|z)
+    fixed_scale: torch.Tensor  # a buffer, when the scale is fixed
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ summed on the device and read once per epoch.
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -70,7 +71,7 @@ def fit(
     shuffle: bool = True,
     max_seconds: float | None = None,
     device: torch.device | None = None,
-    callbacks: list[Callback] = (),
+    callbacks: Sequence[Callback] = (),
 ) -> TrainState:
     """Train until ``state.epoch == epochs`` or ``max_seconds`` of steps; returns ``state``.
 

@@ -28,6 +28,7 @@ points (named ``"data"`` by default); see :mod:`pyro_vae.traces`.
 import contextlib
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import pyro
 import torch
@@ -50,7 +51,7 @@ def elbo_parts(
 
     With ``analytic_kl=False`` the KL is always the Monte-Carlo estimate, so that the
     ELBO is log p(x, z) − log q(z|x) at one z (exact at the true posterior, whatever z).
-    Also returns ``"kl_estimator"``: ``"analytic"``, ``"monte_carlo"`` or ``"mixed"``.
+    Also returns ``"kl_estimator"``: ``"analytic"`` or ``"monte_carlo"``.
     """
     nesting = max_plate_nesting(model, guide, x) if nesting is None else nesting
     t = local_terms(model, guide, x, nesting=nesting, plate=plate, analytic_kl=analytic_kl)
@@ -79,7 +80,7 @@ def evaluate_elbo(
     """
     device = device or data.device
     nesting = max_plate_nesting(model, guide, data[:1].to(device))
-    options = {"plate": plate, "analytic_kl": analytic_kl, "nesting": nesting}
+    options: dict[str, Any] = {"plate": plate, "analytic_kl": analytic_kl, "nesting": nesting}
     chunks = []
     with pyro.validation_enabled(False):  # shapes were checked by max_plate_nesting's traces
         for i in range(0, len(data), batch_size):
@@ -162,10 +163,10 @@ def measure(
     device = device or x.device
     parts = evaluate_elbo(model, guide, x, batch_size=elbo_batch_size, plate=plate, device=device, seed=seed)
     n = parts["elbo"].numel()
-    stats = torch.stack(
+    elbo, elbo_stderr, recon, kl = torch.stack(
         [parts["elbo"].mean(), parts["elbo"].std() / n**0.5, parts["recon"].mean(), parts["kl"].mean()]
     ).tolist()  # one host read
-    result = Measurement(n, *stats, kl_estimator=parts["kl_estimator"])
+    result = Measurement(n, elbo, elbo_stderr, recon, kl, kl_estimator=parts["kl_estimator"])
     if estimator is not None:
         start = time.perf_counter()
         ml = estimate(

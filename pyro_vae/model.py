@@ -63,7 +63,7 @@ def declare_params(module: nn.Module, prefix: str) -> None:
     these parameters are unconstrained already, so that is the parameter itself.
     """
     for name, p in module.named_parameters(prefix):
-        p.unconstrained = weakref.ref(p)
+        p.unconstrained = weakref.ref(p)  # type: ignore[attr-defined]  # what Pyro's params carry
         _param(name, p, constraint=constraints.real, event_dim=None, name=name)
 
 
@@ -127,7 +127,7 @@ class VAE(nn.Module):
         at the data's spread, the VampPrior's pseudo-inputs at training points)."""
         for part in self.modules():
             if part is not self and hasattr(part, "initialize"):
-                part.initialize(x)
+                part.initialize(x)  # type: ignore[operator]  # Module.__getattr__ is typed Tensor | Module
 
     def programs(self, *, param_sites: bool = True):
         """``(model, guide)``: with Pyro ``param`` sites for ``pyro.infer.SVI`` and ``pyro.optim``
@@ -149,7 +149,8 @@ class VAE(nn.Module):
 
     def bare_model(self, x: torch.Tensor) -> None:
         """:meth:`model` without ``param`` sites."""
-        with pyro.plate("data", x.shape[0], device=x.device):
+        # Pyro annotates device as a str; a torch.device is what it passes on to torch
+        with pyro.plate("data", x.shape[0], device=x.device):  # type: ignore[arg-type]
             z = pyro.sample(self.sites[-1], self.prior())  # (..., B, Z_L)
             for site, p, net in reversed(list(zip(self.sites, self.p_layers, self.p_nets, strict=False))):
                 z = pyro.sample(site, p(net(z)))  # (..., B, Z_l)
@@ -157,12 +158,13 @@ class VAE(nn.Module):
 
     def bare_guide(self, x: torch.Tensor) -> None:
         """:meth:`guide` without ``param`` sites."""
-        with pyro.plate("data", x.shape[0], device=x.device):
+        # Pyro annotates device as a str; a torch.device is what it passes on to torch
+        with pyro.plate("data", x.shape[0], device=x.device):  # type: ignore[arg-type]
             z = pyro.sample(self.sites[0], self.q(self.encoder(x)))  # (..., B, Z_1)
             for site, q, net in zip(self.sites[1:], self.q_layers, self.q_nets, strict=True):
                 z = pyro.sample(site, q(net(z)))
 
-    def top_posterior(self, x: torch.Tensor) -> dist.Distribution:
+    def top_posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
         """q(z_L | x) for the top layer, following the lower layers' centres (see :func:`center`).
 
         For a one-layer model this is exactly q(z|x); it is what a VampPrior mixes.
@@ -197,7 +199,7 @@ class VAE(nn.Module):
         return self.likelihood.mean(out) if mean else self.likelihood(out).sample()
 
 
-def center(d: dist.Distribution) -> torch.Tensor:
+def center(d: torch.distributions.Distribution) -> torch.Tensor:
     """A representative point of ``d``: its mean, or for a flow with no closed-form mean
     (an IAF guide) the flow applied to its base distribution's centre."""
     try:

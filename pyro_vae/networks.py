@@ -13,7 +13,7 @@ over particles.
 
 import itertools
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import torch
 from torch import nn
@@ -50,7 +50,9 @@ def mlp(
     out_features: Features,
     /,
     *,
-    hidden: list[PositiveInt] = (256, 256),
+    # the annotation is the option's config type (options.check_value takes a list or a tuple);
+    # the default is a tuple so that it cannot be mutated
+    hidden: list[PositiveInt] = (256, 256),  # type: ignore[assignment]
     activation: Activation = "tanh",
 ) -> nn.Sequential:
     """A multilayer perceptron; ``hidden = []`` is a single affine map ``W x + b``."""
@@ -86,7 +88,7 @@ def conv(
     out_features: Features,
     /,
     *,
-    channels: list[PositiveInt] = (32, 64),
+    channels: list[PositiveInt] = (32, 64),  # type: ignore[assignment]  # as mlp's hidden
     kernel_size: Annotated[int, Range(lo=2)] = 3,
     hidden: PositiveInt = 256,
     activation: Activation = "relu",
@@ -114,6 +116,7 @@ def conv(
     act = ACTIVATIONS[activation]
     padding = (kernel_size - 1) // 2
     image = in_features if is_image[0] else out_features
+    assert isinstance(image, tuple)  # checked above: one side is a (C, H, W) shape
     sizes = [image[1:]]  # (H, W) after each convolution
     for _ in channels:
         sizes.append(tuple(_conv_out(n, kernel_size, padding) for n in sizes[-1]))
@@ -140,8 +143,9 @@ def conv(
             raise ConfigError(
                 f"kind 'conv': kernel_size = {kernel_size} cannot mirror the encoder's sizes {sizes}"
             )
+        extra_hw = cast(tuple[int, int], extra)  # one entry per side of the (H, W) image
         layers.append(
-            nn.ConvTranspose2d(c_in, c_out, kernel_size, stride=2, padding=padding, output_padding=extra)
+            nn.ConvTranspose2d(c_in, c_out, kernel_size, stride=2, padding=padding, output_padding=extra_hw)
         )
         if i < len(channels) - 1:
             layers.append(act())

@@ -11,6 +11,7 @@ import importlib.util
 from pathlib import Path
 
 from .errors import ConfigError
+from .options import show
 
 _IMPORTED: dict[str, object] = {}
 
@@ -51,5 +52,5 @@ def import_plugin(name: str) -> str:
 def import_plugins(names) -> list[str]:
     """Import every plugin of a config's ``plugins`` list; their keys, in order."""
     if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
-        raise ConfigError(f"plugins = {names!r} is not allowed: expected a list of strings")
+        raise ConfigError(f"plugins = {show(names)} is not allowed: expected a list of strings")
     return [import_plugin(n) for n in names]

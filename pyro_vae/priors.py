@@ -46,6 +46,9 @@ ScaleFloor = Annotated[float, Range(lo=0, hi=1, lo_open=True, hi_open=True)]
 class StandardNormal(nn.Module):
     """p(z) = N(0, I)."""
 
+    loc: torch.Tensor  # buffers
+    scale: torch.Tensor
+
     def __init__(self, latent_dim: int, /):
         super().__init__()
         self.register_buffer("loc", torch.zeros(latent_dim))
@@ -140,13 +143,15 @@ class VampPrior(nn.Module):
     ``(..., B, K, Z)`` (with 50 particles, B = 100, K = 500, Z = 32: 80 M numbers each).
     """
 
+    pseudo_inputs: nn.Parameter  # created by attach()
+
     def __init__(self, latent_dim: int, /, *, components: PositiveInt = 500):
         super().__init__()
         self.latent_dim = latent_dim
         self.components = components
-        self.posterior: Callable[[torch.Tensor], dist.Distribution] | None = None
+        self.posterior: Callable[[torch.Tensor], dist.TorchDistribution] | None = None
 
-    def attach(self, posterior: Callable[[torch.Tensor], dist.Distribution], data_dim: int) -> None:
+    def attach(self, posterior: Callable[[torch.Tensor], dist.TorchDistribution], data_dim: int) -> None:
         """Define p(z) through ``posterior`` (x of shape ``(K, data_dim)`` → q(z|x), batch ``(K,)``).
 
         Creates the pseudo-inputs, or keeps those already there (a re-attach), so a state dict
@@ -187,6 +192,7 @@ class VampPrior(nn.Module):
 
     def forward(self) -> dist.Distribution:
         self._check_attached("forward()")
+        assert self.posterior is not None  # checked just above
         parts = self.posterior(self.pseudo_inputs)  # batch (K,), event (Z,)
         if parts.batch_shape != (self.components,) or parts.event_shape != (self.latent_dim,):
             raise ValueError(
@@ -248,6 +254,10 @@ class Flow(nn.Module):
     bound) and so synchronise with the host in every ``log_prob``; the affine layers do not.
     """
 
+    loc: torch.Tensor  # buffers
+    scale: torch.Tensor
+    rotation: torch.Tensor
+
     def __init__(
         self,
         latent_dim: int,
@@ -281,13 +291,14 @@ class Flow(nn.Module):
 
     def forward(self) -> dist.Distribution:
         base = dist.Normal(self.loc, self.scale).to_event(1)  # batch (), event (Z,)
-        steps = []
+        steps: list[Transform] = []
         # a layer caches its last (input, output): a fresh distribution must not reuse one
         # computed with other parameter values, or without gradients
         for m in self.transforms.modules():
             if isinstance(m, Transform) and m._cache_size == 1:
                 m._cached_x_y = None, None
         for i, layer in enumerate(self.transforms):
+            assert isinstance(layer, Transform)  # a Pyro TransformModule, from FLOW_LAYERS
             if i > 0 and self.kind in COUPLING:
                 steps.append(T.Permute(self.rotation))
             # an autoregressive layer is used inverted: its fast direction maps z to u

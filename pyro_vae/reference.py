@@ -15,6 +15,7 @@ values by :func:`pyro_vae.config.show`, as a TOML file writes them. ::
 import ast
 import dataclasses
 import inspect
+import io
 import re
 import sys
 import textwrap
@@ -41,7 +42,8 @@ OTHER_FAMILIES = {
 def configuration_reference() -> str:
     """The Markdown of ``docs/configuration.md``: every section key and every registered kind."""
     defaults = Config()
-    top, sections, families = [], [], {}
+    top, sections = [], []
+    families: dict[str, list[str]] = {}
     for f in dataclasses.fields(Config):
         value = getattr(defaults, f.name)
         if isinstance(value, Spec):
@@ -69,10 +71,12 @@ def field_comments(cls) -> dict[str, str]:
     lines, _ = inspect.getsourcelines(cls)
     tree = ast.parse(textwrap.dedent("".join(lines)))
     comments = {}
-    for node in tree.body[0].body:
+    class_def = tree.body[0]
+    assert isinstance(class_def, ast.ClassDef)  # the source of a class is its class statement
+    for node in class_def.body:
         if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
             continue
-        above = []
+        above: list[str] = []
         i = node.lineno - 2  # the line before the field, 0-based
         while i >= 0 and lines[i].strip().startswith("#:"):
             above.insert(0, lines[i].strip()[2:].strip())
@@ -222,7 +226,7 @@ def _option_row(name: str, option: inspect.Parameter) -> tuple[str, str, str]:
     return (f"`{name}`", type_words(option.annotation), default)
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def _table(header: tuple[str, ...], rows: typing.Sequence[tuple[str, ...]]) -> str:
     def cells(row):
         return "| " + " | ".join(c.replace("|", r"\|") for c in row) + " |"
 
@@ -244,5 +248,6 @@ def _markdown(text: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.stdout.reconfigure(encoding="utf-8")
+    # typeshed types sys.stdout as TextIO, which has no reconfigure(); it is a TextIOWrapper
+    typing.cast(io.TextIOWrapper, sys.stdout).reconfigure(encoding="utf-8")
     sys.stdout.write(configuration_reference())

@@ -131,7 +131,7 @@ class Spec:
                 if option.default is option.empty:
                     raise ConfigError(f"{key}.{name} must be given for {family} {show(kind)}")
                 params[name] = plain(option.default)
-        return cls(kind, params)
+        return cls(kind, {name: params[name] for name in options})  # in the entry's own order
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, **self.params}

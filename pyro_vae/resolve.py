@@ -44,8 +44,8 @@ def resolve_config(config: Config, data: Data, *, custom_model: bool = False) ->
             raise ConfigError(
                 f"model.data_dim = {model.data_dim} but the data has {data.dim} values per point"
             )
-        image = data.image_shape if data.image_shape and len(data.image_shape) in (2, 3) else None
-        image = model.image_shape or (list(image) if image else None)
+        shape = data.image_shape if data.image_shape and len(data.image_shape) in (2, 3) else None
+        image = model.image_shape or (list(shape) if shape else None)
         model = dataclasses.replace(model, data_dim=data.dim, image_shape=image)
     path = str(Path(config.data.path).resolve()) if config.data.path else None
     run_dir = config.train.run_dir or str(fresh_dir("runs", config.data.name))

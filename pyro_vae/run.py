@@ -24,12 +24,16 @@ import struct
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .config import Config
 from .errors import RunDirError
 from .plugins import import_plugins
+
+if TYPE_CHECKING:
+    from .model import VAE  # model imports the registries; run stays light to import
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.toml"
@@ -80,7 +84,7 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
+    state: dict[str, torch.Tensor | list[torch.Tensor]] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -136,7 +140,7 @@ class Run:
     dir: Path
     model: object
     guide: object
-    vae: torch.nn.Module | None = None
+    vae: "VAE | None" = None
     history: list[dict] = field(default_factory=list)
 
     @classmethod

@@ -38,6 +38,8 @@ class _Section:
     """
 
     _key = ""
+    # set by @dataclass on each subclass; declared so that dataclasses.fields() accepts a _Section
+    __dataclass_fields__: typing.ClassVar[dict[str, dataclasses.Field[typing.Any]]]
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self), include_extras=True)

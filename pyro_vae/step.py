@@ -27,7 +27,11 @@ def declared_params(model, guide, objective, x: torch.Tensor) -> dict[str, torch
     """
     with pyro.validation_enabled(True), poutine.trace(param_only=True) as capture:
         objective.differentiable_loss(model, guide, x)
-    params = {name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()}
+    # Pyro types a site's value as Optional; a param site's is its (constrained) parameter
+    params = {
+        name: site["value"].unconstrained()  # type: ignore[union-attr]
+        for name, site in capture.trace.nodes.items()
+    }
     if not params:
         raise PyroVAEError("the model and guide declare no parameters (pyro.param / pyro.module) to train")
     return params

@@ -121,14 +121,15 @@ class LocalTerms:
     recon: torch.Tensor
     log_prior: torch.Tensor
     log_q: torch.Tensor
-    #: Σ_latent KL(q(z|x_n) || p(z)), (k, B), when asked for (``analytic_kl``): each site's closed
-    #: form where one is registered and unbiased, its Monte-Carlo estimate otherwise (:func:`site_kl`)
+    #: Σ_latent KL(q(z|x_n) || p(z)), (k, B), when asked for (``analytic_kl``): in closed form when
+    #: every latent site has one registered and unbiased (:func:`site_kl`), else the Monte-Carlo
+    #: estimate log q − log p at the same draws
     kl: torch.Tensor | None
     #: the common scale of the sites (dataset size / batch size, poutine.scale), outside the bound
     scale: float
     #: the guide's latent sites (name -> site), for estimators that act on the samples
     latent_sites: dict = field(default_factory=dict)
-    #: "analytic", "monte_carlo" or "mixed": how ``kl`` was computed (None when it was not)
+    #: "analytic" or "monte_carlo": how ``kl`` was computed (None when it was not)
     kl_estimator: str | None = None
 
     @property
@@ -145,9 +146,10 @@ def site_scale(sites) -> float:
     scales = {float(s["scale"]) if not torch.is_tensor(s["scale"]) else None for s in sites}
     if None in scales:
         raise NotImplementedError("per-data-point bounds need a scalar scale at every site")
-    if len(scales) > 1:
-        raise NotImplementedError(f"per-data-point bounds need one scale for all sites, got {sorted(scales)}")
-    return scales.pop() if scales else 1.0
+    floats = {s for s in scales if s is not None}  # all of them, after the check above
+    if len(floats) > 1:
+        raise NotImplementedError(f"per-data-point bounds need one scale for all sites, got {sorted(floats)}")
+    return floats.pop() if floats else 1.0
 
 
 def local_terms(
@@ -169,7 +171,7 @@ def local_terms(
         "sticking the landing" construction; Roeder et al. 2017). Done without rebuilding
         the distribution: log q(z) − log q(z̄) + stop(log q(z̄)) with z̄ = stop(z) has the
         value of log q(z) and only the pathwise gradient.
-    :param analytic_kl: also give ``kl``, each latent site's KL in closed form where one is
+    :param analytic_kl: also give ``kl``: in closed form where every latent site has one
         registered and unbiased (:func:`closed_form_sites`), estimated at the draw otherwise.
 
     A guide run at given latent values (:class:`at_values`) gives the densities at those
@@ -219,7 +221,10 @@ def local_terms(
             how.add(exact)
     estimator = None
     if analytic_kl:
-        estimator = "mixed" if len(how) > 1 else "analytic" if how == {True} else "monte_carlo"
+        # all sites in closed form, or none: a sum of closed forms and draws is no longer exact
+        # at the posterior for every draw, which the Monte-Carlo ELBO is
+        estimator = "analytic" if how == {True} else "monte_carlo"
+        kl = kl if estimator == "analytic" else log_q - log_prior
     return LocalTerms(
         recon=recon,
         log_prior=log_prior,
@@ -243,7 +248,8 @@ def closed_form_sites(model_trace, guide_trace) -> set[str]:
     model draws before it, the guide draws before it too.
     """
     position = {name: i for i, name in enumerate(sample_sites(guide_trace))}
-    seen, ok = [], set()
+    seen: list[str] = []
+    ok = set()
     for name in latent_sites(model_trace):
         if name in position and all(position.get(m, -1) < position[name] for m in seen):
             ok.add(name)

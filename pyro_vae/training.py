@@ -7,6 +7,7 @@ callbacks write the metrics, checkpoints and figures of the run directory.
 """
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pyro
@@ -114,7 +115,9 @@ def _parameters(vae, model, guide, objective, x: torch.Tensor) -> dict[str, torc
     return dict(vae.named_parameters())
 
 
-def _callbacks(run: Run, programs, data: Data, params: dict, device, quiet: bool) -> list:
+def _callbacks(
+    run: Run, programs: tuple[Callable, Callable], data: Data, params: dict, device, quiet: bool
+) -> list:
     """Metrics first (the others read them), then checkpoints, the bar, figures and messages."""
     tc, vae = run.config.train, run.vae
     # a fixed sample of training points, for a training ELBO comparable to the validation one

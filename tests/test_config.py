@@ -11,6 +11,7 @@ from torch import nn
 
 import pyro_vae
 from pyro_vae import Config, ConfigError, DataConfig, ModelConfig, Spec, TrainConfig
+from pyro_vae.config import load_config
 from pyro_vae.registry import REGISTRIES
 
 # the options every objective shares, at their defaults (KL warm-up and free bits off)
@@ -118,7 +119,7 @@ def test_default_config_round_trips_and_drops_unset_keys(tmp_path):
     assert "data_dim" not in raw["model"] and "path" not in raw["data"]  # TOML has no null
 
 
-def test_written_toml_has_a_table_per_section_and_inline_specs(tmp_path):
+def test_written_toml_has_a_table_per_section_and_one_per_spec(tmp_path):
     config = non_default_config()
     config.save(tmp_path / "c.toml")
     text = (tmp_path / "c.toml").read_text()
@@ -128,9 +129,8 @@ def test_written_toml_has_a_table_per_section_and_inline_specs(tmp_path):
     assert raw["objective"] == {"kind": "meanfield", "particles": 3, **NO_MODIFIERS}
     assert raw["train"]["lr"] == 3e-4 and raw["train"]["device"] == "cpu"
     lines = text.splitlines()
-    assert 'encoder = { kind = "mlp", hidden = [32, 16], activation = "relu" }' in lines
-    assert 'likelihood = { kind = "gaussian", scale = 0.1, min_scale = 1e-05 }' in lines
-    assert "[objective]" in lines
+    assert "[model.encoder]" in lines and "[model.likelihood]" in lines and "[objective]" in lines
+    assert raw["model"]["likelihood"] == {"kind": "gaussian", "scale": 0.1, "min_scale": 1e-05}
 
 
 def test_written_json_is_plain_json(tmp_path):
@@ -149,9 +149,7 @@ def test_save_refuses_an_unknown_extension(tmp_path):
 
 @pytest.mark.parametrize("run_dir", ["runs/résumé", "runs/🙂", 'a "quoted" \\ path\twith tab'])
 def test_any_string_round_trips_through_toml(tmp_path, run_dir):
-    # BUG (pyro_vae/config.py, _toml_value): json.dumps escapes characters outside the Basic
-    # Multilingual Plane as UTF-16 surrogate pairs ("\ud83d\ude42"), which TOML rejects, so a
-    # config holding an emoji is saved as a file that Config.load cannot read back.
+    # characters outside the Basic Multilingual Plane (an emoji) are saved as valid TOML
     config = Config().override({"train.run_dir": run_dir})
     config.save(tmp_path / "c.toml")
     assert Config.load(tmp_path / "c.toml").train.run_dir == run_dir
@@ -212,17 +210,13 @@ def test_a_spec_can_be_replaced_by_a_kind_name():
 
 
 def test_a_spec_can_be_replaced_by_an_inline_table():
-    # BUG (pyro_vae/config.py, Config.override): a whole spec given as an inline table,
-    # --model.encoder '{ kind = "mlp", hidden = [3] }', is wrapped as {"kind": {...}} and fails
-    # with "model.encoder.kind = {...} is not a known network".
+    # --model.encoder '{ kind = "mlp", hidden = [3] }' replaces the whole spec
     config = Config().override({"model.encoder": '{ kind = "mlp", hidden = [3] }'})
     assert config.model.encoder == Spec("mlp", {"hidden": [3], "activation": "tanh"})
 
 
 def test_an_option_given_before_its_kind_is_not_dropped():
-    # BUG (pyro_vae/config.py, Config.override): overrides are applied in order and a `.kind`
-    # override clears the spec, so `--model.likelihood.scale 0.1 --model.likelihood.kind gaussian`
-    # silently loses scale = 0.1 (the other order keeps it).
+    # `--model.likelihood.scale 0.1 --model.likelihood.kind gaussian` keeps scale = 0.1
     config = Config().override({"model.likelihood.scale": "0.1", "model.likelihood.kind": "gaussian"})
     assert config.model.likelihood.params["scale"] == 0.1
     with pytest.raises(ConfigError, match=r"model\.likelihood\.scale"):
@@ -239,9 +233,7 @@ def test_kebab_case_keys_work():
 
 @pytest.mark.parametrize("word", ["2024", "1e3", "true", "2024-01-01"])
 def test_string_options_keep_words_that_look_like_other_toml_values(word):
-    # BUG (pyro_vae/config.py, Config.override / parse_value): every word is read as TOML first, so
-    # --train.run_dir 2024 becomes the integer 2024 (a date for 2024-01-01) and is refused with
-    # "expected a string"; a string option should keep the word as typed.
+    # a string option keeps the word as typed (--train.run_dir 2024 is the string "2024")
     config = Config().override({"train.run_dir": word, "data.name": word})
     assert config.train.run_dir == word
     assert config.data.name == word
@@ -498,16 +490,27 @@ def test_a_user_registered_prior_is_usable_from_a_config_file(tmp_path):
 @pytest.mark.parametrize(
     ("plugins", "fragment"),
     [
-        (["missing.py"], "plugins: 'missing.py' does not exist"),
+        (["missing.py"], "missing.py' does not exist"),
         (["no_such_module_anywhere"], "importing 'no_such_module_anywhere' failed: ModuleNotFoundError"),
         ("x.py", 'plugins = "x.py" is not allowed'),
     ],
     ids=["missing-file", "missing-module", "not-a-list"],
 )
-def test_bad_plugins_are_named(plugins, fragment):
+def test_bad_plugins_are_named(tmp_path, plugins, fragment):
+    (tmp_path / "c.json").write_text(json.dumps({"plugins": plugins}))
     with pytest.raises(ConfigError) as info:
-        Config(plugins=plugins)
+        Config.load(tmp_path / "c.json")
     assert fragment in str(info.value)
+
+
+def test_building_a_config_imports_no_plugin(tmp_path):
+    # importing a plugin is a step of loading a file, never a side effect of a config object
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text("raise RuntimeError('imported')\n")
+    config = Config(plugins=[str(plugin)])
+    assert config.plugins == [str(plugin)]
+    with pytest.raises(ConfigError, match="RuntimeError: imported"):
+        load_config(None, {"plugins": f'["{plugin}"]'})
 
 
 def test_latent_dims_make_a_hierarchical_model_and_derive_latent_dim(tmp_path):

@@ -19,9 +19,9 @@ from pyro import poutine
 from torch.distributions import kl_divergence
 
 from pyro_vae import VAE, ConfigError, ModelConfig, log_marginal_likelihood, make_objective
+from pyro_vae.estimators.noise import IndexedNoise, _reparameterize
 from pyro_vae.guides import GUIDES
 from pyro_vae.numeric import softplus_inverse
-from pyro_vae.estimators.noise import IndexedNoise, _reparameterize
 from pyro_vae.traces import PARTICLES, in_particle_plate, local_terms
 
 GUIDE_KINDS = ["normal", "full_normal", "iaf"]

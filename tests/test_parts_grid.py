@@ -1,8 +1,9 @@
 """Every prior × guide × likelihood builds, trains a few steps, and survives a checkpoint.
 
 Small parts (D = 6 values, 2 latent dimensions, 8 hidden units) keep the 90 combinations
-fast; each one trains 3 Adam steps on the ELBO, must stay finite, and a VAE rebuilt from
-the saved checkpoint must give the same importance-sampled log p(x) (same noise seed).
+fast; each one trains 3 Adam steps on the ELBO, each returning the loss recomputed at its
+parameters and draws, and a VAE rebuilt from the saved checkpoint must give the same
+importance-sampled log p(x) (same noise seed).
 Alongside: where the KL between guide and prior has a closed form it is used and agrees
 with its Monte-Carlo estimate; where it has none the metrics say "monte_carlo".
 """
@@ -15,8 +16,8 @@ import torch
 from pyro_vae import VAE, Config, ModelConfig, Run, log_marginal_likelihood, make_objective
 from pyro_vae.measure import elbo_parts
 from pyro_vae.run import CHECKPOINT, save_checkpoint
-from pyro_vae.traces import local_terms
 from pyro_vae.step import stepping, train_step
+from pyro_vae.traces import local_terms
 
 D, B = 6, 20
 PRIORS = {
@@ -90,9 +91,20 @@ def test_builds_trains_and_round_trips_through_a_checkpoint(tmp_path, prior, gui
     objective = make_objective("elbo")
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-2)
     model, guide = vae.programs(param_sites=False)
+    start = [p.detach().clone() for p in vae.parameters()]
+    losses, expected = [], []
     with stepping():
-        losses = torch.stack([train_step(objective, model, guide, optimizer, x) for _ in range(3)])
+        for _ in range(3):
+            # the loss at the step's parameters and draws, recomputed without a gradient step
+            rng = torch.get_rng_state()
+            with torch.no_grad():
+                expected.append(objective.differentiable_loss(model, guide, x))
+            torch.set_rng_state(rng)
+            losses.append(train_step(objective, model, guide, optimizer, x))
+    losses, expected = torch.stack(losses), torch.stack(expected)
     assert torch.isfinite(losses).all(), losses
+    torch.testing.assert_close(losses, expected)
+    assert any(not torch.equal(p, q) for p, q in zip(vae.parameters(), start, strict=True))
 
     config = Config(model=vae.config)
     save_checkpoint(

@@ -49,7 +49,11 @@ def parse_default(cell: str):
 
 def config_families() -> dict[str, list[str]]:
     """Family -> the config keys choosing from it, found here independently of the module."""
-    keys = {"objective": ["objective"], "dataset": ["data.name"]}
+    keys = {
+        "objective": ["objective"],
+        "dataset": ["data.name"],
+        "estimator": ["pyro-vae evaluate --estimator", "pyro-vae compare --estimator"],
+    }
     for section in ("model", "train", "data"):
         for f in dataclasses.fields(getattr(Config(), section)):
             if "family" in f.metadata:

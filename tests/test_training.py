@@ -50,8 +50,39 @@ def test_checkpoint_round_trip_gives_the_same_model(tmp_path):
     assert loaded.config == run.config
     assert len(loaded.history) == 3
     payload = load_checkpoint(run.dir / CHECKPOINT)
-    assert payload["epoch"] == 2 and payload["step"] == 2 * 17  # 1617 points, batches of 100
-    assert set(payload) >= {"model", "optimizer", "rng", "config"}
+    steps = 2 * 17  # 1617 points, batches of 100
+    assert payload["epoch"] == 2 and payload["step"] == steps
+    assert [(r["epoch"], r["step"]) for r in run.history] == [(0, 0), (1, 17), (2, steps)]
+    assert Config.from_dict(payload["config"]) == run.config
+    # the saved tensors are the trained model's
+    state = run.vae.state_dict()
+    assert set(payload["model"]) == set(state)
+    for name, value in state.items():
+        assert torch.equal(payload["model"][name], value), name
+    # Adam's state: one entry per parameter, shaped like it, each updated at every step
+    params = list(run.vae.parameters())
+    optimizer = payload["optimizer"]
+    assert [g["lr"] for g in optimizer["param_groups"]] == [run.config.train.lr]
+    assert sorted(i for g in optimizer["param_groups"] for i in g["params"]) == list(range(len(params)))
+    assert sorted(optimizer["state"]) == list(range(len(params)))
+    for i, p in enumerate(params):
+        adam = optimizer["state"][i]
+        assert float(adam["step"]) == steps, i
+        assert adam["exp_avg"].shape == adam["exp_avg_sq"].shape == p.shape, i
+        assert (adam["exp_avg_sq"] >= 0).all() and adam["exp_avg_sq"].sum() > 0, i
+    # training is deterministic for a seed: a second run saves the same optimizer state
+    again = load_checkpoint(
+        pyro_vae.train(
+            tiny(tmp_path, **{"train.device": "cpu", "train.run_dir": str(tmp_path / "again")}), quiet=True
+        ).dir
+        / CHECKPOINT
+    )
+    for i, adam in optimizer["state"].items():
+        for key, value in adam.items():
+            assert torch.equal(again["optimizer"]["state"][i][key], value), (i, key)
+    for name, value in state.items():
+        assert torch.equal(again["model"][name], value), name
+    assert torch.equal(again["rng"]["torch"], payload["rng"]["torch"])
     # a plain state dict: loadable without unpickling arbitrary objects
     torch.load(run.dir / CHECKPOINT, weights_only=True)
 
@@ -112,6 +143,8 @@ def test_train_accepts_a_users_own_model_and_guide(tmp_path):
     assert torch.allclose(w.abs(), w_true.abs(), atol=0.15)  # identified up to sign
     state = load_checkpoint(run.dir / CHECKPOINT)["model"]
     assert set(state) == {"w", "a", "s"}
+    for name in ("w", "a", "s"):  # the trained values, unconstrained as the param store holds them
+        assert torch.equal(state[name], pyro.param(name).unconstrained().detach()), name
     with pytest.raises(RunDirError, match="own model"):
         pyro_vae.Run.load(run.dir)
 

@@ -76,9 +76,7 @@ def _densities(model, guide, x, z, chains, nesting, plate):
     """log p(x, z) and log q(z|x) at the latent values ``z``, each ``(C, B)``: the densities
     training uses (:func:`pyro_vae.traces.local_terms`), masks and all, with the guide
     run at ``z``."""
-    terms = local_terms(
-        model, at_values(guide, z), x, particles=chains, nesting=nesting, plate=plate
-    )
+    terms = local_terms(model, at_values(guide, z), x, particles=chains, nesting=nesting, plate=plate)
     return terms.recon + terms.log_prior, terms.log_q
 
 
@@ -99,7 +97,7 @@ def _initial_latents(guide, x, chains, nesting, seed, first_point, plate):
 
 def _kinetic(momenta, sites, plate):
     """½ |p|² per chain and data point, ``(C, B)``."""
-    total = 0.0
+    total: torch.Tensor | float = 0.0
     for name, p in momenta.items():
         event_dims = tuple(range(-len(sites[name]["fn"].event_shape), 0))
         energy = 0.5 * (p.pow(2).sum(event_dims) if event_dims else p.pow(2))
@@ -129,7 +127,9 @@ def ais(
     target_acceptance: Acceptance = 0.65,
     reverse_from: dict | None = None,
 ) -> AISEstimate:
-    """AIS estimate of log p(x_n) for each row of ``x``; see the module docstring.
+    """Annealed importance sampling from the guide to the posterior with HMC moves (Neal 2001): a
+    stochastic lower bound on log p(x_n) for each row of ``x``, or, run in reverse from exact
+    posterior samples (``reverse_from``, Python only), an upper bound; see the module docstring.
 
     :param chains: C, independent chains per data point.
     :param steps: T, intermediate distributions.
@@ -202,10 +202,9 @@ def ais(
         stderr.append(point_stderr)
         if progress is not None:
             progress(len(xb))
-    log_px, ess = torch.cat(log_px), torch.cat(ess)
     return AISEstimate(
-        log_px=log_px,
-        ess=ess,
+        log_px=torch.cat(log_px),
+        ess=torch.cat(ess),
         mc_stderr=torch.cat(stderr),
         num_samples=chains,
         acceptance=float(accepted / max(moves, 1)),

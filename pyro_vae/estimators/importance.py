@@ -51,7 +51,7 @@ def importance_sampling(
     with pyro.validation_enabled(False):  # support checks on every chunk would read the device
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size].to(device)
-            stats = WeightStats(len(xb), samples, device=device)
+            stats = WeightStats(len(xb), samples, device=device, dtype=xb.dtype)
             for start in range(0, samples, chunk_size):
                 k = min(chunk_size, samples - start)
                 with IndexedNoise(seed, first_point=i, first_sample=start, plate=plate):

@@ -22,9 +22,10 @@ method gave 0.51–0.75×. Two caveats hold for every such estimate: when tails 
 seed that missed the big weights has both a low log p̂ and a small σ, so ±2σ covers the
 spread only ~75–85% of the time, and log p̂ is biased low (it is a lower bound).
 
-Where fewer than two effective samples were drawn (ESS < 2: one weight is all there is), no
-error can be estimated and σ is NaN: the point is "untrusted". A higher ESS threshold is not
-a better rule, since in heavy tails the high-ESS seeds are those that missed the big weights.
+When one block holds nearly all the weight (ESS near 1), σ is large, as it should be; it is
+NaN ("untrusted") only where it cannot be computed (every weight of some leave-one-out set
+underflows). An ESS threshold is not a better rule: in heavy tails the high-ESS seeds are
+those that missed the big weights.
 """
 
 import math
@@ -33,8 +34,6 @@ import torch
 
 #: the number of blocks of samples the jackknife leaves out one at a time
 BLOCKS = 20
-#: below this effective sample size a point's error is not estimated (NaN)
-MIN_ESS = 2.0
 
 
 def effective_sample_size(log_sum_w: torch.Tensor, log_sum_w2: torch.Tensor) -> torch.Tensor:
@@ -89,11 +88,8 @@ class WeightStats:
         return var.sqrt().to(self.log_sum.dtype)  # NaN where a θ₋ₘ is −inf
 
     def finish(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(log p̂, ESS, σ)``, each ``(B,)``; σ is NaN where ESS < :data:`MIN_ESS`."""
+        """``(log p̂, ESS, σ)``, each ``(B,)``; σ is NaN where it cannot be computed."""
         log_px = self.log_sum - math.log(self.total)
         ess = effective_sample_size(self.log_sum, self.log_sum2)
         stderr = self.jackknife_stderr()
-        stderr = torch.where(
-            (ess >= MIN_ESS) & torch.isfinite(stderr), stderr, torch.full_like(stderr, math.nan)
-        )
-        return log_px, ess, stderr
+        return log_px, ess, torch.where(torch.isfinite(stderr), stderr, torch.full_like(stderr, math.nan))

@@ -27,7 +27,7 @@ Every objective also takes the modifiers ``kl_warmup``, ``kl_warmup_unit`` and
 ``free_bits`` (see :mod:`pyro_vae.objectives.modifiers`).
 """
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import pyro.infer
 
@@ -76,7 +76,7 @@ def parse_objective(word: str | dict) -> tuple[str, dict]:
     a spec, ``{"kind": "iwae", "particles": 5}``. Raises :class:`ConfigError` naming the word.
     """
     if isinstance(word, dict):
-        options = dict(word)
+        options: dict[str, Any] = dict(word)
         name = str(options.pop("kind", ""))
         pairs = [(k, show(v)) for k, v in options.items()]
     else:

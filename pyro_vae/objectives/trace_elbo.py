@@ -8,10 +8,14 @@ The subclasses below compute the same estimates as tensors; ``loss`` and
 ``loss_and_grads`` (what ``SVI.step`` calls) stay Pyro's.
 """
 
+from collections.abc import Callable, Iterator
+
 import pyro.infer
+import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.infer.trace_elbo import _compute_log_r
 from pyro.infer.util import check_fully_reparametrized, is_identically_zero, is_validation_enabled
+from pyro.poutine import Trace
 
 from ..kl import site_kl
 from ..traces import closed_form_sites
@@ -25,12 +29,19 @@ def _is_sample(site) -> bool:
 class _OnDeviceLoss:
     """``differentiable_loss`` that averages tensor-valued particle losses, never reading them."""
 
+    # from the Pyro ELBO this is mixed into, and (``_particle``) from each subclass
+    num_particles: int
+    _get_traces: Callable[..., Iterator[tuple[Trace, Trace]]]
+    _particle: Callable[[Trace, Trace], tuple[torch.Tensor, torch.Tensor]]
+
     def differentiable_loss(self, model, guide, *args, **kwargs):
-        loss = surrogate = 0.0
+        loss: torch.Tensor | float = 0.0
+        surrogate: torch.Tensor | float = 0.0
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
             particle_loss, particle_surrogate = self._particle(model_trace, guide_trace)
             loss = loss + particle_loss / self.num_particles
             surrogate = surrogate + particle_surrogate / self.num_particles
+        assert isinstance(loss, torch.Tensor) and isinstance(surrogate, torch.Tensor)  # particles >= 1
         # the value of the bound, the gradient of the surrogate
         return loss.detach() + (surrogate - surrogate.detach())
 
