@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from ppca import D, SIGMA, Z, ppca, two_layer_ppca
+from ppca import SIGMA, D, Z, ppca, two_layer_ppca
 from pyro import poutine
 from pyro.distributions import Normal
 from pyro.poutine.indep_messenger import CondIndepStackFrame

@@ -13,10 +13,17 @@ one with ``pyro_vae.register_estimator(name)``, and it then runs from ``pyro-vae
 :mod:`pyro_vae.estimators.noise`; the weights' diagnostics from :mod:`pyro_vae.estimators.weights`.
 """
 
+import importlib
+import pkgutil
+
 from .annealed import AISEstimate, ais, sigmoid_schedule, simulate
 from .base import ESTIMATORS, MarginalLikelihood, estimate, register_estimator
 from .importance import importance_sampling, log_marginal_likelihood
 from .noise import IndexedNoise, indexed_normal
+
+# every module here registers its estimators when imported: a new one is one new file
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "ESTIMATORS",

@@ -27,6 +27,8 @@ Every objective also takes the modifiers ``kl_warmup``, ``kl_warmup_unit`` and
 ``free_bits`` (see :mod:`pyro_vae.objectives.modifiers`).
 """
 
+import importlib
+import pkgutil
 from typing import Annotated, Any, Literal
 
 import pyro.infer
@@ -34,9 +36,12 @@ import pyro.infer
 from ..errors import ConfigError
 from ..options import NonNegativeFloat, Range, parse_value, show
 from ..registry import Spec
-from . import beta, dreg, renyi, stl, tail_adaptive, trace_elbo  # noqa: F401 (registers them)
 from .base import OBJECTIVES, LocalBound, register_objective
 from .modifiers import Modified
+
+# every module here registers its objectives when imported: a new one is one new file
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def modifiers(
