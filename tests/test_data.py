@@ -141,8 +141,7 @@ def test_npz_with_one_unnamed_array_and_labels_is_split(tmp_path):
 
 
 def test_npz_with_only_a_train_array_is_split(tmp_path):
-    # BUG (pyro_vae/data.py, load_data): an .npz with 'train' (and 'train_labels') but no
-    # validation array raises KeyError: 'valid'; valid_fraction should hold part of it out.
+    # no validation array: valid_fraction of the training points (and their labels) is held out
     x = np.arange(40.0).reshape(20, 2)
     path = save_npz(tmp_path, train=x, train_labels=np.arange(20))
     data = load_data(DataConfig(path=path))
@@ -215,17 +214,14 @@ def test_object_dtype(tmp_path):
 
 
 def test_object_dtype_in_npz(tmp_path):
-    # BUG (pyro_vae/data.py, _read_array_file): the arrays of an .npz are read lazily, after the
-    # try around np.load, so an object array inside one escapes as a bare ValueError (a traceback
-    # from the CLI) instead of a DataError.
+    # an object array inside an .npz (read lazily, after np.load) is a DataError, not a traceback
     path = save_npz(tmp_path, train=np.empty((2, 2), dtype=object))
     message = refused(DataConfig(path=path))
     assert "data.path = " in message and "allow_pickle" in message
 
 
 def test_corrupt_npz(tmp_path):
-    # BUG (pyro_vae/data.py, _read_array_file): a damaged .npz raises zipfile.BadZipFile, which
-    # is not caught (only ValueError and OSError are), so it escapes as a traceback.
+    # a damaged .npz (zipfile.BadZipFile) is a DataError naming the file, not a traceback
     path = tmp_path / "data.npz"
     path.write_bytes(b"PK\x03\x04 not really a zip file")
     message = refused(DataConfig(path=str(path)))
