@@ -22,7 +22,7 @@ from pathlib import Path
 from .config import Config, load_config, read_config_file
 from .errors import ConfigError, PyroVAEError
 from .estimators import ESTIMATORS
-from .options import checkable, parse_value, show
+from .options import checkable, describe, parse_value, show
 from .plugins import import_plugins
 from .registry import REGISTRIES
 
@@ -66,14 +66,17 @@ def _key_values(pairs: list[str] | None, flag: str) -> dict:
     return out
 
 
-def _estimator_flags() -> dict[str, str]:
-    """Every option of every registered estimator that a flag can set: flag -> option name."""
-    flags = {}
+def _estimator_flags() -> dict[str, tuple[str, str]]:
+    """Every option of every registered estimator that a flag can set: flag -> (option, help)."""
+    flags: dict[str, tuple[str, list[str], str]] = {}
     for name in ESTIMATORS.names():
         for option, param in ESTIMATORS.options(name).items():
             if checkable(param.annotation):
-                flags[option.replace("_", "-")] = option
-    return flags
+                _, users, _ = flags.setdefault(
+                    option.replace("_", "-"), (option, [], describe(param.annotation))
+                )
+                users.append(name)
+    return {flag: (option, f"{', '.join(users)}: {words}") for flag, (option, users, words) in flags.items()}
 
 
 def _estimators_epilog() -> str:
@@ -147,8 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--plugins", nargs="+", default=[], metavar="FILE", help="files that register estimators")
     add("--quiet", action="store_true", help="no progress bar")
     group = evaluate.add_argument_group("estimator options (see below for each estimator's)")
-    for flag, option in _estimator_flags().items():
-        group.add_argument(f"--{flag}", dest=f"opt_{option}", metavar="VALUE")
+    for flag, (option, words) in _estimator_flags().items():
+        group.add_argument(f"--{flag}", dest=f"opt_{option}", metavar="VALUE", help=words)
 
     compare = commands.add_parser(
         "compare",

@@ -67,6 +67,7 @@ def evaluate_run(
         x,
         estimator=estimator,
         options=options,
+        encode=run.vae.encode,
         seed=seed,
         batch_size=batch_size,
         device=torch_device,

@@ -30,7 +30,7 @@ def resolve_device(name: str, key: str = "train.device") -> torch.device:
 
 
 def resolve_config(config: Config, data: Data, *, custom_model: bool = False) -> Config:
-    """The config a run records: what the data says filled in, every path absolute.
+    """The config a run records: what the data says filled in, the data path absolute.
 
     * ``model.data_dim`` and ``model.image_shape`` from the data (a VAE built from the config
       needs them; a user's own model does not);

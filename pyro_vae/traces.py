@@ -45,8 +45,13 @@ def latent_sites(trace) -> dict:
 
 
 def max_plate_nesting(model, guide, *args, **kwargs) -> int:
-    """How many plates deep the pair's sites sit (one trace of each, without gradients)."""
-    with torch.no_grad(), poutine.block():
+    """How many plates deep the pair's sites sit (one trace of each, without gradients).
+
+    The traces' draws come from a fork of torch's generators, which are left as they were: a
+    seeded estimate that calls this does not move the global stream.
+    """
+    cuda = {a.device for a in args if torch.is_tensor(a) and a.device.type == "cuda"}
+    with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=list(cuda)):
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     depth = 0

@@ -65,6 +65,7 @@ def test_is_from_the_command_line_is_the_python_estimate(run_dir, capsys):
     assert result["points"] == 50 and result["num_samples"] == 64 and result["estimator"] == "is"
     elbo = pyro_vae.measure(run.vae.model, run.vae.guide, x, seed=3)
     assert result["elbo"] == pytest.approx(elbo.elbo, rel=1e-6)
+    assert result["active_units"] == int((run.vae.encode(x).var(0) > 0.01).sum())
 
 
 def test_ais_from_the_command_line_is_the_python_estimate(run_dir, capsys):

@@ -8,6 +8,7 @@ import torch
 from ppca import SIGMA, ppca
 from torch.distributions import MultivariateNormal
 
+import pyro_vae
 from pyro_vae import log_marginal_likelihood
 from pyro_vae.estimators import ais, sigmoid_schedule, simulate
 
@@ -58,12 +59,22 @@ def test_bidirectional_monte_carlo_brackets_log_px_on_simulated_data(f64):
     assert upper.mean - lower.mean < 1.0
 
 
-def test_ais_accepts_a_vae_and_returns_finite_diagnostics():
+def test_the_seed_fixes_every_draw_of_ais_and_not_the_global_stream():
     vae, x, _, _, _ = ppca("cpu")
-    result = ais(vae.model, vae.guide, x[:5], chains=3, steps=5, leapfrog=2)
-    assert result.log_px.shape == (5,)
-    assert torch.isfinite(result.log_px).all() and torch.isfinite(result.mc_stderr).all()
-    assert ((result.ess >= 1 - 1e-4) & (result.ess <= 3 + 1e-4)).all()
+    options = {"chains": 3, "steps": 5, "leapfrog": 2, "seed": 7}
+    pyro.set_rng_seed(0)
+    first = ais(vae.model, vae.guide, x[:5], **options)
+    pyro.set_rng_seed(1)  # another global stream: the same estimate
+    again = ais(vae.model, vae.guide, x[:5], **options)
+    other = ais(vae.model, vae.guide, x[:5], **{**options, "seed": 8})
+    assert torch.equal(first.log_px, again.log_px) and torch.equal(first.mc_stderr, again.mc_stderr)
+    assert not torch.equal(first.log_px, other.log_px)
+    assert first.log_px.shape == (5,) and ((first.ess >= 1 - 1e-4) & (first.ess <= 3 + 1e-4)).all()
+    # the first draw of each chain is importance sampling's keyed one: with no annealing step in
+    # between (steps = 1) AIS is importance sampling with C samples
+    one = ais(vae.model, vae.guide, x[:5], chains=3, steps=1, seed=7)
+    is_ = pyro_vae.importance_sampling(vae.model, vae.guide, x[:5], samples=3, seed=7)
+    torch.testing.assert_close(one.log_px, is_.log_px, rtol=0, atol=1e-5)
 
 
 def test_ais_refuses_latents_without_real_support():
