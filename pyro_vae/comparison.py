@@ -110,6 +110,7 @@ def compare(
     seeds = check_value("seeds", seeds, PositiveInt)
     eval_samples = check_value("eval_samples", eval_samples, PositiveInt)
     options = dict(estimator_options or {})
+    ESTIMATORS.get(estimator, key="estimator")
     if "samples" in ESTIMATORS.options(estimator) and "samples" not in options:
         options["samples"] = eval_samples
     options = Spec.parse({"kind": estimator, **options}, "estimator", "estimator").params

@@ -26,7 +26,16 @@ from typing import Any
 import tomli_w
 
 from .errors import ConfigError
-from .options import NonNegativeFloat, PositiveFloat, PositiveInt, Range, check_value, parse_value
+from .options import (
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    check_value,
+    describe,
+    parse_value,
+    show,
+)
 from .plugins import import_plugins, plugin_key
 from .registry import Spec
 from .sections import DataConfig, ModelConfig, TrainConfig
@@ -37,6 +46,7 @@ SECTIONS: dict[str, type[ModelConfig] | type[TrainConfig] | type[DataConfig]] = 
     "data": DataConfig,
 }
 
+# the value types and checks are re-exported for plugin files written against ``pyro_vae.config``
 __all__ = [
     "Config",
     "DataConfig",
@@ -47,8 +57,12 @@ __all__ = [
     "Range",
     "Spec",
     "TrainConfig",
+    "check_value",
+    "describe",
     "load_config",
+    "parse_value",
     "read_config_file",
+    "show",
 ]
 
 
