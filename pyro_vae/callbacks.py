@@ -64,9 +64,7 @@ class Checkpoints(Callback):
             self.path,
             config=self.config,
             model_state=self.model_state(),
-            optimizer_state=state.optimizer.state_dict(),
-            epoch=state.epoch,
-            step=state.step,
+            training=state.state_dict(),
             custom_model=self.custom_model,
         )
         self.saved = time.perf_counter()

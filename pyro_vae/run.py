@@ -4,7 +4,8 @@ Layout of a run directory::
 
     config.toml          the resolved config: every option, defaults included
     metrics.jsonl        one JSON object per epoch (epoch 0 is the untrained model)
-    checkpoint.pt        weights, optimizer state, RNG state, config (a plain state dict)
+    checkpoint.pt        weights, training state (epoch, step, seconds, optimizer), RNG state,
+                         config (a plain state dict)
     curves.png           training curves
     samples.png          decoded draws from the prior
     reconstructions.png  validation points beside their reconstructions
@@ -95,21 +96,19 @@ def save_checkpoint(
     *,
     config: Config,
     model_state: dict,
-    optimizer_state: dict,
-    epoch: int,
-    step: int,
+    training: dict,
     custom_model: bool = False,
 ) -> None:
-    """``model_state`` is the VAE's state dict, or a user's model's parameters by site name."""
+    """``model_state`` is the VAE's state dict, or a user's model's parameters by site name;
+    ``training`` is the training state (:meth:`pyro_vae.loop.TrainState.state_dict`: epoch,
+    step, seconds, optimizer), stored at the top level of the checkpoint."""
     payload = {
         "format": FORMAT,
         "custom_model": custom_model,
         "config": config.to_dict(),
         "model": model_state,
-        "optimizer": optimizer_state,
+        **training,
         "rng": rng_state(),
-        "epoch": epoch,
-        "step": step,
     }
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 

@@ -2,7 +2,6 @@
 command line, with any registered estimator, a user's own included."""
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -230,6 +229,4 @@ def test_sample_writes_png_or_npy(run_dir, tmp_path, capsys):
     run = Run.load(run_dir)
     torch.manual_seed(1)
     assert values.shape == (9, 64)
-    pyro_vae_sample = run.vae.sample(9).numpy()
-    np.testing.assert_allclose(values, pyro_vae_sample, rtol=0, atol=1e-6)
-    assert math.isfinite(float(values.sum()))
+    np.testing.assert_allclose(values, run.vae.sample(9).numpy(), rtol=0, atol=1e-6)

@@ -111,9 +111,7 @@ def test_builds_trains_and_round_trips_through_a_checkpoint(tmp_path, prior, gui
         tmp_path / CHECKPOINT,
         config=config,
         model_state=vae.state_dict(),
-        optimizer_state=optimizer.state_dict(),
-        epoch=1,
-        step=3,
+        training={"optimizer": optimizer.state_dict(), "epoch": 1, "step": 3, "seconds": 1.5},
     )
     loaded = Run.load(tmp_path).vae
     before = log_marginal_likelihood(vae.model, vae.guide, x, num_samples=4, seed=1).log_px

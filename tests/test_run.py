@@ -28,16 +28,19 @@ def test_checkpoint_round_trip(tmp_path):
         tmp_path / CHECKPOINT,
         config=config,
         model_state=model_state,
-        optimizer_state=optimizer_state,
-        epoch=3,
-        step=17,
+        training={"optimizer": optimizer_state, "epoch": 3, "step": 17, "seconds": 1.5},
     )
     payload = load_checkpoint(tmp_path / CHECKPOINT)
     assert payload["model"].keys() == model_state.keys()
     assert all(torch.equal(payload["model"][k], v) for k, v in model_state.items())
     assert torch.equal(payload["optimizer"]["state"][0]["exp_avg"], optimizer_state["state"][0]["exp_avg"])
     assert payload["optimizer"]["param_groups"] == [{"lr": 0.1}]
-    assert (payload["epoch"], payload["step"], payload["custom_model"]) == (3, 17, False)
+    assert (payload["epoch"], payload["step"], payload["seconds"], payload["custom_model"]) == (
+        3,
+        17,
+        1.5,
+        False,
+    )
     assert payload["config"] == config.to_dict()
     assert Config.from_dict(payload["config"]).train.epochs == 3
     assert not list(tmp_path.glob(".*.tmp"))  # the temporary name was renamed away

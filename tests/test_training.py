@@ -53,6 +53,7 @@ def test_checkpoint_round_trip_gives_the_same_model(tmp_path):
     steps = 2 * 17  # 1617 points, batches of 100
     assert payload["epoch"] == 2 and payload["step"] == steps
     assert [(r["epoch"], r["step"]) for r in run.history] == [(0, 0), (1, 17), (2, steps)]
+    assert payload["seconds"] == pytest.approx(sum(r["seconds"] for r in run.history), rel=1e-9)
     assert Config.from_dict(payload["config"]) == run.config
     # the saved tensors are the trained model's
     state = run.vae.state_dict()

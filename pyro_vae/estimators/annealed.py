@@ -184,8 +184,8 @@ def ais(
                 half = 0.5 if leap == leapfrog - 1 else 1.0
                 p = {n: p[n] - half * step[n] * grad[n] for n in z}
             log_accept = u - u_new + _kinetic(p0, sites, plate) - _kinetic(p, sites, plate)  # (C, B)
-            u = torch.rand(log_accept.shape, generator=rng, device=device, dtype=log_accept.dtype)
-            accept = (u.log() < log_accept) & torch.isfinite(log_accept)
+            uniform = torch.rand(log_accept.shape, generator=rng, device=device, dtype=log_accept.dtype)
+            accept = (uniform.log() < log_accept) & torch.isfinite(log_accept)
             z = {n: torch.where(to_site_layout(accept, sites[n], plate), z_new[n], z[n]) for n in z}
             log_p = torch.where(accept, log_p_new, log_p)
             log_q = torch.where(accept, log_q_new, log_q)

@@ -42,8 +42,8 @@ def effective_sample_size(log_sum_w: torch.Tensor, log_sum_w2: torch.Tensor) -> 
 
 
 class WeightStats:
-    """Running sums over the K weights of B data points: log Σ w and log Σ w², ``(B,)``, and
-    log S_m for each block, ``(M, B)``; see the module docstring.
+    """Running sums over the K weights of B data points: log S_m for each block, ``(M, B)``
+    (whose log-sum-exp is log Σ w), and log Σ w², ``(B,)``; see the module docstring.
 
     :param points: B.
     :param total: K, the number of samples that will be added.
@@ -51,16 +51,14 @@ class WeightStats:
 
     def __init__(self, points: int, total: int, *, blocks: int = BLOCKS, device=None, dtype=torch.float32):
         self.total, self.blocks = total, min(blocks, total)
-        self.log_sum = torch.full((points,), -math.inf, device=device, dtype=dtype)
-        self.log_sum2 = self.log_sum.clone()
+        self.log_sum2 = torch.full((points,), -math.inf, device=device, dtype=dtype)
         self.block_log_sum = torch.full((self.blocks, points), -math.inf, device=device, dtype=dtype)
         index = torch.arange(total, device=device)
         self.block_size = torch.bincount(index * self.blocks // total, minlength=self.blocks)  # (M,)
 
     def add(self, log_w: torch.Tensor, start: int) -> None:
         """Add the weights of samples ``start … start + k − 1``, ``log_w`` of shape (k, B)."""
-        log_w = log_w.to(self.log_sum.dtype)
-        self.log_sum = torch.logaddexp(self.log_sum, torch.logsumexp(log_w, 0))
+        log_w = log_w.to(self.log_sum2.dtype)
         self.log_sum2 = torch.logaddexp(self.log_sum2, torch.logsumexp(2 * log_w, 0))
         # per-block log-sum-exp of the chunk: a segmented max, then a segmented sum
         block = torch.arange(start, start + len(log_w), device=log_w.device) * self.blocks // self.total
@@ -77,7 +75,7 @@ class WeightStats:
         log-cumsum-exps, so that nothing cancels when one block holds nearly all the weight."""
         m = self.blocks
         if m < 2:
-            return torch.full_like(self.log_sum, math.nan)
+            return torch.full_like(self.log_sum2, math.nan)
         s = self.block_log_sum.double()  # (M, B)
         none = torch.full_like(s[:1], -math.inf)
         before = torch.cat([none, s.logcumsumexp(0)[:-1]])  # log Σ_{j<m} S_j
@@ -85,11 +83,12 @@ class WeightStats:
         rest = (self.total - self.block_size).to(s)[:, None]  # (M, 1)
         theta = torch.logaddexp(before, after) - rest.log()  # (M, B)
         var = (m - 1) / m * (theta - theta.mean(0)).pow(2).sum(0)
-        return var.sqrt().to(self.log_sum.dtype)  # NaN where a θ₋ₘ is −inf
+        return var.sqrt().to(self.log_sum2.dtype)  # NaN where a θ₋ₘ is −inf
 
     def finish(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(log p̂, ESS, σ)``, each ``(B,)``; σ is NaN where it cannot be computed."""
-        log_px = self.log_sum - math.log(self.total)
-        ess = effective_sample_size(self.log_sum, self.log_sum2)
+        log_sum = self.block_log_sum.logsumexp(0)  # log Σ_m S_m = log Σ_k w_k
+        log_px = log_sum - math.log(self.total)
+        ess = effective_sample_size(log_sum, self.log_sum2)
         stderr = self.jackknife_stderr()
         return log_px, ess, torch.where(torch.isfinite(stderr), stderr, torch.full_like(stderr, math.nan))
