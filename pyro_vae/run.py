@@ -31,6 +31,7 @@ import torch
 
 from .config import Config
 from .errors import RunDirError
+from .files import append_line, atomic_write
 from .plugins import import_plugins
 
 if TYPE_CHECKING:
@@ -68,16 +69,8 @@ def prepare_run_dir(path: Path, *, overwrite: bool = False) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, then rename the result onto ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def append_metrics(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_line(path, json.dumps(row))
 
 
 def read_metrics(path: Path) -> list[dict]:
