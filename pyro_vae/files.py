@@ -15,6 +15,7 @@ a :class:`~pyro_vae.errors.RunDirError` naming the path, which the CLI prints as
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -70,8 +71,10 @@ def make_dir(path: Path, what: str = "directory") -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RunDirError(f"cannot create {what} {str(path)!r}: {_reason(e)}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise RunDirError(f"cannot write in {what} {str(path)!r}: permission denied")
+    try:  # a real write: permission bits do not stop root, an immutable or read-only mount does
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as e:
+        raise RunDirError(f"cannot write in {what} {str(path)!r}: {_reason(e)}") from None
     return path
 
 
@@ -83,7 +86,7 @@ def lock_dir(path: Path, what: str = "run directory") -> Iterator[None]:
         return
     lock = Path(path) / LOCK
     try:
-        f = open(lock, "a+")
+        f = open(lock, "a+")  # noqa: SIM115 (closed by the with below, after the lock is taken)
     except OSError as e:
         raise RunDirError(f"cannot lock {what} {str(path)!r}: {_reason(e)}") from None
     with f:

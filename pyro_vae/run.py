@@ -19,7 +19,6 @@ arbitrary objects.
 """
 
 import json
-import os
 import pickle
 import struct
 from dataclasses import dataclass, field
