@@ -1,9 +1,12 @@
-"""What the training loop calls at the ends of epochs: metrics, checkpoints, the progress bar,
-messages and figures (:class:`pyro_vae.loop.Callback`)."""
+"""What the training loop calls at the ends of epochs: metrics, checkpoints, early stopping,
+tracking, the progress bar, messages and figures (:class:`pyro_vae.loop.Callback`)."""
 
+import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -11,28 +14,33 @@ from tqdm.auto import tqdm
 from . import plots
 from .loop import Callback, Epoch, TrainState
 from .measure import measure
-from .run import CHECKPOINT, Run, append_metrics, save_checkpoint
+from .run import FIGURES, Run, append_metrics
 
-#: a checkpoint at least this often, and after the last epoch
-CHECKPOINT_SECONDS = 60
+if TYPE_CHECKING:
+    from .loggers import Logger
 
 
 class Metrics(Callback):
     """One row per epoch in ``metrics.jsonl`` (epoch 0: the untrained model), kept in ``history``.
 
-    A row holds the epoch, step and training loss, and the ELBO with its reconstruction and
-    KL terms and standard error on a fixed sample of training points and on the validation
-    points (:func:`pyro_vae.measure.measure`, draws keyed by ``seed``), the seconds of
-    training and items per second.
+    A row holds the epoch, step, learning rate and training loss, and the ELBO with its
+    reconstruction and KL terms and standard error on a fixed sample of training points and
+    on the validation points (:func:`pyro_vae.measure.measure`, draws keyed by ``seed``), the
+    seconds of training and items per second. It also keeps the state's best epoch: the one
+    with the highest validation ELBO.
     """
 
-    def __init__(self, path: Path, model, guide, splits: dict, *, batch_size: int, device, seed: int):
+    def __init__(
+        self, path: Path, model, guide, splits: dict, *, batch_size: int, device, seed: int, history=()
+    ):
         self.path, self.model, self.guide, self.splits = path, model, guide, splits
         self.batch_size, self.device, self.seed = batch_size, device, seed
-        self.history: list[dict] = []
+        #: the rows so far: those of the run being resumed, then one per epoch
+        self.history: list[dict] = list(history)
 
-    def _record(self, state: TrainState, loss, seconds: float, seen: int) -> None:
-        row = {"epoch": state.epoch, "step": state.step, "train_loss": loss}
+    def _record(self, state: TrainState, epoch: Epoch | None) -> dict:
+        row: dict = {"epoch": state.epoch, "step": state.step, "lr": epoch.lr if epoch else state.lr}
+        row["train_loss"] = epoch.loss if epoch else None
         for split, x in self.splits.items():
             m = measure(
                 self.model, self.guide, x, elbo_batch_size=self.batch_size, device=self.device, seed=self.seed
@@ -40,41 +48,111 @@ class Metrics(Callback):
             row.update({f"{split}_elbo": m.elbo, f"{split}_recon": m.recon, f"{split}_kl": m.kl})
             row[f"{split}_elbo_stderr"] = m.elbo_stderr
             row["kl_estimator"] = m.kl_estimator
-        row.update(seconds=seconds, items_per_second=seen / seconds if seconds else None)
+        seconds = epoch.seconds if epoch else 0.0
+        row.update(seconds=seconds, items_per_second=epoch.points / seconds if epoch and seconds else None)
         self.history.append(row)
         append_metrics(self.path, row)
+        return row
 
     def on_start(self, state):
-        self._record(state, None, 0.0, 0)
+        if not self.history:  # a resumed run has its rows
+            self._record(state, None)
 
     def on_epoch_end(self, state, epoch: Epoch):
-        self._record(state, epoch.loss, epoch.seconds, epoch.points)
+        row = self._record(state, epoch)
+        if row["valid_elbo"] > state.best_elbo:
+            state.best_epoch, state.best_elbo = state.epoch, row["valid_elbo"]
 
 
 class Checkpoints(Callback):
-    """``checkpoint.pt`` at least every :data:`CHECKPOINT_SECONDS` and after the last epoch:
-    the model's state, the training state and the RNG state (:func:`pyro_vae.run.save_checkpoint`)."""
+    """``checkpoint.pt`` after the first epoch, then every ``epochs`` epochs and/or ``seconds``
+    seconds (whichever comes first), on an interrupt and at the end; ``best.pt`` whenever the
+    validation ELBO is the best so far. ``save(path, state)`` writes one
+    (:func:`pyro_vae.checkpoint.save_checkpoint`)."""
 
-    def __init__(self, path: Path, config, model_state, *, custom_model: bool):
-        self.path, self.config, self.model_state, self.custom_model = path, config, model_state, custom_model
-        self.saved = time.perf_counter()
+    def __init__(
+        self,
+        path: Path,
+        best: Path,
+        save: Callable[[Path, TrainState], None],
+        *,
+        epochs: int | None,
+        seconds: float | None,
+    ):
+        self.path, self.best, self._save = path, best, save
+        self.epochs, self.seconds = epochs, seconds
+        #: the epoch and step of the last checkpoint written (or resumed from)
+        self.saved: tuple[int, int] | None = None
+        self.saved_at = time.monotonic()
 
     def save(self, state: TrainState) -> None:
-        save_checkpoint(
-            self.path,
-            config=self.config,
-            model_state=self.model_state(),
-            training=state.state_dict(),
-            custom_model=self.custom_model,
-        )
-        self.saved = time.perf_counter()
+        self._save(self.path, state)
+        self.saved, self.saved_at = (state.epoch, state.step), time.monotonic()
+
+    def on_start(self, state):
+        if state.step:
+            self.saved = (state.epoch, state.step)  # resumed from it
 
     def on_epoch_end(self, state, epoch):
-        if time.perf_counter() - self.saved > CHECKPOINT_SECONDS:
+        due = self.saved is None  # the first epoch
+        due |= (
+            self.epochs is not None and self.saved is not None and state.epoch - self.saved[0] >= self.epochs
+        )
+        due |= self.seconds is not None and time.monotonic() - self.saved_at >= self.seconds
+        if due:
             self.save(state)
+        if state.best_epoch == state.epoch:
+            self._save(self.best, state)
+
+    def on_interrupt(self, state):
+        self.save(state)
 
     def on_end(self, state):
-        self.save(state)
+        if self.saved != (state.epoch, state.step):
+            self.save(state)
+
+
+class EarlyStopping(Callback):
+    """Stop when the validation ELBO has not improved for ``patience`` epochs (the protocol of
+    Tomczak & Welling 2018, "VAE with a VampPrior", §4: a look-ahead of 50 epochs)."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+
+    def on_epoch_end(self, state, epoch):
+        if state.best_epoch is not None and state.epoch - state.best_epoch >= self.patience:
+            state.stop = (
+                f"stopped early: the validation ELBO has not improved for {self.patience} epochs "
+                f"(best {state.best_elbo:.2f} at epoch {state.best_epoch}, kept in best.pt)"
+            )
+
+
+class Tracking(Callback):
+    """Every metrics row, and the run's figures at the end, to experiment trackers
+    (:mod:`pyro_vae.loggers`)."""
+
+    def __init__(self, loggers: "list[Logger]", metrics: Metrics, run_dir: Path):
+        self.loggers, self.metrics, self.run_dir = loggers, metrics, run_dir
+
+    def on_start(self, state):
+        if state.epoch == 0 and state.batch == 0:
+            self._log(self.metrics.history[-1])
+
+    def on_epoch_end(self, state, epoch):
+        self._log(self.metrics.history[-1])
+
+    def _log(self, row: dict) -> None:
+        for logger in self.loggers:
+            logger.log_metrics(row)
+
+    def on_end(self, state):
+        figures = [self.run_dir / name for name in FIGURES if (self.run_dir / name).is_file()]
+        for logger in self.loggers:
+            logger.log_figures(figures, state.epoch)
+
+    def close(self):
+        for logger in self.loggers:
+            logger.close()
 
 
 class ProgressBar(Callback):
@@ -97,39 +175,51 @@ class ProgressBar(Callback):
             {
                 "loss": f"{epoch.loss:.2f}",
                 "valid ELBO": f"{row['valid_elbo']:.2f}",
-                "items/s": f"{row['items_per_second']:.0f}",
+                "items/s": f"{row['items_per_second'] or 0:.0f}",
             }
         )
         self.bar.update()
 
-    def on_end(self, state):
-        assert self.bar is not None
-        self.bar.close()
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 class Messages(Callback):
-    """Lines on stderr: how the KL is estimated, after the untrained model's metrics, and the
-    result at the end."""
+    """Lines on stderr: how the KL is estimated, after the untrained model's metrics; at the
+    end, the result, why training stopped early, and a warning when the validation ELBO ended
+    below the untrained model's."""
 
-    def __init__(self, metrics: Metrics, run_dir: Path, *, layered: bool, quiet: bool):
-        self.metrics, self.run_dir, self.layered = metrics, run_dir, layered
-        self.say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
+    def __init__(self, metrics: Metrics, run_dir: Path, *, lr: float, layered: bool, quiet: bool):
+        self.metrics, self.run_dir, self.lr, self.layered, self.quiet = metrics, run_dir, lr, layered, quiet
+
+    def say(self, line: str, *, warning: bool = False) -> None:
+        if warning or not self.quiet:
+            print(f"pyro-vae: {'warning: ' if warning else ''}{line}", file=sys.stderr)
 
     def on_start(self, state):
-        if self.metrics.history[0]["kl_estimator"] == "monte_carlo":
+        if self.metrics.history[0]["kl_estimator"] == "monte_carlo" and state.step == 0:
             why = "it would be biased below the top layer" if self.layered else "it has no closed form here"
             self.say(
-                f"pyro-vae: KL(q || p) is estimated by Monte Carlo ({why}), in the metrics and in "
+                f"KL(q || p) is estimated by Monte Carlo ({why}), in the metrics and in "
                 "objectives that would use the closed form"
             )
 
     def on_end(self, state):
         first, last = self.metrics.history[0], self.metrics.history[-1]
+        if state.stop:
+            self.say(state.stop)
         self.say(
-            f"pyro-vae: {last['epoch']} epochs in {state.seconds:.1f} s; validation ELBO "
+            f"{last['epoch']} epochs in {state.seconds:.1f} s; validation ELBO "
             f"{last['valid_elbo']:.2f} ± {last['valid_elbo_stderr']:.2f} nats per point (untrained: "
             f"{first['valid_elbo']:.2f}); results in {self.run_dir}"
         )
+        if last["epoch"] > 0 and not last["valid_elbo"] >= first["valid_elbo"]:
+            self.say(
+                f"the validation ELBO ended below the untrained model's ({last['valid_elbo']:.4g} < "
+                f"{first['valid_elbo']:.4g}): the learning rate may be too large (train.lr = {self.lr:g})",
+                warning=True,
+            )
 
 
 class Figures(Callback):
@@ -142,7 +232,8 @@ class Figures(Callback):
     def on_end(self, state):
         assert self.run.vae is not None  # Figures are made for a VAE built from the config
         self.run.vae.eval()
-        plots.write_run_figures(self.run, self.data)
+        if all(math.isfinite(p.sum().item()) for p in self.run.vae.parameters()):
+            plots.write_run_figures(self.run, self.data)
 
 
-__all__ = ["CHECKPOINT", "CHECKPOINT_SECONDS", "Checkpoints", "Figures", "Messages", "Metrics", "ProgressBar"]
+__all__ = ["Checkpoints", "EarlyStopping", "Figures", "Messages", "Metrics", "ProgressBar", "Tracking"]

@@ -1,6 +1,7 @@
 """The ``pyro-vae`` command line (also ``python -m pyro_vae``): it parses and prints.
 
     pyro-vae train [--config FILE] [--overwrite] [--quiet] [--SECTION.KEY VALUE ...]
+    pyro-vae train --resume RUN_DIR [--train.epochs N ...] [--quiet]
     pyro-vae evaluate RUN_DIR [--estimator NAME] [--OPTION VALUE ...] [--option KEY=VALUE ...]
                       [--split valid|test|train] [--points N] [--batch-size N] [--seed N]
                       [--device DEVICE] [--out FILE] [--plugins FILE ...] [--quiet]
@@ -12,7 +13,9 @@
 Estimators and their options come from the registry (:mod:`pyro_vae.estimators`), so one a
 user registers in a plugin file (the run's ``plugins``, or ``--plugins FILE``) is a choice
 here too. A problem with the user's input (config, data, device, run directory) is reported
-as one line on stderr with exit status 2; nothing is written.
+as one line on stderr with exit status 2; nothing is written. SIGINT (Ctrl-C) or SIGTERM
+during training writes a checkpoint and exits with 130 or 143 and one line naming the
+command that resumes the run.
 """
 
 import argparse
@@ -22,6 +25,7 @@ from pathlib import Path
 from .config import Config, load_config, read_config_file
 from .errors import ConfigError, PyroVAEError
 from .estimators import ESTIMATORS
+from .interrupts import Interrupted
 from .options import checkable, describe, parse_value, show
 from .plugins import import_plugins
 from .registry import REGISTRIES
@@ -113,6 +117,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", type=Path, metavar="FILE", help="a .toml or .json config file")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in the run directory")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its checkpoint, exactly; --train.epochs, "
+        "--train.max_seconds, --train.patience, --train.checkpoint_every, --train.loggers and "
+        "--train.device may change",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar or messages")
 
     sample = commands.add_parser("sample", help="decode draws from the prior of a trained run")
@@ -182,9 +194,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args, extra: list[str]) -> None:
+    from .run import checkpoint_config
     from .training import train
 
-    run = train(load_config(args.config, _overrides(extra)), overwrite=args.overwrite, quiet=args.quiet)
+    if args.resume is None:
+        config = load_config(args.config, _overrides(extra))
+    elif args.config is not None:
+        raise ConfigError("--resume continues a run with its own config: pass --config or --resume, not both")
+    else:
+        config = checkpoint_config(args.resume).override(_overrides(extra))
+    run = train(config, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
     print(run.dir)
 
 
@@ -284,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
             if extra:
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
             {"sample": _sample, "evaluate": _evaluate}[args.command](args)
+    except Interrupted as e:
+        print(f"pyro-vae: {e}", file=sys.stderr)
+        return e.exit_status
     except PyroVAEError as e:
         print(f"pyro-vae: error: {e}", file=sys.stderr)
         return 2

@@ -1,21 +1,34 @@
 """The training loop: epochs of minibatch steps, and callbacks at the ends of epochs.
 
-The loop only trains. What changes as it runs is one explicit :class:`TrainState` (epochs
-and steps done, seconds spent, the optimizer), which it advances and a checkpoint saves;
-schedules are functions of that progress (:meth:`pyro_vae.step.TrainStep.inputs`). Metrics,
-checkpoints, the progress bar and figures are :class:`Callback` objects it calls at the
-start, after each epoch and at the end (:mod:`pyro_vae.callbacks`). The training loss is
-summed on the device and read once per epoch.
+The loop only trains. What changes as it runs is one explicit :class:`TrainState`: epochs
+and steps done, the position within an unfinished epoch, seconds spent, the optimizer, the
+learning-rate schedule and the best epoch so far. Its ``state_dict`` is what a checkpoint
+saves and ``load_state_dict`` what a resumed run restores, so that a run stopped anywhere,
+even between two steps of an epoch, continues bit for bit as if it had never stopped (with
+the RNG state, which the checkpoint holds). The data order of epoch e is a permutation
+drawn from its own generator keyed by (seed, e) (:func:`data_order`), so a resumed epoch
+visits the points in the same order without saving it, and no draw of training moves it.
+
+Metrics, checkpoints, the progress bar and figures are :class:`Callback` objects it calls
+(:mod:`pyro_vae.callbacks`). The training loss is summed on the device and read once per
+epoch; between steps the loop reads only host values (the step count, the clock, a flag
+set by SIGINT/SIGTERM, :mod:`pyro_vae.interrupts`).
 """
 
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .errors import PyroVAEError
+from .interrupts import Interrupted, Signals
+
+
+class Diverged(PyroVAEError):
+    """The training loss became NaN or infinite."""
 
 
 @dataclass
@@ -23,20 +36,51 @@ class TrainState:
     """Everything about a run that training changes."""
 
     optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     #: epochs completed
     epoch: int = 0
     #: optimizer updates made
     step: int = 0
     #: seconds spent in training steps (evaluation and callbacks not counted)
     seconds: float = 0.0
+    #: the unfinished epoch: minibatches done in it, their summed loss (on the device), the
+    #: points they held and the seconds they took
+    batch: int = 0
+    epoch_loss: torch.Tensor | None = None
+    epoch_points: int = 0
+    epoch_seconds: float = 0.0
+    #: the epoch with the highest validation ELBO so far (set by the metrics), and that ELBO
+    best_epoch: int | None = None
+    best_elbo: float = -math.inf
+    #: why training stops before its last epoch (early stopping); not saved
+    stop: str | None = field(default=None, compare=False)
 
     def state_dict(self) -> dict:
         return {
             "epoch": self.epoch,
             "step": self.step,
             "seconds": self.seconds,
+            "batch": self.batch,
+            "epoch_loss": self.epoch_loss,
+            "epoch_points": self.epoch_points,
+            "epoch_seconds": self.epoch_seconds,
+            "best_epoch": self.best_epoch,
+            "best_elbo": self.best_elbo,
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
         }
+
+    def load_state_dict(self, values: dict) -> None:
+        self.optimizer.load_state_dict(values["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(values["scheduler"])
+        for name in ("epoch", "step", "seconds", "batch", "epoch_loss", "epoch_points", "epoch_seconds"):
+            setattr(self, name, values[name])
+        self.best_epoch, self.best_elbo = values["best_epoch"], values["best_elbo"]
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
 
 
 @dataclass
@@ -46,6 +90,8 @@ class Epoch:
     loss: float
     points: int
     seconds: float
+    #: the learning rate the epoch's steps used
+    lr: float
 
 
 class Callback:
@@ -57,8 +103,23 @@ class Callback:
     def on_epoch_end(self, state: TrainState, epoch: Epoch) -> None:
         pass
 
+    def on_interrupt(self, state: TrainState) -> None:
+        """A signal stopped training at ``state`` (possibly within an epoch): save it now."""
+
     def on_end(self, state: TrainState) -> None:
         pass
+
+    def close(self) -> None:
+        """Called last, however training ended (finished, interrupted, diverged, failed)."""
+
+
+def data_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
+    """The order in which epoch ``epoch`` (0-based) visits ``n`` points: a permutation from a
+    generator keyed by ``(seed, epoch)``, on the CPU."""
+    if not shuffle:
+        return torch.arange(n)
+    key = np.random.SeedSequence([seed & (2**64 - 1), epoch]).generate_state(1, np.uint64)[0]
+    return torch.randperm(n, generator=torch.Generator().manual_seed(int(key)))
 
 
 def fit(
@@ -68,45 +129,89 @@ def fit(
     *,
     epochs: int,
     batch_size: int,
+    seed: int = 0,
     shuffle: bool = True,
     max_seconds: float | None = None,
     device: torch.device | None = None,
     callbacks: Sequence[Callback] = (),
+    signals: Signals | None = None,
 ) -> TrainState:
-    """Train until ``state.epoch == epochs`` or ``max_seconds`` of steps; returns ``state``.
+    """Train until ``state.epoch == epochs``, ``max_seconds`` of steps, or a callback sets
+    ``state.stop``; returns ``state``. A signal in ``signals`` stops training after the current
+    step: the callbacks' ``on_interrupt`` saves the state, then :class:`Interrupted` is raised.
 
     :param step: called as ``step(x, epoch=..., step=...)`` on each minibatch (a
         :class:`~pyro_vae.step.TrainStep`), returning the loss on the device.
     """
     device = device or train.device
+    signals = signals or Signals()
     n = len(train)
 
-    def out_of_time(seconds: float) -> bool:
-        return max_seconds is not None and seconds >= max_seconds
+    def out_of_time(extra: float = 0.0) -> bool:
+        return max_seconds is not None and state.seconds + extra >= max_seconds
 
-    for callback in callbacks:
-        callback.on_start(state)
-    while state.epoch < epochs and not out_of_time(state.seconds):
-        start = time.perf_counter()
-        order = torch.randperm(n, device=train.device) if shuffle else torch.arange(n, device=train.device)
-        total, seen = torch.zeros((), device=device), 0
-        for i in range(0, n, batch_size):
-            x = train[order[i : i + batch_size]].to(device, non_blocking=True)  # no-op when held there
-            total += step(x, epoch=state.epoch + i / n, step=state.step)
-            state.step, seen = state.step + 1, seen + len(x)
-            if out_of_time(state.seconds + time.perf_counter() - start):
-                break
-        loss = total.item() / seen  # the epoch's one host read of the training loss
-        seconds = time.perf_counter() - start
-        state.epoch, state.seconds = state.epoch + 1, state.seconds + seconds
-        if not math.isfinite(loss):
-            lr = state.optimizer.param_groups[0]["lr"]
-            raise PyroVAEError(
-                f"training diverged in epoch {state.epoch}: the loss is {loss}; "
-                f"try a smaller --train.lr (now {lr:g})"
-            )
+    def interrupt() -> None:
+        if state.epoch_loss is not None and not math.isfinite(state.epoch_loss.item()):
+            _diverged(state, state.epoch_loss.item())
         for callback in callbacks:
-            callback.on_epoch_end(state, Epoch(loss=loss, points=seen, seconds=seconds))
-    for callback in callbacks:
-        callback.on_end(state)
+            callback.on_interrupt(state)
+        where = (
+            f"in epoch {state.epoch + 1} at step {state.step}"
+            if state.batch
+            else f"after epoch {state.epoch}"
+        )
+        raise Interrupted(f"interrupted by {signals.name} {where}", signals.received or 0)
+
+    try:
+        for callback in callbacks:
+            callback.on_start(state)
+        while state.epoch < epochs and state.stop is None and not out_of_time():
+            if signals.received:
+                interrupt()
+            order = data_order(n, seed, state.epoch, shuffle).to(train.device)
+            if state.batch == 0:
+                state.epoch_loss, state.epoch_points, state.epoch_seconds = (
+                    torch.zeros((), device=device),
+                    0,
+                    0.0,
+                )
+            assert state.epoch_loss is not None
+            start = time.perf_counter()
+            for i in range(state.batch * batch_size, n, batch_size):
+                x = train[order[i : i + batch_size]].to(device, non_blocking=True)  # no-op when held there
+                state.epoch_loss += step(x, epoch=state.epoch + i / n, step=state.step)
+                state.step, state.batch, state.epoch_points = (
+                    state.step + 1,
+                    state.batch + 1,
+                    state.epoch_points + len(x),
+                )
+                if signals.received or out_of_time(state.epoch_seconds + time.perf_counter() - start):
+                    break
+            state.epoch_seconds += time.perf_counter() - start
+            if signals.received and state.batch * batch_size < n:
+                interrupt()  # within the epoch
+            loss = state.epoch_loss.item() / state.epoch_points  # the epoch's one host read of the loss
+            if not math.isfinite(loss):
+                _diverged(state, loss)
+            epoch = Epoch(loss=loss, points=state.epoch_points, seconds=state.epoch_seconds, lr=state.lr)
+            state.epoch, state.seconds = state.epoch + 1, state.seconds + state.epoch_seconds
+            state.batch, state.epoch_loss, state.epoch_points, state.epoch_seconds = 0, None, 0, 0.0
+            if state.scheduler is not None:
+                state.scheduler.step()
+            for callback in callbacks:
+                callback.on_epoch_end(state, epoch)
+        if signals.received:
+            interrupt()
+        for callback in callbacks:
+            callback.on_end(state)
+    finally:
+        for callback in callbacks:
+            callback.close()
     return state
+
+
+def _diverged(state: TrainState, loss: float):
+    raise Diverged(
+        f"training diverged in epoch {state.epoch + 1}: the loss is {loss}; "
+        f"try a smaller --train.lr (now {state.lr:g})"
+    )

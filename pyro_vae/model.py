@@ -40,7 +40,7 @@ from pyro.distributions import constraints
 from pyro.poutine.runtime import effectful
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, RunDirError
 from .guides import GUIDES, DiagonalNormal
 from .likelihoods import LIKELIHOODS
 from .networks import NETWORKS
@@ -197,6 +197,17 @@ class VAE(nn.Module):
             z = p(net(z)).sample()
         out = self.decoder(z)
         return self.likelihood.mean(out) if mean else self.likelihood(out).sample()
+
+
+def load_weights(vae: VAE, state: dict, *, where: str) -> None:
+    """``vae.load_state_dict(state)``, or one line saying that the weights in ``where`` are not
+    this model's (a checkpoint whose shapes do not match its config)."""
+    try:
+        vae.load_state_dict(state)
+    except RuntimeError as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0] if lines else type(e).__name__
+        raise RunDirError(f"{where} does not fit the model its config describes: {detail[:200]}") from None
 
 
 def center(d: torch.distributions.Distribution) -> torch.Tensor:

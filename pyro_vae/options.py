@@ -122,7 +122,10 @@ def parse_value(raw):
 
 
 def plain(value):
-    """Tuples become lists, so that checked values compare equal to what TOML and JSON load."""
+    """Tuples become lists, so that checked values compare equal to what TOML and JSON load
+    (tables and lists are copies: a config's values are never shared with a caller's)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
     return [plain(v) for v in value] if isinstance(value, list | tuple) else value
 
 

@@ -1,49 +1,64 @@
-"""A run directory and the checkpoint in it.
+"""A run directory: what training leaves in it, how a process claims it, how a run is read back.
 
 Layout of a run directory::
 
     config.toml          the resolved config: every option, defaults included
     metrics.jsonl        one JSON object per epoch (epoch 0 is the untrained model)
-    checkpoint.pt        weights, training state (epoch, step, seconds, optimizer), RNG state,
-                         config (a plain state dict)
+    checkpoint.pt        everything needed to continue the run exactly (pyro_vae.checkpoint):
+                         after the first epoch, every train.checkpoint_every, on an interrupt
+                         and at the end
+    best.pt              the same, at the epoch with the best validation ELBO so far
     curves.png           training curves
     samples.png          decoded draws from the prior
     reconstructions.png  validation points beside their reconstructions
     latent.png           posterior means of the validation points
     latent_grid.png      the decoder over a grid of z (2-D latent spaces only)
+    .lock                held by the process training in the directory (pyro_vae.files)
 
-Every file is written to a temporary name and renamed, so a reader never sees half
-of one. The checkpoint holds only tensors, numbers, strings, lists and dicts and is
-read with ``torch.load(..., weights_only=True)``: loading a run never unpickles
-arbitrary objects.
+Every file but ``metrics.jsonl`` is written to a temporary name and renamed, so a reader
+never sees half of one; ``metrics.jsonl`` grows by one line per epoch, and a torn last line
+(a crash while appending) is ignored when it is read.
 """
 
+import contextlib
 import json
-import pickle
-import struct
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
-from .config import Config
+from .checkpoint import load_checkpoint
+from .config import Config, read_config_file
 from .errors import RunDirError
-from .files import append_line, atomic_write
+from .files import append_line, atomic_write, lock_dir, make_dir
+from .options import show
 from .plugins import import_plugins
 
 if TYPE_CHECKING:
     from .model import VAE  # model imports the registries; run stays light to import
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"
 CURVES, SAMPLES, RECONSTRUCTIONS = "curves.png", "samples.png", "reconstructions.png"
 LATENT, LATENT_GRID = "latent.png", "latent_grid.png"
 FIGURES = (CURVES, SAMPLES, RECONSTRUCTIONS, LATENT, LATENT_GRID)
-ARTEFACTS = (CONFIG, METRICS, CHECKPOINT, *FIGURES)
-FORMAT = "pyro-vae-checkpoint/1"
+ARTEFACTS = (CONFIG, METRICS, CHECKPOINT, BEST, *FIGURES)
+#: directories experiment trackers write in a run directory (pyro_vae.loggers)
+TRACKER_DIRS = ("tensorboard", "mlruns")
+
+#: keys a resumed run may change: they extend or observe the run, not what it computes
+EXTENDABLE = {
+    "train.epochs",
+    "train.max_seconds",
+    "train.patience",
+    "train.checkpoint_every",
+    "train.loggers",
+    "train.device",
+    "train.run_dir",
+}
 
 
 def fresh_dir(parent: str, name: str) -> Path:
@@ -53,19 +68,37 @@ def fresh_dir(parent: str, name: str) -> Path:
     return next(p for p in candidates if not p.exists())
 
 
+@contextlib.contextmanager
+def claim_run_dir(path: Path, *, overwrite: bool = False, resume: bool = False) -> Iterator[None]:
+    """Create ``path`` and hold its lock while training in it.
+
+    Refuses a directory another process is training in (with or without ``overwrite``), and
+    one that holds another run unless ``overwrite`` (its files are removed) or ``resume``.
+    Temporary files a killed process left are removed.
+    """
+    path = Path(path)
+    make_dir(path, "run directory")
+    with lock_dir(path):
+        held = [name for name in (CONFIG, METRICS, CHECKPOINT) if (path / name).exists()]
+        if held and not (overwrite or resume):
+            raise RunDirError(
+                f"run directory {str(path)!r} already holds a run ({', '.join(held)}); resume it with "
+                f"--resume {path}, choose another --train.run_dir or pass --overwrite"
+            )
+        if overwrite:
+            for name in ARTEFACTS:
+                (path / name).unlink(missing_ok=True)
+            for name in TRACKER_DIRS:
+                shutil.rmtree(path / name, ignore_errors=True)
+        for tmp in path.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        yield
+
+
 def prepare_run_dir(path: Path, *, overwrite: bool = False) -> None:
-    """Create ``path``, refusing one that holds another run unless ``overwrite``."""
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"run directory {str(path)!r} is a file")
-    held = [name for name in (CONFIG, METRICS, CHECKPOINT) if (path / name).exists()]
-    if held and not overwrite:
-        raise RunDirError(
-            f"run directory {str(path)!r} already holds a run ({', '.join(held)}); "
-            "choose another --train.run_dir or pass --overwrite"
-        )
-    for name in ARTEFACTS if overwrite else ():
-        (path / name).unlink(missing_ok=True)
-    path.mkdir(parents=True, exist_ok=True)
+    """:func:`claim_run_dir` for a moment: check, create and clear ``path`` without keeping it."""
+    with claim_run_dir(path, overwrite=overwrite):
+        pass
 
 
 def append_metrics(path: Path, row: dict) -> None:
@@ -73,50 +106,71 @@ def append_metrics(path: Path, row: dict) -> None:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-def rng_state() -> dict:
-    state: dict[str, torch.Tensor | list[torch.Tensor]] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def save_checkpoint(
-    path: Path,
-    *,
-    config: Config,
-    model_state: dict,
-    training: dict,
-    custom_model: bool = False,
-) -> None:
-    """``model_state`` is the VAE's state dict, or a user's model's parameters by site name;
-    ``training`` is the training state (:meth:`pyro_vae.loop.TrainState.state_dict`: epoch,
-    step, seconds, optimizer), stored at the top level of the checkpoint."""
-    payload = {
-        "format": FORMAT,
-        "custom_model": custom_model,
-        "config": config.to_dict(),
-        "model": model_state,
-        **training,
-        "rng": rng_state(),
-    }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
-
-
-def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """Read a checkpoint without unpickling arbitrary objects."""
+    """The rows of a ``metrics.jsonl``; a torn last line is dropped, a damaged one refused."""
     path = Path(path)
-    if not path.is_file():
-        raise RunDirError(f"no checkpoint at {str(path)!r}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, struct.error) as e:
-        raise RunDirError(f"{str(path)!r} is not a pyro-vae checkpoint ({type(e).__name__})") from e
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise RunDirError(f"{str(path)!r} is not a pyro-vae checkpoint")
-    return payload
+        text = path.read_text()
+    except OSError as e:
+        raise RunDirError(f"cannot read {str(path)!r}: {e.strerror or e}") from None
+    lines = text.split("\n")
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines):  # no newline after it: a write cut short
+                break
+            raise RunDirError(f"{str(path)!r} is damaged: line {i} is not a JSON object") from None
+    return rows
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    """Replace ``metrics.jsonl`` by ``rows`` (what a resumed run keeps of it)."""
+    atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
+
+
+def first_difference(old: dict, new: dict, *, ignore=(), prefix: str = "") -> str | None:
+    """The first key (dotted) whose value differs between two config dicts, as
+    ``key = old → new``; None if they agree outside ``ignore``."""
+    for key in sorted(old.keys() | new.keys()):
+        dotted = f"{prefix}{key}"
+        if dotted in ignore:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = first_difference(a, b, ignore=ignore, prefix=f"{dotted}.")
+            if found:
+                return found
+        elif a != b:
+            return f"{dotted} = {show(a)} → {show(b)}"
+    return None
+
+
+def check_same_run(run_dir: Path, checkpoint: dict) -> None:
+    """Refuse a checkpoint that ``config.toml`` beside it does not describe (copied from another
+    run, say); keys a resume may change are not compared."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        return
+    try:
+        beside = Config.from_dict(read_config_file(path)).to_dict()
+    except Exception:  # a config.toml that no longer loads (a plugin gone) says nothing here
+        return
+    saved = Config.from_dict(checkpoint["config"]).to_dict()
+    differs = first_difference(saved, beside, ignore=EXTENDABLE)
+    if differs:
+        raise RunDirError(
+            f"the checkpoint in {str(run_dir)!r} belongs to another run: {CONFIG} differs ({differs})"
+        )
+
+
+def checkpoint_config(run_dir) -> Config:
+    """The config a run's checkpoint records (plugins imported): what ``--resume`` continues."""
+    payload = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    import_plugins(payload["config"].get("plugins", []))
+    return Config.from_dict(payload["config"])
 
 
 @dataclass
@@ -135,23 +189,25 @@ class Run:
     history: list[dict] = field(default_factory=list)
 
     @classmethod
-    def load(cls, run_dir, device="cpu") -> "Run":
-        """Rebuild the trained VAE of a run directory from its checkpoint."""
-        from .model import VAE  # model imports the registries; run stays light to import
+    def load(cls, run_dir, device="cpu", checkpoint: str = CHECKPOINT) -> "Run":
+        """Rebuild the trained VAE of a run directory from its checkpoint (``best.pt`` for the
+        epoch with the best validation ELBO)."""
+        from .model import VAE, load_weights  # model imports the registries; run stays light
 
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise RunDirError(f"run directory {str(run_dir)!r} does not exist")
-        payload = load_checkpoint(run_dir / CHECKPOINT, map_location=device)
+        payload = load_checkpoint(run_dir / checkpoint, map_location=device)
         import_plugins(payload["config"].get("plugins", []))  # the parts the config may name
         if payload["custom_model"]:
             raise RunDirError(
                 f"{str(run_dir)!r} was trained on a user's own model/guide; read its parameters "
-                "with pyro_vae.run.load_checkpoint(path)['model']"
+                "with pyro_vae.checkpoint.load_checkpoint(path)['model']"
             )
+        check_same_run(run_dir, payload)
         config = Config.from_dict(payload["config"])
         vae = VAE(config.model).to(device)
-        vae.load_state_dict(payload["model"])
+        load_weights(vae, payload["model"], where=str(run_dir / checkpoint))
         vae.eval()
         metrics = run_dir / METRICS
         history = read_metrics(metrics) if metrics.exists() else []

@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Annotated
 
+from . import schedules  # noqa: F401 (the lr_schedule family that train.lr_schedule names)
 from .errors import ConfigError
 from .options import PositiveFloat, PositiveInt, Range, check_value, plain, show
 from .registry import Spec
@@ -155,8 +156,21 @@ class TrainConfig(_Section):
     epochs: PositiveInt = 300
     #: data points per training step
     batch_size: PositiveInt = 100
-    #: Adam's learning rate
+    #: Adam's learning rate (at the start, when a schedule changes it)
     lr: PositiveFloat = 1e-3
+    #: how the learning rate changes from epoch to epoch: constant, exponential, step, cosine or
+    #: burda (Burda et al. 2016: 3^i epochs at lr·10^(-i/7)); see pyro_vae.schedules
+    lr_schedule: Spec = spec("lr_schedule", "constant")
+    #: clip the gradient to this Euclidean norm before each update (unset: no clipping)
+    clip_norm: PositiveFloat | None = None
+    #: stop when the validation ELBO has not improved for this many epochs (unset: never)
+    patience: PositiveInt | None = None
+    #: write checkpoint.pt every so many epochs and/or seconds, whichever comes first (also
+    #: after the first epoch, on an interrupt and at the end), e.g. { epochs = 10 }
+    checkpoint_every: dict = field(default_factory=lambda: {"seconds": 60.0})
+    #: experiment trackers that also receive every epoch's metrics and the figures:
+    #: "tensorboard", "mlflow" (optional extras; see pyro_vae.loggers)
+    loggers: list[str] = field(default_factory=list)
     #: seeds the initialisation and every draw of training (not the data split: data.split_seed)
     seed: int = 0
     #: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
@@ -170,6 +184,20 @@ class TrainConfig(_Section):
     max_seconds: PositiveFloat | None = None
 
     def check(self) -> None:
+        every = {"epochs": PositiveInt | None, "seconds": PositiveFloat | None}
+        for key in self.checkpoint_every:
+            if key not in every:
+                raise ConfigError(f"unknown key train.checkpoint_every.{key}; allowed: epochs, seconds")
+        values = {
+            k: check_value(f"train.checkpoint_every.{k}", self.checkpoint_every.get(k), t)
+            for k, t in every.items()
+        }
+        if all(v is None for v in values.values()):
+            raise ConfigError(
+                f"train.checkpoint_every = {show(self.checkpoint_every)} is not allowed: "
+                "give epochs, seconds or both, e.g. { epochs = 10 }"
+            )
+        object.__setattr__(self, "checkpoint_every", {k: v for k, v in values.items() if v is not None})
         if not _DEVICE.match(self.device):
             raise ConfigError(
                 f"train.device = {show(self.device)} is not allowed: "

@@ -1,13 +1,15 @@
 """One training step: the SVI update on a minibatch, written out.
 
     loss = objective.differentiable_loss(model, guide, x_B, **inputs)
-    loss.backward(); optimizer.step()
+    loss.backward(); clip_grad_norm_(params, clip_norm); optimizer.step()
 
 is the update ``pyro.infer.SVI.step`` makes (Hoffman et al. 2013, "Stochastic Variational
 Inference"; Kingma & Welling 2014), run with a ``torch.optim`` optimizer over the parameters
 the model and guide declare, and without reading the loss back to the host: it stays on the
 device. ``inputs`` are the values a schedule gives the objective at this point of training
-(KL warm-up's ``kl_weight``): inputs of the step, not state of the objective.
+(KL warm-up's ``kl_weight``): inputs of the step, not state of the objective. Clipping, when
+asked for, rescales the whole gradient g to g·min(1, c/‖g‖₂) (Pascanu et al. 2013) with
+``torch.nn.utils.clip_grad_norm_``, on the device (no host read of the norm).
 """
 
 import contextlib
@@ -51,11 +53,16 @@ def stepping():
         yield
 
 
-def train_step(objective, model, guide, optimizer, x: torch.Tensor, **inputs) -> torch.Tensor:
+def train_step(
+    objective, model, guide, optimizer, x: torch.Tensor, *, clip_norm: float | None = None, **inputs
+) -> torch.Tensor:
     """One SVI update on minibatch ``x``; returns the loss, still on the device."""
     loss = objective.differentiable_loss(model, guide, x, **inputs)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if clip_norm is not None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, clip_norm, foreach=True)
     optimizer.step()
     return loss.detach()
 
@@ -65,8 +72,9 @@ class TrainStep:
     training loop calls, ``step(x, epoch=..., step=...)``, and so the one to replace by another
     (a compiled step) with the same call."""
 
-    def __init__(self, objective, model, guide, optimizer: torch.optim.Optimizer):
+    def __init__(self, objective, model, guide, optimizer: torch.optim.Optimizer, *, clip_norm=None):
         self.objective, self.model, self.guide, self.optimizer = objective, model, guide, optimizer
+        self.clip_norm = clip_norm
         self._schedule = getattr(objective, "schedule_inputs", None)
 
     def inputs(self, epoch: float, step: int) -> dict:
@@ -74,6 +82,7 @@ class TrainStep:
         return self._schedule(epoch, step) if self._schedule is not None else {}
 
     def __call__(self, x: torch.Tensor, *, epoch: float, step: int) -> torch.Tensor:
+        inputs = self.inputs(epoch, step)
         return train_step(
-            self.objective, self.model, self.guide, self.optimizer, x, **self.inputs(epoch, step)
+            self.objective, self.model, self.guide, self.optimizer, x, clip_norm=self.clip_norm, **inputs
         )
