@@ -32,6 +32,7 @@ from .estimators import (
 )
 from .guides import register_guide
 from .likelihoods import register_likelihood
+from .loggers import Logger, register_logger
 from .measure import Measurement, active_units, elbo_parts, evaluate_elbo, measure
 from .model import VAE
 from .networks import register_network
@@ -51,6 +52,7 @@ __all__ = [
     "Data",
     "DataConfig",
     "DataError",
+    "Logger",
     "MarginalLikelihood",
     "Measurement",
     "ModelConfig",
@@ -74,6 +76,7 @@ __all__ = [
     "register_estimator",
     "register_guide",
     "register_likelihood",
+    "register_logger",
     "register_network",
     "register_objective",
     "register_prior",
