@@ -104,6 +104,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         struct.error,
         zipfile.BadZipFile,
         ValueError,
+        OSError,  # a zip archive cut short
     ) as e:
         raise RunDirError(
             f"{str(path)!r} is not a readable pyro-vae checkpoint (torn or altered: {type(e).__name__})"

@@ -46,8 +46,8 @@ CURVES, SAMPLES, RECONSTRUCTIONS = "curves.png", "samples.png", "reconstructions
 LATENT, LATENT_GRID = "latent.png", "latent_grid.png"
 FIGURES = (CURVES, SAMPLES, RECONSTRUCTIONS, LATENT, LATENT_GRID)
 ARTEFACTS = (CONFIG, METRICS, CHECKPOINT, BEST, *FIGURES)
-#: directories experiment trackers write in a run directory (pyro_vae.loggers)
-TRACKER_DIRS = ("tensorboard", "mlruns")
+#: what experiment trackers write in a run directory (pyro_vae.loggers)
+TRACKERS = ("tensorboard", "mlflow.db", "mlartifacts")
 
 #: keys a resumed run may change: they extend or observe the run, not what it computes
 EXTENDABLE = {
@@ -88,8 +88,11 @@ def claim_run_dir(path: Path, *, overwrite: bool = False, resume: bool = False) 
         if overwrite:
             for name in ARTEFACTS:
                 (path / name).unlink(missing_ok=True)
-            for name in TRACKER_DIRS:
-                shutil.rmtree(path / name, ignore_errors=True)
+            for name in TRACKERS:
+                if (path / name).is_dir():
+                    shutil.rmtree(path / name, ignore_errors=True)
+                else:
+                    (path / name).unlink(missing_ok=True)
         for tmp in path.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
         yield

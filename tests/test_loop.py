@@ -1,13 +1,15 @@
 """The training loop: epochs, steps, progress passed to the step, epoch losses, callbacks."""
 
 import math
+import signal
 import time
 
 import pytest
 import torch
 
 from pyro_vae.errors import PyroVAEError
-from pyro_vae.loop import Callback, Epoch, TrainState, fit
+from pyro_vae.interrupts import Interrupted, Signals
+from pyro_vae.loop import Callback, Epoch, TrainState, data_order, fit
 
 
 class FakeStep:
@@ -142,11 +144,108 @@ def test_resumed_state_continues_progress():
     assert (state.epoch, state.step) == (2, 7)
 
 
-def test_state_dict():
+def test_state_dict_round_trip():
     state = make_state(lr=0.3)
-    state.epoch, state.step, state.seconds = 2, 11, 1.5
+    state.epoch, state.step, state.seconds, state.batch = 2, 11, 1.5, 3
+    state.epoch_loss, state.epoch_points, state.best_epoch, state.best_elbo = torch.tensor(4.0), 12, 1, -3.5
     sd = state.state_dict()
-    assert set(sd) == {"epoch", "step", "seconds", "optimizer"}
-    assert (sd["epoch"], sd["step"], sd["seconds"]) == (2, 11, 1.5)
+    assert (sd["epoch"], sd["step"], sd["seconds"], sd["batch"], sd["epoch_points"]) == (2, 11, 1.5, 3, 12)
+    assert (sd["best_epoch"], sd["best_elbo"]) == (1, -3.5)
     assert sd["optimizer"]["param_groups"][0]["lr"] == 0.3
     assert sd["optimizer"] == state.optimizer.state_dict()
+    other = make_state(lr=0.9)
+    other.load_state_dict(sd)
+    assert other.state_dict().keys() == sd.keys()
+    assert {k: v for k, v in other.state_dict().items() if k != "epoch_loss"} == {
+        k: v for k, v in sd.items() if k != "epoch_loss"
+    }
+    assert other.lr == 0.3 and other.epoch_loss.item() == 4.0
+
+
+def test_data_order_is_a_permutation_keyed_by_seed_and_epoch():
+    a = data_order(50, seed=3, epoch=0)
+    assert torch.equal(a.sort().values, torch.arange(50))
+    assert torch.equal(a, data_order(50, seed=3, epoch=0))  # no global state involved
+    torch.manual_seed(123)  # ...the global generator does not move it
+    assert torch.equal(a, data_order(50, seed=3, epoch=0))
+    assert not torch.equal(a, data_order(50, seed=3, epoch=1))
+    assert not torch.equal(a, data_order(50, seed=4, epoch=0))
+    assert torch.equal(data_order(5, seed=3, epoch=0, shuffle=False), torch.arange(5))
+    assert torch.equal(data_order(5, seed=-1, epoch=2).sort().values, torch.arange(5))  # any integer seed
+
+
+class Interrupter(FakeStep):
+    """A step that raises the stop flag after ``after`` calls, as SIGINT's handler does."""
+
+    def __init__(self, signals, after):
+        super().__init__()
+        self.signals, self.after = signals, after
+
+    def __call__(self, x, *, epoch, step):
+        out = super().__call__(x, epoch=epoch, step=step)
+        if len(self.calls) == self.after:
+            self.signals.received = signal.SIGINT
+        return out
+
+
+class Saver(Recorder):
+    def on_interrupt(self, state):
+        self.saved = {k: v.clone() if torch.is_tensor(v) else v for k, v in state.state_dict().items()}
+        self.events.append(("interrupt", state.epoch, state.step))
+
+
+@pytest.mark.parametrize("after", [1, 5, 6, 9])  # within epochs, at the last batch of one, at the end
+def test_an_interrupted_fit_resumes_to_the_uninterrupted_one(after):
+    train = data("cpu")
+    whole, whole_rec = FakeStep(), Recorder()
+    fit(make_state(), whole, train, epochs=3, batch_size=4, seed=7, callbacks=[whole_rec])
+
+    signals = Signals()
+    first, saver = Interrupter(signals, after), Saver()
+    with pytest.raises(Interrupted, match="interrupted by SIGINT") as info:
+        fit(make_state(), first, train, epochs=3, batch_size=4, seed=7, callbacks=[saver], signals=signals)
+    assert info.value.exit_status == 130
+    assert saver.events[-1][0] == "interrupt" and saver.saved["step"] == after
+    state = make_state()
+    state.load_state_dict(saver.saved)
+    rest, rest_rec = FakeStep(), Recorder()
+    fit(state, rest, train, epochs=3, batch_size=4, seed=7, callbacks=[rest_rec])
+    calls = first.calls + rest.calls
+    assert len(calls) == len(whole.calls) == 9
+    for (x, e, s), (y, f, t) in zip(calls, whole.calls, strict=True):
+        assert torch.equal(x, y) and e == f and s == t
+    done = [ev for ev in saver.events + rest_rec.events if ev[0] == "epoch"]
+    expected = [ev for ev in whole_rec.events if ev[0] == "epoch"]
+    assert [(ev[1], ev[2], ev[3].loss, ev[3].points) for ev in done] == [
+        (ev[1], ev[2], ev[3].loss, ev[3].points) for ev in expected
+    ]
+
+
+def test_the_schedule_steps_once_per_epoch_and_epochs_report_their_rate():
+    state = make_state(lr=0.1)
+    state.scheduler = torch.optim.lr_scheduler.ExponentialLR(state.optimizer, gamma=0.5)
+    rec = Recorder()
+    fit(state, FakeStep(), data("cpu"), epochs=3, batch_size=4, callbacks=[rec])
+    assert [ev[3].lr for ev in rec.events if ev[0] == "epoch"] == pytest.approx([0.1, 0.05, 0.025], rel=1e-12)
+    assert state.lr == pytest.approx(0.0125, rel=1e-12)
+
+
+def test_a_callback_stops_training_and_close_runs_however_it_ends():
+    class StopAfterTwo(Recorder):
+        closed = 0
+
+        def on_epoch_end(self, state, epoch):
+            super().on_epoch_end(state, epoch)
+            if state.epoch == 2:
+                state.stop = "enough"
+
+        def close(self):
+            self.closed += 1
+
+    rec = StopAfterTwo()
+    state = fit(make_state(), FakeStep(), data("cpu"), epochs=10, batch_size=4, callbacks=[rec])
+    assert state.epoch == 2 and state.stop == "enough" and rec.events[-1][0] == "end" and rec.closed == 1
+    failing = StopAfterTwo()
+    with pytest.raises(PyroVAEError):
+        fit(make_state(), FakeStep(value=math.nan), data("cpu"), epochs=3, batch_size=4, callbacks=[failing])
+    assert failing.closed == 1 and failing.events[-1][0] == "start"

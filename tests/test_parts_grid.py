@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from pyro_vae import VAE, Config, ModelConfig, Run, log_marginal_likelihood, make_objective
+from pyro_vae.checkpoint import save_checkpoint
 from pyro_vae.measure import elbo_parts
-from pyro_vae.run import CHECKPOINT, save_checkpoint
+from pyro_vae.run import CHECKPOINT
 from pyro_vae.step import stepping, train_step
 from pyro_vae.traces import local_terms
 
@@ -109,9 +110,10 @@ def test_builds_trains_and_round_trips_through_a_checkpoint(tmp_path, prior, gui
     config = Config(model=vae.config)
     save_checkpoint(
         tmp_path / CHECKPOINT,
-        config=config,
-        model_state=vae.state_dict(),
+        config=config.to_dict(),
+        model=vae.state_dict(),
         training={"optimizer": optimizer.state_dict(), "epoch": 1, "step": 3, "seconds": 1.5},
+        custom_model=False,
     )
     loaded = Run.load(tmp_path).vae
     before = log_marginal_likelihood(vae.model, vae.guide, x, num_samples=4, seed=1).log_px

@@ -5,58 +5,22 @@ import torch
 
 import pyro_vae
 from pyro_vae import Config
+from pyro_vae.checkpoint import save_checkpoint
 from pyro_vae.errors import RunDirError
+from pyro_vae.files import lock_dir
 from pyro_vae.measure import evaluate_elbo
 from pyro_vae.run import (
     CHECKPOINT,
     CONFIG,
     Run,
     append_metrics,
-    load_checkpoint,
+    check_same_run,
+    claim_run_dir,
+    first_difference,
     prepare_run_dir,
     read_metrics,
-    save_checkpoint,
+    write_metrics,
 )
-
-
-def test_checkpoint_round_trip(tmp_path):
-    g = torch.Generator().manual_seed(0)
-    model_state = {"w": torch.randn(3, 2, generator=g), "b": torch.arange(4)}
-    optimizer_state = {"state": {0: {"exp_avg": torch.randn(5, generator=g)}}, "param_groups": [{"lr": 0.1}]}
-    config = Config().override({"train.epochs": 3})
-    save_checkpoint(
-        tmp_path / CHECKPOINT,
-        config=config,
-        model_state=model_state,
-        training={"optimizer": optimizer_state, "epoch": 3, "step": 17, "seconds": 1.5},
-    )
-    payload = load_checkpoint(tmp_path / CHECKPOINT)
-    assert payload["model"].keys() == model_state.keys()
-    assert all(torch.equal(payload["model"][k], v) for k, v in model_state.items())
-    assert torch.equal(payload["optimizer"]["state"][0]["exp_avg"], optimizer_state["state"][0]["exp_avg"])
-    assert payload["optimizer"]["param_groups"] == [{"lr": 0.1}]
-    assert (payload["epoch"], payload["step"], payload["seconds"], payload["custom_model"]) == (
-        3,
-        17,
-        1.5,
-        False,
-    )
-    assert payload["config"] == config.to_dict()
-    assert Config.from_dict(payload["config"]).train.epochs == 3
-    assert not list(tmp_path.glob(".*.tmp"))  # the temporary name was renamed away
-
-
-def test_load_checkpoint_refuses_other_files(tmp_path):
-    text = tmp_path / "notes.pt"
-    text.write_text("not a checkpoint")
-    with pytest.raises(RunDirError, match="is not a pyro-vae checkpoint"):
-        load_checkpoint(text)
-    other = tmp_path / "other.pt"
-    torch.save({"format": "something-else/1"}, other)
-    with pytest.raises(RunDirError, match="is not a pyro-vae checkpoint"):
-        load_checkpoint(other)
-    with pytest.raises(RunDirError, match="no checkpoint"):
-        load_checkpoint(tmp_path / "absent.pt")
 
 
 def test_prepare_run_dir_refuses_a_run_unless_overwrite(tmp_path):
@@ -79,6 +43,65 @@ def test_metrics_round_trip(tmp_path):
     for row in rows:
         append_metrics(tmp_path / "m.jsonl", row)
     assert read_metrics(tmp_path / "m.jsonl") == rows
+    write_metrics(tmp_path / "m.jsonl", rows[:1])
+    assert read_metrics(tmp_path / "m.jsonl") == rows[:1]
+
+
+def test_a_torn_last_metrics_line_is_dropped_a_damaged_one_refused(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"epoch": 0, "elbo": -1.5}\n{"epoch": 1, "el')  # killed while appending
+    assert read_metrics(path) == [{"epoch": 0, "elbo": -1.5}]
+    path.write_text('{"epoch": 0}\n{"epo\n{"epoch": 2}\n')
+    with pytest.raises(RunDirError, match="line 2 is not a JSON object"):
+        read_metrics(path)
+
+
+def test_a_second_writer_is_refused_while_the_lock_is_held(tmp_path):
+    run_dir = tmp_path / "run"
+    with claim_run_dir(run_dir):
+        # flock is per open file: a second claim, even from this process, is refused
+        for overwrite in (False, True):
+            with (
+                pytest.raises(RunDirError, match=r"is in use by process \d+"),
+                claim_run_dir(run_dir, overwrite=overwrite),
+            ):
+                pass
+    with lock_dir(run_dir):  # released when the first claim ended
+        pass
+
+
+def test_claiming_removes_stale_temporary_files(tmp_path):
+    (tmp_path / ".checkpoint.pt.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / CHECKPOINT).write_bytes(b"kept")
+    with claim_run_dir(tmp_path, resume=True):
+        pass
+    assert not (tmp_path / ".checkpoint.pt.tmp").exists() and (tmp_path / CHECKPOINT).read_bytes() == b"kept"
+
+
+def test_first_difference_names_the_dotted_key():
+    a = Config().to_dict()
+    b = Config().override({"model.latent_dim": 5, "train.epochs": 9}).to_dict()
+    assert first_difference(a, b) == "model.latent_dim = 2 → 5"
+    assert first_difference(a, b, ignore={"model.latent_dim"}) == "train.epochs = 300 → 9"
+    assert first_difference(a, b, ignore={"model.latent_dim", "train.epochs"}) is None
+
+
+def test_a_checkpoint_from_another_run_is_refused(tmp_path):
+    config = Config().override({"train.epochs": 3})
+    config.save(tmp_path / CONFIG)
+    other = config.override({"model.latent_dim": 4})
+    save_checkpoint(tmp_path / CHECKPOINT, config=other.to_dict(), model={}, training={}, custom_model=False)
+    from pyro_vae.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(tmp_path / CHECKPOINT)
+    words = r"belongs to another run: config.toml differs \(model.latent_dim = 4 → 2\)"
+    with pytest.raises(RunDirError, match=words):
+        check_same_run(tmp_path, payload)
+    extended = config.override({"train.epochs": 30})  # what a resumed run may change is not compared
+    save_checkpoint(
+        tmp_path / CHECKPOINT, config=extended.to_dict(), model={}, training={}, custom_model=False
+    )
+    check_same_run(tmp_path, load_checkpoint(tmp_path / CHECKPOINT))
 
 
 @pytest.mark.slow

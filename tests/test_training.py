@@ -1,7 +1,5 @@
 """Training: it improves the bound, checkpoints round-trip, tensors stay on their device."""
 
-import pickle
-
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -10,8 +8,9 @@ from pyro.distributions import constraints
 
 import pyro_vae
 from pyro_vae import VAE, Config, RunDirError
+from pyro_vae.checkpoint import load_checkpoint
 from pyro_vae.data import Data
-from pyro_vae.run import CHECKPOINT, load_checkpoint
+from pyro_vae.run import CHECKPOINT
 
 
 def tiny(tmp_path, **overrides):
@@ -51,9 +50,10 @@ def test_checkpoint_round_trip_gives_the_same_model(tmp_path):
     assert len(loaded.history) == 3
     payload = load_checkpoint(run.dir / CHECKPOINT)
     steps = 2 * 17  # 1617 points, batches of 100
-    assert payload["epoch"] == 2 and payload["step"] == steps
+    training = payload["training"]
+    assert training["epoch"] == 2 and training["step"] == steps and training["batch"] == 0
     assert [(r["epoch"], r["step"]) for r in run.history] == [(0, 0), (1, 17), (2, steps)]
-    assert payload["seconds"] == pytest.approx(sum(r["seconds"] for r in run.history), rel=1e-9)
+    assert training["seconds"] == pytest.approx(sum(r["seconds"] for r in run.history), rel=1e-9)
     assert Config.from_dict(payload["config"]) == run.config
     # the saved tensors are the trained model's
     state = run.vae.state_dict()
@@ -62,7 +62,7 @@ def test_checkpoint_round_trip_gives_the_same_model(tmp_path):
         assert torch.equal(payload["model"][name], value), name
     # Adam's state: one entry per parameter, shaped like it, each updated at every step
     params = list(run.vae.parameters())
-    optimizer = payload["optimizer"]
+    optimizer = training["optimizer"]
     assert [g["lr"] for g in optimizer["param_groups"]] == [run.config.train.lr]
     assert sorted(i for g in optimizer["param_groups"] for i in g["params"]) == list(range(len(params)))
     assert sorted(optimizer["state"]) == list(range(len(params)))
@@ -80,7 +80,7 @@ def test_checkpoint_round_trip_gives_the_same_model(tmp_path):
     )
     for i, adam in optimizer["state"].items():
         for key, value in adam.items():
-            assert torch.equal(again["optimizer"]["state"][i][key], value), (i, key)
+            assert torch.equal(again["training"]["optimizer"]["state"][i][key], value), (i, key)
     for name, value in state.items():
         assert torch.equal(again["model"][name], value), name
     assert torch.equal(again["rng"]["torch"], payload["rng"]["torch"])
@@ -95,10 +95,10 @@ class Payload:
 
 def test_checkpoint_loading_refuses_arbitrary_pickles(tmp_path):
     path = tmp_path / CHECKPOINT
-    torch.save({"format": "pyro-vae-checkpoint/1", "model": Payload()}, path)
-    with pytest.raises(RunDirError, match="not a pyro-vae checkpoint") as info:
+    torch.save({"format": "pyro-vae-checkpoint/2", "model": Payload()}, path)
+    with pytest.raises(RunDirError, match="not a readable pyro-vae checkpoint") as info:
         load_checkpoint(path)
-    assert isinstance(info.value.__cause__, pickle.UnpicklingError)  # refused by weights_only
+    assert "UnpicklingError" in str(info.value)  # refused by weights_only
     (tmp_path / "x").mkdir()
     with pytest.raises(RunDirError, match="no checkpoint"):
         load_checkpoint(tmp_path / "x" / CHECKPOINT)
