@@ -1,0 +1,49 @@
+"""``python tests/stop_after.py ARGS...``: the ``pyro-vae`` command line, stopped on purpose.
+
+A test hook, run in a subprocess by tests/test_resume.py:
+
+* ``STOP_AFTER=N STOP_SIGNAL=SIGINT|SIGTERM``: the process sends itself the signal right after
+  its N-th training step, as Ctrl-C or ``kill`` would at that moment;
+* ``KILL_IN_SAVE=N``: the N-th checkpoint write stops half-way through writing its temporary
+  file and the process kills itself with SIGKILL, as a power cut or ``kill -9`` would.
+"""
+
+import os
+import signal
+import sys
+
+import pyro_vae.checkpoint
+import pyro_vae.step
+from pyro_vae.cli import main
+
+counts = {"steps": 0, "saves": 0}
+
+if "STOP_AFTER" in os.environ:
+    stop_after, signum = int(os.environ["STOP_AFTER"]), getattr(signal, os.environ["STOP_SIGNAL"])
+    step = pyro_vae.step.TrainStep.__call__
+
+    def counting_step(self, x, **kwargs):
+        loss = step(self, x, **kwargs)
+        counts["steps"] += 1
+        if counts["steps"] == stop_after:
+            os.kill(os.getpid(), signum)
+        return loss
+
+    pyro_vae.step.TrainStep.__call__ = counting_step
+
+if "KILL_IN_SAVE" in os.environ:
+    kill_in_save = int(os.environ["KILL_IN_SAVE"])
+    save = pyro_vae.checkpoint.torch.save
+
+    def dying_save(obj, path, *args, **kwargs):
+        counts["saves"] += 1
+        if counts["saves"] != kill_in_save:
+            return save(obj, path, *args, **kwargs)
+        save(obj, path, *args, **kwargs)
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)  # half of it reached the disk
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    pyro_vae.checkpoint.torch.save = dying_save
+
+sys.exit(main(sys.argv[1:]))
