@@ -169,9 +169,17 @@ def check_same_run(run_dir: Path, checkpoint: dict) -> None:
         )
 
 
+def resumable(run_dir) -> Path:
+    """The checkpoint a run directory can be resumed from; one line if it has none."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise RunDirError(f"nothing to resume in {str(run_dir)!r}: it holds no {CHECKPOINT}")
+    return path
+
+
 def checkpoint_config(run_dir) -> Config:
     """The config a run's checkpoint records (plugins imported): what ``--resume`` continues."""
-    payload = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    payload = load_checkpoint(resumable(run_dir))
     import_plugins(payload["config"].get("plugins", []))
     return Config.from_dict(payload["config"])
 

@@ -41,6 +41,7 @@ from .run import (
     claim_run_dir,
     first_difference,
     read_metrics,
+    resumable,
     write_metrics,
 )
 from .schedules import depends_on_epochs, make_lr_schedule
@@ -83,10 +84,9 @@ def train(
         # Resolve: everything a user can get wrong is checked before anything is written.
         payload = None
         if resume is not None:
-            if not (Path(resume) / CHECKPOINT).is_file():
-                raise RunDirError(f"nothing to resume in {str(resume)!r}: it holds no {CHECKPOINT}")
+            checkpoint = resumable(resume)
             hold.enter_context(claim_run_dir(Path(resume), resume=True))
-            payload = load_checkpoint(Path(resume) / CHECKPOINT)
+            payload = load_checkpoint(checkpoint)
             check_same_run(Path(resume), payload)
             config = config or Config.from_dict(payload["config"])
             config = config.override({"train.run_dir": str(resume)})
