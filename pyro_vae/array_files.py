@@ -28,6 +28,7 @@ _VALID_KEYS = ("valid", "validation", "val")
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _IDX_NAME = re.compile(r"(\.idx|-ubyte)(\.gz)?$")
 _GZIP_MAGIC = b"\x1f\x8b"
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK"
 _FORMATS = ".npy, .npz, IDX (.idx, *-ubyte, either optionally gzip-compressed as .gz)"
 
 
@@ -38,6 +39,7 @@ def read_array_file(path: Path) -> dict:
         if _IDX_NAME.search(path.name) or _starts_like_idx(path):
             return _read_idx_with_labels(path)
         raise DataError(f"data.path = {str(path)!r}: unknown format {path.suffix!r}; allowed: {_FORMATS}")
+    _check_numpy_magic(path)
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
@@ -63,6 +65,22 @@ def read_array_file(path: Path) -> dict:
             "name the training array 'train' (optionally 'valid', 'test' and their '_labels')"
         )
     return {"data": arrays[data_keys[0]], "labels": arrays.get("labels")}
+
+
+def _check_numpy_magic(path: Path) -> None:
+    """Refuse a file that is neither ``.npy`` nor ``.npz`` (``np.load`` would call it a pickle)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    except OSError as e:
+        raise DataError(f"data.path = {str(path)!r} cannot be read: {e.strerror or e}") from None
+    if not head:
+        raise DataError(f"data.path = {str(path)!r} is empty")
+    if not head.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
+        raise DataError(
+            f"data.path = {str(path)!r} is not a .npy or .npz file: it starts with bytes "
+            f"{head.hex(' ')}, not {_NPY_MAGIC.hex(' ')} (.npy) or {_ZIP_MAGIC.hex(' ')} (.npz)"
+        )
 
 
 def _starts_like_idx(path: Path) -> bool:

@@ -21,11 +21,13 @@ import torch
 
 from .array_files import read_array_file
 from .errors import DataError
+from .options import show
 from .registry import Registry
 from .sections import DataConfig
 
 DATASETS = Registry("dataset")
 register_dataset = DATASETS.register
+_SHAPES = "(N, D), images (N, H, W) or images (N, C, H, W)"
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,10 @@ def load_data(config: DataConfig, seed: int | None = None) -> Data:
                 f"training points {splits['train'].shape[1]}"
             )
 
-    image_shape = tuple(config.image_shape) if config.image_shape else image_shape
+    if config.image_shape:
+        image_shape = _picture_shape(
+            tuple(config.image_shape), "data.image_shape = " + show(list(config.image_shape))
+        )
     dim = splits["train"].shape[1]
     if image_shape is None and math.isqrt(dim) ** 2 == dim:
         image_shape = (math.isqrt(dim),) * 2
@@ -129,10 +134,9 @@ def _as_matrix(
     if array.dtype.kind not in "biuf":
         raise DataError(f"{where}: dtype {array.dtype} is not numeric; expected bool, integer or float")
     if array.ndim < 2:
-        raise DataError(
-            f"{where}: shape {array.shape} has no data dimension; expected (N, D) "
-            "or images (N, H, W) / (N, C, H, W)"
-        )
+        raise DataError(f"{where}: shape {array.shape} has no data dimension; expected {_SHAPES}")
+    if array.ndim > 4:
+        raise DataError(f"{where}: shape {array.shape} has {array.ndim} dimensions; expected {_SHAPES}")
     if array.shape[0] == 0 or math.prod(array.shape[1:]) == 0:
         raise DataError(f"{where}: shape {array.shape} holds no data")
     if array.dtype.kind == "f":
@@ -156,8 +160,28 @@ def _as_matrix(
             f"{where}: {len(rows)} data points hold values beyond float32's range{after} "
             f"(first: row {rows[0].item()})"
         )
-    image_shape = tuple(s for s in array.shape[1:] if s != 1) if array.ndim > 2 else None
+    image_shape = _picture_shape(array.shape[1:], f"{where}: shape {array.shape}") if array.ndim > 2 else None
     return x, image_shape
+
+
+def _picture_shape(shape: tuple[int, ...], where: str) -> tuple[int, ...]:
+    """The shape pictures draw a point in: ``(H, W)``, or ``(C, H, W)`` with C = 3 or 4 (RGB,
+    RGBA); a single channel, first or last, is dropped (grey images)."""
+    if len(shape) == 2:
+        return tuple(shape)
+    if len(shape) == 3:
+        if shape[0] == 1:
+            return tuple(shape[1:])
+        if shape[2] == 1:  # (H, W, 1): one channel, last
+            return tuple(shape[:2])
+        if shape[0] in (3, 4):
+            return tuple(shape)
+        raise DataError(
+            f"{where} reads as images (C, H, W) of {shape[0]} channels; pictures show 1, 3 or 4 "
+            "(grey, RGB, RGBA): move the channels of channels-last images first, flatten other "
+            "data to (N, D)"
+        )
+    raise DataError(f"{where} is not allowed: expected [H, W] or [C, H, W]")
 
 
 def _labels(labels, n: int, where: str) -> torch.Tensor | None:
