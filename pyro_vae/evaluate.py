@@ -3,23 +3,37 @@
 :func:`evaluate_run` measures a trained run on a split of its data with a registered
 estimator of log p(x) (:func:`pyro_vae.measure.measure`) and writes the record as JSON beside
 the run; :func:`sample_run` decodes draws from its prior into a picture or an array.
+
+Both check where they will write (``--out``) before they start: a directory in the way, a
+file where a directory should be, or a directory that cannot be written in is refused in one
+line, and nothing is left behind.
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pyro
+import torch
 
 from . import plots
 from .data import load_data
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, RunDirError
 from .estimators import ESTIMATORS
+from .files import atomic_write, make_dir
 from .measure import measure
 from .options import PositiveInt, check_value, show
 from .registry import Spec
 from .resolve import resolve_device
-from .run import Run, atomic_write
+from .run import Run
+
+#: draws decoded at a time by :func:`sample_run` (a few MB of images; bounded memory for any n)
+SAMPLE_CHUNK = 10_000
+#: the most tiles a ``.png`` grid of samples holds: 10 000 tiles at half an inch (60 pixels at
+#: 120 dpi) make a picture about 6 000 pixels square that takes 1.4 GB to draw; more are too
+#: small to see, and drawing them needs memory in proportion
+MAX_GRID = 10_000
 
 
 def evaluate_run(
@@ -50,11 +64,14 @@ def evaluate_run(
         if name in allowed:
             check_value(f"--{name.replace('_', '-')}", value, allowed[name].annotation)
     options = Spec.parse({"kind": estimator, **(options or {})}, "estimator", "--estimator").params
+    _check_seed(seed)
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / f"evaluation-{estimator}-{split}.json"
+    _refuse_directory(out, "evaluation-results.json")
     torch_device = resolve_device(device, key="--device")
     run = Run.load(run_dir, device=torch_device)
     assert run.vae is not None  # Run.load builds the VAE
+    check_writable(out, _where(out, run_dir))  # before the estimation, which may take hours
     data = load_data(run.config.data)
     if split not in ("train", "valid", "test") or getattr(data, split) is None:
         available = ", ".join(s for s in ("train", "valid", "test") if getattr(data, s, None) is not None)
@@ -85,7 +102,7 @@ def evaluate_run(
         "log_px_per_point": m.marginal.log_px.tolist(),
         "mc_stderr_per_point": m.marginal.mc_stderr.tolist(),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(out.parent, _where(out, run_dir))
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(_finite(record), indent=2) + "\n"))
     return record, out
 
@@ -98,22 +115,96 @@ def describe_estimate(name: str, options: dict, result) -> str:
     return text + (f", HMC acceptance {acceptance:.2f}" if acceptance is not None else "")
 
 
-def sample_run(run_dir, n: int = 64, *, out=None, seed: int = 0, device: str = "cpu") -> Path:
-    """``n`` draws from the prior of a trained run, decoded: a ``.png`` grid or a ``.npy`` array."""
+def sample_run(
+    run_dir, n: int = 64, *, out=None, seed: int = 0, device: str = "cpu", chunk_size: int = SAMPLE_CHUNK
+) -> Path:
+    """``n`` draws from the prior of a trained run, decoded: a ``.png`` grid or a ``.npy`` array.
+
+    The draws are decoded ``chunk_size`` at a time (an array is written a chunk at a time too),
+    so memory stays bounded for any ``n``. For ``n`` up to one chunk they are one batch, as
+    they always were: the same seed gives the same draws. For more, each chunk continues the
+    one random stream the seed starts, so the same seed and ``n`` still give the same array,
+    and its first ``k * chunk_size`` rows are the draws of ``n = k * chunk_size``; they are a
+    different sample than one batch of ``n`` would be (the prior's draws come chunk by chunk).
+    """
     check_value("-n", n, PositiveInt)
+    _check_seed(seed)
     out = Path(out) if out is not None else Path(run_dir) / f"samples-{n}.png"
+    _refuse_directory(out, "samples.png")
     if out.suffix not in (".png", ".npy"):
         raise ConfigError(f"--out {str(out)!r}: unknown format {out.suffix!r}; allowed: .png, .npy")
+    if out.suffix == ".png" and n > MAX_GRID:
+        raise ConfigError(
+            f"-n {n} is too many samples for a picture (at most {MAX_GRID} tiles); "
+            "write them as an array with --out FILE.npy"
+        )
     run = Run.load(run_dir, device=resolve_device(device, key="--device"))
-    assert run.vae is not None  # Run.load builds the VAE
+    vae = run.vae
+    assert vae is not None  # Run.load builds the VAE
+    size = n * (run.config.model.data_dim or 0) * 4 if out.suffix == ".npy" else 0  # float32
+    check_writable(out, _where(out, run_dir), need=size)
     pyro.set_rng_seed(seed)
-    x = run.vae.sample(n).cpu().numpy()
-    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def draws():  # (≤ chunk_size, D) float32 arrays, n rows in all
+        with torch.no_grad():
+            for start in range(0, n, chunk_size):
+                yield vae.sample(min(chunk_size, n - start)).cpu().numpy()
+
+    make_dir(out.parent, _where(out, run_dir))
     if out.suffix == ".npy":
-        np.save(out, x)
+        atomic_write(out, lambda tmp: _write_npy(tmp, n, draws()))
     else:
+        x = np.concatenate(list(draws()))  # (n, D), n <= MAX_GRID
         plots.image_grid(x, run.config.data.image_shape, out, title=f"{n} samples from p(x)")
     return out
+
+
+def _write_npy(path: Path, n: int, chunks) -> None:
+    """Write ``n`` rows arriving in ``chunks`` as one ``.npy`` array, a chunk at a time: the
+    same bytes as ``np.save`` of their concatenation, without holding it in memory."""
+    try:
+        with open(path, "wb") as f:
+            for i, x in enumerate(chunks):
+                if i == 0:
+                    header = {"descr": np.lib.format.dtype_to_descr(x.dtype), "fortran_order": False}
+                    np.lib.format.write_array_header_1_0(f, {**header, "shape": (n, *x.shape[1:])})
+                f.write(np.ascontiguousarray(x).tobytes())
+    except BaseException:  # an interrupt or a failed draw, too: no half-written temporary file
+        path.unlink(missing_ok=True)
+        raise
+
+
+def check_writable(out: Path, what: str = "directory of --out", need: int = 0) -> None:
+    """Refuse, before any work, a file ``out`` that could not be written: a directory in the
+    way, a path under a file, a directory that cannot be written in (read-only, immutable, no
+    permission) or that has less than ``need`` bytes free. Creates nothing."""
+    out = Path(out)
+    _refuse_directory(out)
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:  # the directories to be created
+        parent = parent.parent
+    make_dir(parent, what)  # it exists: this only checks that it is a directory one can write in
+    free = shutil.disk_usage(parent).free
+    if need > free:
+        raise RunDirError(
+            f"cannot write {str(out)!r}: it needs {need / 1e9:.1f} GB and {str(parent)!r} has "
+            f"{free / 1e9:.1f} GB free"
+        )
+
+
+def _where(out: Path, run_dir) -> str:
+    return "run directory" if out.parent == Path(run_dir) else "directory of --out"
+
+
+def _refuse_directory(out: Path, example: str = "out.json") -> None:
+    if out.is_dir():
+        raise RunDirError(f"--out {str(out)!r} is a directory; name a file, e.g. {str(out / example)!r}")
+
+
+def _check_seed(seed: int) -> None:
+    """NumPy, which Pyro seeds too, takes seeds from 0 to 2**32 - 1."""
+    if not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"--seed = {seed} is not allowed: expected an integer from 0 to {2**32 - 1}")
 
 
 def _finite(value):
