@@ -28,13 +28,16 @@ Layout of the output directory::
     log_likelihood.png          log p̂(x) per objective, ± SE over seeds, each seed a dot
     base_config.toml            the base config with the budget applied
 
-Running the same comparison again reuses every run with a result.json whose recorded config
-and evaluation match, and retrains runs that were interrupted before theirs was written.
+Running the same comparison again (``--out`` the same directory) reuses every run with a
+result.json whose recorded config and evaluation match, resumes runs that were interrupted in
+training from their checkpoints (exactly: :func:`pyro_vae.train` with ``resume``), and
+measures those that were interrupted while being measured.
 """
 
 import json
 import math
 import re
+import signal
 import statistics
 import sys
 from dataclasses import dataclass
@@ -49,12 +52,14 @@ from .config import Config
 from .data import load_data
 from .errors import ConfigError, RunDirError
 from .estimators import ESTIMATORS
+from .files import InUse, make_dir
+from .interrupts import Interrupted
 from .measure import measure
 from .objectives import parse_objective
 from .options import PositiveFloat, PositiveInt, check_value, show
 from .registry import Spec
 from .resolve import resolve_device
-from .run import METRICS, atomic_write, fresh_dir, read_metrics
+from .run import CHECKPOINT, METRICS, atomic_write, fresh_dir, read_metrics
 from .training import train
 
 RESULT = "result.json"
@@ -136,7 +141,10 @@ def compare(
     device = resolve_device(base.train.device)
     data = load_data(base.data)  # one split for every run
     x = data.valid[:eval_points]  # (N, D): the yardstick's points
-    out = Path(out_dir) if out_dir else fresh_dir("comparisons", base.data.name)
+    # created (or checked to be a directory one can write in) before anything is trained
+    out = make_dir(
+        Path(out_dir) if out_dir else fresh_dir("comparisons", base.data.name), "comparison directory (--out)"
+    )
 
     plan = []  # (label, seed, config, request, finished row or None); seed 0 of each first
     for s in range(seeds):
@@ -159,12 +167,19 @@ def compare(
         bar.set_description(f"{label} seed {s}")
         run_dir = Path(run_config.train.run_dir)
         if row is None:
+            stale = (run_dir / RESULT).is_file()  # measured for another request: --overwrite retrains
             (run_dir / RESULT).unlink(missing_ok=True)
-            row = {
-                "objective": label,
-                "seed": s,
-                **_train_and_measure(run_config, data, x, device, estimator, options),
-            }
+            try:
+                measured = _train_and_measure(run_config, data, x, device, estimator, options, stale)
+            except (Interrupted, KeyboardInterrupt) as e:
+                signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+                raise Interrupted(
+                    f"interrupted by {signal.Signals(signum).name} in the run {label} seed {s} "
+                    f"(its checkpoint is kept in {run_dir}); the comparison is in {out}: rerun the same "
+                    f"command with --out {out} to resume it",
+                    signum,
+                ) from None
+            row = {"objective": label, "seed": s, **measured}
             _write(run_dir / RESULT, json.dumps({"request": request, "row": row}, indent=2) + "\n")
         rows.append(row)
         histories[label].append(read_metrics(run_dir / METRICS))
@@ -197,12 +212,12 @@ def compare(
 
 
 def _train_and_measure(
-    config: Config, data, x: torch.Tensor, device: torch.device, estimator: str, options: dict
+    config: Config, data, x: torch.Tensor, device: torch.device, estimator: str, options: dict, fresh: bool
 ) -> dict:
     """Train one run quietly, then measure it on the points ``x``: one row of numbers."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    run = train(config, data=data, overwrite=True, quiet=True)
+    run = _train_or_resume(config, data, fresh)
     memory = _peak_memory_mb(device)
     vae, x = run.vae, x.to(device)
     assert vae is not None  # train builds a VAE from a config
@@ -242,6 +257,20 @@ def _train_and_measure(
             "eval_points": len(x),
         }
     )
+
+
+def _train_or_resume(config: Config, data, fresh: bool):
+    """Continue a run an interrupted comparison left a checkpoint of, when it is this same run;
+    train it afresh otherwise (and when ``fresh``)."""
+    run_dir = Path(config.train.run_dir)
+    if not fresh and (run_dir / CHECKPOINT).is_file():
+        try:
+            return train(config, data=data, resume=run_dir, quiet=True)
+        except InUse:
+            raise
+        except (ConfigError, RunDirError):
+            pass  # another run's checkpoint, or a damaged one: train this run afresh
+    return train(config, data=data, overwrite=True, quiet=True)
 
 
 def _finished(run_dir: Path, request: dict, overwrite: bool) -> dict | None:
