@@ -46,3 +46,33 @@ def f64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory nothing can be written in, even by root: immutable (``chattr +i``) when
+    running as root, whom permission bits do not stop, else mode 0o500. Undone in teardown,
+    so that pytest can remove tmp_path. Skips where ``chattr`` is absent or refused."""
+    import os
+    import shutil
+    import subprocess
+
+    path = tmp_path / "read-only"
+    path.mkdir()
+    as_root = os.geteuid() == 0
+    if as_root:
+        chattr = shutil.which("chattr")
+        if chattr is None:
+            pytest.skip("chattr is not installed (needed to make a directory read-only for root)")
+        made = subprocess.run([chattr, "+i", str(path)], capture_output=True, text=True)
+        if made.returncode != 0:
+            pytest.skip(f"chattr +i failed here: {made.stderr.strip()}")
+    else:
+        path.chmod(0o500)
+    try:
+        yield path
+    finally:
+        if as_root:
+            subprocess.run([chattr, "-i", str(path)], check=True)
+        else:
+            path.chmod(0o700)
