@@ -29,6 +29,10 @@ except ImportError:  # Windows: no advisory locks; a second writer is not detect
 LOCK = ".lock"
 
 
+class InUse(RunDirError):
+    """Another process holds the directory's lock."""
+
+
 def temporary(path: Path) -> Path:
     """The temporary name :func:`atomic_write` writes ``path`` under."""
     return path.with_name(f".{path.name}.tmp")
@@ -95,7 +99,7 @@ def lock_dir(path: Path, what: str = "run directory") -> Iterator[None]:
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
-            raise RunDirError(
+            raise InUse(
                 f"{what} {str(path)!r} is in use by {holder}; wait for it to finish, or choose "
                 "another directory"
             ) from None

@@ -2,7 +2,9 @@
 
 import json
 import math
+import os
 import shutil
+import signal
 
 import pyro
 import pytest
@@ -10,9 +12,11 @@ import torch
 from test_cli import PNG_MAGIC, run_cli
 
 from pyro_vae import Config, ConfigError, Run, compare, comparison
+from pyro_vae.checkpoint import load_checkpoint
 from pyro_vae.comparison import parse_objective
 from pyro_vae.data import load_data
 from pyro_vae.measure import active_units, evaluate_elbo, measure
+from pyro_vae.step import TrainStep
 
 TINY = ["--model.encoder.hidden", "[16]", "--model.decoder.hidden", "[16]"]
 FAST = ["--epochs", "2", "--eval-samples", "20", "--eval-points", "50", "--quiet", *TINY]
@@ -140,6 +144,38 @@ def test_rerun_reuses_finished_runs_and_retrains_unfinished_ones(finished, tmp_p
     rows_now = json.loads((out / "comparison.json").read_text())["runs"]
     for now, then in zip(rows_now, rows, strict=True):
         assert {k: now[k] for k in MEASURES} == pytest.approx({k: then[k] for k in MEASURES})
+
+
+def test_a_comparison_interrupted_in_training_resumes_its_runs_exactly(finished, tmp_path, monkeypatch):
+    step, calls = TrainStep.__call__, []
+
+    def interrupting(self, x, **kwargs):
+        loss = step(self, x, **kwargs)
+        calls.append(1)
+        if len(calls) == 3 * 17 + 5:  # in the second run, mid-epoch: Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss
+
+    monkeypatch.setattr(TrainStep, "__call__", interrupting)
+    out = tmp_path / "cmp"
+    code, _, err = run_cli(compare_argv(out))
+    assert code == 130
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("pyro-vae: interrupted by SIGINT in the run iwae:k=3 seed 0")
+    assert line.endswith(f"the comparison is in {out}: rerun the same command with --out {out} to resume it")
+    interrupted = out / "runs" / "iwae_k=3-seed0"
+    assert load_checkpoint(interrupted / "checkpoint.pt")["training"]["batch"] == 5
+    assert not (interrupted / "result.json").exists()
+
+    monkeypatch.setattr(TrainStep, "__call__", step)
+    code, _, err = run_cli(compare_argv(out))
+    assert code == 0, err
+    for run in ("elbo-seed0", "iwae_k=3-seed0", "iwae_k=3-seed1"):  # as if never interrupted
+        a = load_checkpoint(out / "runs" / run / "checkpoint.pt")
+        b = load_checkpoint(finished[0] / "runs" / run / "checkpoint.pt")
+        assert a["model"].keys() == b["model"].keys()
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), run
+        assert a["training"]["step"] == b["training"]["step"]
 
 
 def test_a_changed_config_is_refused_unless_overwrite(finished, tmp_path, count_training):
