@@ -12,8 +12,9 @@ Layers, each importing only those below it: ``errors``, ``options``, ``registry`
 checks and registries); the parts (``networks``, ``priors``, ``likelihoods``, ``guides``,
 with ``numeric``, ``distributions``, ``flows``, ``kl``); ``sections`` and ``config``;
 ``traces`` (per-particle, per-point densities); ``objectives/`` and ``estimators/``;
-``model`` (the VAE), ``data``, ``measure``; ``run``, ``step``, ``loop``, ``callbacks``,
-``training``; ``evaluate``, ``comparison``, ``report``; ``cli``.
+``schedules`` (learning rates) and ``loggers`` (experiment trackers); ``model`` (the VAE),
+``data``, ``measure``; ``files``, ``checkpoint``, ``run``, ``interrupts``, ``step``, ``loop``,
+``callbacks``, ``training``; ``evaluate``, ``comparison``, ``report``; ``cli``.
 """
 
 from .comparison import Comparison, compare
@@ -31,6 +32,7 @@ from .estimators import (
     simulate,
 )
 from .guides import register_guide
+from .interrupts import Interrupted
 from .likelihoods import register_likelihood
 from .loggers import Logger, register_logger
 from .measure import Measurement, active_units, elbo_parts, evaluate_elbo, measure
@@ -39,6 +41,7 @@ from .networks import register_network
 from .objectives import make_objective, register_objective
 from .priors import register_prior
 from .run import Run
+from .schedules import register_lr_schedule
 from .training import train
 
 __version__ = "0.1.0"
@@ -52,6 +55,7 @@ __all__ = [
     "Data",
     "DataConfig",
     "DataError",
+    "Interrupted",
     "Logger",
     "MarginalLikelihood",
     "Measurement",
@@ -77,6 +81,7 @@ __all__ = [
     "register_guide",
     "register_likelihood",
     "register_logger",
+    "register_lr_schedule",
     "register_network",
     "register_objective",
     "register_prior",

@@ -36,7 +36,7 @@ from .errors import ConfigError
 from .options import show
 from .registry import Registry
 
-LOGGERS = Registry("logger")
+LOGGERS = Registry("logger", reserved=("start_epoch",))  # passed by training, not an option
 register_logger = LOGGERS.register
 
 #: the prefixes of a row's keys that name a data split: ``valid_elbo`` is ``elbo/valid``
@@ -87,6 +87,9 @@ class Logger:
 
 @register_logger("tensorboard")
 class TensorBoardLogger(Logger):
+    """TensorBoard event files in ``RUN_DIR/tensorboard/``: every number of every metrics row,
+    and the figures as images (``pip install "pyro-vae[tensorboard]"``)."""
+
     module = extra = "tensorboard"
 
     def __init__(self, run_dir: Path, *, start_epoch: int):
@@ -117,6 +120,10 @@ class TensorBoardLogger(Logger):
 
 @register_logger("mlflow")
 class MLflowLogger(Logger):
+    """An MLflow run in the SQLite store ``RUN_DIR/mlflow.db`` (experiment ``"pyro-vae"``):
+    every number of every metrics row, and the figures as artifacts in ``RUN_DIR/mlartifacts/``
+    (``pip install "pyro-vae[mlflow]"``)."""
+
     module = extra = "mlflow"
     experiment = "pyro-vae"
 

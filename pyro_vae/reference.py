@@ -29,11 +29,12 @@ from .registry import Spec, get_registry
 COMMAND = "python -m pyro_vae.reference > docs/configuration.md"
 
 # Keys that choose from a registry without being a Spec field (whose family is in the field's
-# metadata): the [objective] section is a Spec itself, data.name names a dataset, and the
-# commands' --estimator an estimator of log p(x).
+# metadata): the [objective] section is a Spec itself, data.name names a dataset,
+# train.loggers experiment trackers, and the commands' --estimator an estimator of log p(x).
 OTHER_FAMILIES = {
     "objective": "objective",
     "data.name": "dataset",
+    "train.loggers": "logger",
     "pyro-vae evaluate --estimator": "estimator",
     "pyro-vae compare --estimator": "estimator",
 }

@@ -40,11 +40,13 @@ Factor = Annotated[float, Range(lo=0, hi=1, lo_open=True)]
 
 @register_lr_schedule("constant")
 def constant(optimizer: torch.optim.Optimizer, /, *, epochs: int) -> lr_scheduler.LRScheduler:
+    """η_e = η₀: the learning rate never changes."""
     return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
 @register_lr_schedule("exponential")
 def exponential(optimizer, /, *, epochs: int, gamma: Factor = 0.99) -> lr_scheduler.LRScheduler:
+    """η_e = η₀ γ^e: multiplied by ``gamma`` after every epoch."""
     return lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
 
 
@@ -52,6 +54,7 @@ def exponential(optimizer, /, *, epochs: int, gamma: Factor = 0.99) -> lr_schedu
 def step(
     optimizer, /, *, epochs: int, every: PositiveInt = 100, gamma: Factor = 0.5
 ) -> lr_scheduler.LRScheduler:
+    """η_e = η₀ γ^⌊e / every⌋: multiplied by ``gamma`` every ``every`` epochs."""
     return lr_scheduler.StepLR(optimizer, step_size=every, gamma=gamma)
 
 
@@ -59,11 +62,15 @@ def step(
 def cosine(
     optimizer, /, *, epochs: int, period: PositiveInt | None = None, min_lr: NonNegativeFloat = 0.0
 ) -> lr_scheduler.LRScheduler:
+    """η_e = η_min + (η₀ − η_min)(1 + cos(π e / T)) / 2: a half cosine from η₀ down to
+    ``min_lr`` over T = ``period`` epochs (``train.epochs`` when unset); Loshchilov & Hutter 2017."""
     return lr_scheduler.CosineAnnealingLR(optimizer, T_max=period or epochs, eta_min=min_lr)
 
 
 @register_lr_schedule("burda")
 def burda(optimizer, /, *, epochs: int, stages: PositiveInt = 8) -> lr_scheduler.LRScheduler:
+    """Burda et al. (2016): stage i lasts 3^i epochs at η₀ · 10^(−i/7), for i < ``stages``
+    (3280 epochs for 8)."""
     milestones = list(itertools.accumulate(3**i for i in range(stages - 1)))  # 1, 4, 13, 40, …
     return lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=10 ** (-1 / 7))
 
