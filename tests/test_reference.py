@@ -52,6 +52,7 @@ def config_families() -> dict[str, list[str]]:
     keys = {
         "objective": ["objective"],
         "dataset": ["data.name"],
+        "logger": ["train.loggers"],
         "estimator": ["pyro-vae evaluate --estimator", "pyro-vae compare --estimator"],
     }
     for section in ("model", "train", "data"):
