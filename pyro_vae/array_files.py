@@ -33,6 +33,8 @@ _FORMATS = ".npy, .npz, IDX (.idx, *-ubyte, either optionally gzip-compressed as
 
 
 def read_array_file(path: Path) -> dict:
+    if path.is_dir():
+        raise DataError(f"data.path = {str(path)!r} is a directory, not a file")
     if not path.is_file():
         raise DataError(f"data.path = {str(path)!r}: no such file")
     if path.suffix not in (".npy", ".npz"):
@@ -46,7 +48,7 @@ def read_array_file(path: Path) -> dict:
             return {"data": loaded}
         with loaded:
             arrays = {key: loaded[key] for key in loaded.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # zlib: a damaged .npz
         raise DataError(f"data.path = {str(path)!r} is not a readable {path.suffix} file: {e}") from None
     if "train" in arrays:
         valid = next((arrays[k] for k in _VALID_KEYS if k in arrays), None)

@@ -18,7 +18,7 @@ import pyro
 import torch
 
 from . import plots
-from .data import load_data
+from .data import Data, load_data
 from .errors import ConfigError, DataError, RunDirError
 from .estimators import ESTIMATORS
 from .files import atomic_write, make_dir
@@ -72,11 +72,12 @@ def evaluate_run(
     run = Run.load(run_dir, device=torch_device)
     assert run.vae is not None  # Run.load builds the VAE
     check_writable(out, _where(out, run_dir))  # before the estimation, which may take hours
-    data = load_data(run.config.data)
+    data = _data_of(run)
     if split not in ("train", "valid", "test") or getattr(data, split) is None:
         available = ", ".join(s for s in ("train", "valid", "test") if getattr(data, s, None) is not None)
         raise DataError(f"the data of this run has no {split} split; available: {available}")
     x = getattr(data, split)[:points].to(torch_device)  # (N, D)
+    run.vae.likelihood.check_data(x, f"the {split} split of {_data_words(run)}")
     pyro.set_rng_seed(seed)  # guides the keyed noise does not cover draw from the global stream
     m = measure(
         run.vae.model,
@@ -105,6 +106,26 @@ def evaluate_run(
     make_dir(out.parent, _where(out, run_dir))
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(_finite(record), indent=2) + "\n"))
     return record, out
+
+
+def _data_of(run: Run) -> Data:
+    """The data the run was trained on, as its config records it, checked against its model
+    (the file may have changed since)."""
+    try:
+        data = load_data(run.config.data)
+    except DataError as e:
+        raise DataError(f"the data of run {str(run.dir)!r} does not load: {e}") from None
+    if data.dim != run.config.model.data_dim:
+        raise DataError(
+            f"run {str(run.dir)!r} was trained on points of {run.config.model.data_dim} values, "
+            f"but {_data_words(run)} now holds {data.dim} values per point"
+        )
+    return data
+
+
+def _data_words(run: Run) -> str:
+    path = run.config.data.path
+    return f"data.path = {path!r}" if path else f"data.name = {run.config.data.name!r}"
 
 
 def describe_estimate(name: str, options: dict, result) -> str:

@@ -121,6 +121,23 @@ def test_an_array_cut_short(tmp_path, capsys):
     assert not run.exists()
 
 
+def test_a_damaged_npz(tmp_path, capsys):
+    data, run = tmp_path / "data.npz", tmp_path / "run"
+    np.savez_compressed(data, train=np.random.default_rng(0).random((200, 30)))
+    damaged = bytearray(data.read_bytes())
+    damaged[200:400] = bytes(b ^ 0x55 for b in damaged[200:400])  # inside the deflated array
+    data.write_bytes(bytes(damaged))
+    refused(train_argv(data, run), capsys, f"data.path = {str(data)!r} is not a readable .npz file")
+    assert not run.exists()
+
+
+def test_a_data_path_that_is_a_directory(tmp_path, capsys):
+    data, run = tmp_path / "data.npy", tmp_path / "run"
+    data.mkdir()
+    refused(train_argv(data, run), capsys, f"data.path = {str(data)!r} is a directory, not a file")
+    assert not run.exists()
+
+
 def test_an_image_shape_of_one_dimension(tmp_path, capsys):
     run = tmp_path / "run"
     argv = ["train", "--data.image_shape", "[64]", "--train.run_dir", str(run), "--quiet"]
@@ -209,6 +226,31 @@ def test_evaluate_refuses(run_dir, capsys, no_work, argv, fragment):
     before = everything(run_dir)
     refused(["evaluate", str(run_dir), *argv], capsys, fragment)
     assert everything(run_dir) == before
+
+
+@pytest.mark.parametrize(
+    "now, fragment",
+    [
+        pytest.param(
+            np.zeros((20, 7)), "trained on points of 10 values, but data.path = ", id="fewer-values"
+        ),
+        pytest.param(np.full((20, 10), 0.5), "bernoulli likelihood needs binary data", id="not-binary"),
+        pytest.param(None, "does not load: data.path = ", id="removed"),
+    ],
+)
+def test_evaluate_after_the_data_changed(tmp_path, capsys, now, fragment):
+    """The run's data file was replaced or removed after training."""
+    data, run = tmp_path / "data.npy", tmp_path / "run"
+    np.save(data, np.random.default_rng(0).integers(0, 2, (20, 10)).astype(np.float32))
+    argv = [*train_argv(data, run), *TINY, "--model.likelihood.kind", "bernoulli"]
+    assert main(argv) == 0
+    capsys.readouterr()  # training's own output
+    data.unlink()
+    if now is not None:
+        np.save(data, now.astype(np.float32))
+    before = everything(run)
+    refused(["evaluate", str(run), "--samples", "5"], capsys, f"{str(data)!r}", fragment)
+    assert everything(run) == before
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
