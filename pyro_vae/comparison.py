@@ -141,10 +141,7 @@ def compare(
     device = resolve_device(base.train.device)
     data = load_data(base.data)  # one split for every run
     x = data.valid[:eval_points]  # (N, D): the yardstick's points
-    # created (or checked to be a directory one can write in) before anything is trained
-    out = make_dir(
-        Path(out_dir) if out_dir else fresh_dir("comparisons", base.data.name), "comparison directory (--out)"
-    )
+    out = Path(out_dir) if out_dir else fresh_dir("comparisons", base.data.name)
 
     plan = []  # (label, seed, config, request, finished row or None); seed 0 of each first
     for s in range(seeds):
@@ -159,6 +156,7 @@ def compare(
                 "eval_points": len(x),
             }
             plan.append((label, s, run_config, request, _finished(run_dir, request, overwrite)))
+    make_dir(out, "comparison directory (--out)")  # every run's config checked, nothing trained yet
 
     rows: list[dict] = []
     histories: dict[str, list[list[dict]]] = {label: [] for label in parsed}  # label -> runs' metrics
