@@ -20,6 +20,7 @@ recomputes the checksum: a truncated or bit-flipped file is refused in one line.
 """
 
 import hashlib
+import io
 import pickle
 import random
 import struct
@@ -87,7 +88,11 @@ def save_checkpoint(path: Path, *, config: dict, model: dict, training: dict, cu
         "rng": rng_state(),
     }
     payload["checksum"] = checksum(payload)
-    atomic_write(path, lambda tmp: torch.save(payload, tmp), sync=True)
+    # serialized in memory, then written by Python: a short write (a full disk) is an OSError
+    # naming its cause, where torch's own file writer reports a bare position mismatch
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()), sync=True)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

@@ -13,6 +13,7 @@ import signal
 import sys
 
 import pyro_vae.checkpoint
+import pyro_vae.files
 import pyro_vae.step
 from pyro_vae.cli import main
 
@@ -33,17 +34,18 @@ if "STOP_AFTER" in os.environ:
 
 if "KILL_IN_SAVE" in os.environ:
     kill_in_save = int(os.environ["KILL_IN_SAVE"])
-    save = pyro_vae.checkpoint.torch.save
+    write_file = pyro_vae.checkpoint.atomic_write
 
-    def dying_save(obj, path, *args, **kwargs):
+    def dying_write(path, write, **kwargs):
         counts["saves"] += 1
         if counts["saves"] != kill_in_save:
-            return save(obj, path, *args, **kwargs)
-        save(obj, path, *args, **kwargs)
-        with open(path, "r+b") as f:
-            f.truncate(os.path.getsize(path) // 2)  # half of it reached the disk
+            return write_file(path, write, **kwargs)
+        tmp = pyro_vae.files.temporary(path)
+        write(tmp)
+        with open(tmp, "r+b") as f:
+            f.truncate(os.path.getsize(tmp) // 2)  # half of it reached the disk
         os.kill(os.getpid(), signal.SIGKILL)
 
-    pyro_vae.checkpoint.torch.save = dying_save
+    pyro_vae.checkpoint.atomic_write = dying_write
 
 sys.exit(main(sys.argv[1:]))

@@ -5,6 +5,8 @@ import contextlib
 import io
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -225,3 +227,64 @@ def test_checkpoint_cadence_in_epochs(tmp_path, monkeypatch):
     assert Config.from_dict(load_checkpoint(run_dir / CHECKPOINT)["config"]).train.checkpoint_every == {
         "epochs": 2
     }
+
+
+def test_tracking_through_training_and_resume(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tests.test_loggers import tensorboard_scalars
+
+    run_dir = tmp_path / "run"
+    loggers = ["--train.loggers", '["tensorboard"]']
+    assert cli("train", "--train.epochs", 2, "--train.run_dir", run_dir, "--quiet", *TINY, *loggers)[0] == 0
+    assert cli("train", "--resume", run_dir, "--train.epochs", 3, "--quiet")[0] == 0
+    values, events = tensorboard_scalars(run_dir)
+    history = rows(run_dir)
+    as_logged = [(r["epoch"], torch.tensor(r["valid_elbo"]).item()) for r in history]  # float32
+    assert values["elbo/valid"] == as_logged and len(as_logged) == 4  # one value per epoch
+    assert values["run/lr"] == [(r["epoch"], torch.tensor(r["lr"]).item()) for r in history]
+    figures = {tag for tag in events.Tags()["images"]}
+    assert {"figures/curves", "figures/samples", "figures/reconstructions"} <= figures
+    assert [image.step for image in events.Images("figures/curves")] == [2, 3]  # at each end
+
+
+def test_a_logger_whose_extra_is_missing_is_refused_before_anything_is_written(tmp_path):
+    from pyro_vae.loggers import LOGGERS, Logger, register_logger
+
+    class Missing(Logger):
+        module, extra = "no_such_module_pyro_vae", "nothing"
+
+    register_logger("missing", Missing)
+    try:
+        code, err = cli("train", "--train.run_dir", tmp_path / "run", "--train.loggers", '["missing"]', *TINY)
+    finally:
+        del LOGGERS._entries["missing"]
+    assert code == 2 and len(err) == 1 and 'pip install "pyro-vae[nothing]"' in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_ends_in_one_line_and_leaves_the_last_checkpoint(tmp_path):
+    """Files are limited to 1 MB (RLIMIT_FSIZE: writes past it fail as on a full disk): the
+    default digits model's checkpoint (about 2 MB with Adam's state) cannot be written."""
+    resource = pytest.importorskip("resource")
+    run_dir = tmp_path / "run"
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
+
+    args = ["--train.epochs", "2", "--train.run_dir", str(run_dir), "--train.device", "cpu", "--quiet"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pyro_vae", "train", *args],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"pyro-vae: error: cannot write {str(run_dir / CHECKPOINT)!r}: file too large"
+    ]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".lock",
+        "config.toml",
+        "metrics.jsonl",
+    ]  # no temporary
