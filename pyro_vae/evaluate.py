@@ -71,7 +71,7 @@ def evaluate_run(
     torch_device = resolve_device(device, key="--device")
     run = Run.load(run_dir, device=torch_device)
     assert run.vae is not None  # Run.load builds the VAE
-    check_writable(out, _where(out, run_dir))  # before the estimation, which may take hours
+    _check_writable(out, _where(out, run_dir))  # before the estimation, which may take hours
     data = _data_of(run)
     if split not in ("train", "valid", "test") or getattr(data, split) is None:
         available = ", ".join(s for s in ("train", "valid", "test") if getattr(data, s, None) is not None)
@@ -163,7 +163,7 @@ def sample_run(
     vae = run.vae
     assert vae is not None  # Run.load builds the VAE
     size = n * (run.config.model.data_dim or 0) * 4 if out.suffix == ".npy" else 0  # float32
-    check_writable(out, _where(out, run_dir), need=size)
+    _check_writable(out, _where(out, run_dir), need=size)
     pyro.set_rng_seed(seed)
 
     def draws():  # (≤ chunk_size, D) float32 arrays, n rows in all
@@ -195,7 +195,7 @@ def _write_npy(path: Path, n: int, chunks) -> None:
         raise
 
 
-def check_writable(out: Path, what: str = "directory of --out", need: int = 0) -> None:
+def _check_writable(out: Path, what: str = "directory of --out", need: int = 0) -> None:
     """Refuse, before any work, a file ``out`` that could not be written: a directory in the
     way, a path under a file, a directory that cannot be written in (read-only, immutable, no
     permission) or that has less than ``need`` bytes free. Creates nothing."""
