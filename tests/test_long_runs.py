@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import torch
 
 import pyro_vae.training
 from pyro_vae import Config
-from pyro_vae.checkpoint import load_checkpoint
+from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
 from pyro_vae.cli import main
 from pyro_vae.run import BEST, CHECKPOINT, METRICS
 from pyro_vae.schedules import make_lr_schedule
@@ -288,3 +289,44 @@ def test_a_full_disk_ends_in_one_line_and_leaves_the_last_checkpoint(tmp_path):
         "config.toml",
         "metrics.jsonl",
     ]  # no temporary
+
+
+def test_a_checkpoint_whose_shapes_do_not_match_its_config_is_refused_in_one_line(finished, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    payload = load_checkpoint(run_dir / CHECKPOINT)
+    wider = Config.from_dict(payload["config"]).override({"model.encoder.hidden": [24]})
+    wider.save(run_dir / "config.toml")  # the directory agrees with the checkpoint's config...
+    save_checkpoint(  # ...whose weights are the [16]-wide encoder's
+        run_dir / CHECKPOINT,
+        config=wider.to_dict(),
+        model=payload["model"],
+        training=payload["training"],
+        custom_model=False,
+    )
+    for command in (
+        ["evaluate", run_dir, "--points", 5],
+        ["sample", run_dir, "-n", 4],
+        ["train", "--resume", run_dir],
+    ):
+        code, err = cli(*command)
+        assert code == 2 and len(err) == 1, (command, err)
+        assert err[0].startswith(
+            f"pyro-vae: error: {run_dir / CHECKPOINT} does not fit the model its config describes"
+        )
+        assert "size mismatch" in err[0]
+
+
+def test_a_torn_metrics_file_is_read_to_its_last_whole_line(finished, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    text = (run_dir / METRICS).read_text()
+    (run_dir / METRICS).write_text(text + '{"epoch": 3, "step": 51, "train_lo')  # killed mid-append
+    assert [r["epoch"] for r in pyro_vae.Run.load(run_dir).history] == [0, 1, 2]
+    assert cli("evaluate", run_dir, "--points", 5, "--samples", 4, "--quiet")[0] == 0
+    lines = text.splitlines()
+    (run_dir / METRICS).write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
+    code, err = cli("evaluate", run_dir, "--points", 5, "--quiet")
+    assert code == 2 and err == [
+        f"pyro-vae: error: {str(run_dir / METRICS)!r} is damaged: line 2 is not a JSON object"
+    ]
