@@ -30,9 +30,9 @@ from .run import Run
 
 #: draws decoded at a time by :func:`sample_run` (a few MB of images; bounded memory for any n)
 SAMPLE_CHUNK = 10_000
-#: the most tiles a ``.png`` grid of samples holds: 10 000 tiles at half an inch (60 pixels at
-#: 120 dpi) make a picture about 6 000 pixels square that takes 1.4 GB to draw; more are too
-#: small to see, and drawing them needs memory in proportion
+#: the most tiles a ``.png`` grid of samples holds: 10 000 tiles make a picture about 4 700
+#: pixels square that takes 1.4 GB and 7 s to draw (measured, digits); more cannot be seen at
+#: once, and drawing them needs memory in proportion
 MAX_GRID = 10_000
 
 
