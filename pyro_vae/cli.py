@@ -96,8 +96,16 @@ def _estimators_epilog() -> str:
     return "\n".join(lines)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (a :class:`ConfigError`) instead of the usage
+    text and ``SystemExit``."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see {self.prog} --help)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pyro-vae",
         description="Variational autoencoders as Pyro programs: train, evaluate, sample, compare objectives.",
     )
@@ -301,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
             _compare(args, extra)
         else:
             if extra:
-                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+                raise ConfigError(
+                    f"unrecognized arguments: {' '.join(extra)} (see pyro-vae {args.command} --help)"
+                )
             {"sample": _sample, "evaluate": _evaluate}[args.command](args)
     except Interrupted as e:
         print(f"pyro-vae: {e}", file=sys.stderr)

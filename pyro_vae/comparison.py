@@ -165,7 +165,7 @@ def compare(
         bar.set_description(f"{label} seed {s}")
         run_dir = Path(run_config.train.run_dir)
         if row is None:
-            stale = (run_dir / RESULT).is_file()  # measured for another request: --overwrite retrains
+            stale = _measured_otherwise(run_dir)  # for another request: --overwrite retrains
             (run_dir / RESULT).unlink(missing_ok=True)
             try:
                 measured = _train_and_measure(run_config, data, x, device, estimator, options, stale)
@@ -271,12 +271,22 @@ def _train_or_resume(config: Config, data, fresh: bool):
     return train(config, data=data, overwrite=True, quiet=True)
 
 
+def _measured_otherwise(run_dir: Path) -> bool:
+    """Whether the run holds a readable result (which :func:`_finished` found to be another's)."""
+    try:
+        return "request" in json.loads((run_dir / RESULT).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def _finished(run_dir: Path, request: dict, overwrite: bool) -> dict | None:
     """The row of a run already measured for this same ``request``, None if it must be (re)trained."""
     path = run_dir / RESULT
-    if not path.is_file():
-        return None
-    saved = json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text())
+        saved["request"], saved["row"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, or damaged: measured again (from the run's checkpoint, if it has one)
     if saved["request"] == request:
         return saved["row"]
     if overwrite:

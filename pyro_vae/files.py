@@ -54,6 +54,9 @@ def atomic_write(path: Path, write: Callable[[Path], object], *, sync: bool = Fa
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise RunDirError(f"cannot write {str(path)!r}: {_reason(e)}") from None
+    except BaseException:  # an interrupt or a failing writer: no half-written temporary file
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def append_line(path: Path, line: str) -> None:

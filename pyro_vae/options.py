@@ -40,11 +40,16 @@ class Range:
     def __str__(self) -> str:
         parts = []
         if self.lo is not None:
-            parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
+            parts.append(f"{'>' if self.lo_open else '>='} {_number(self.lo)}")
         if self.hi is not None and self.hi != math.inf:
-            parts.append(f"{'<' if self.hi_open else '<='} {self.hi:g}")
-        parts += [f"!= {v:g}" for v in self.excluded]
+            parts.append(f"{'<' if self.hi_open else '<='} {_number(self.hi)}")
+        parts += [f"!= {_number(v)}" for v in self.excluded]
         return " and ".join(parts)
+
+
+def _number(x: float) -> str:
+    """An integer bound in full (4294967295, not 4.29497e+09); others as ``%g``."""
+    return str(int(x)) if isinstance(x, int) else f"{x:g}"
 
 
 PositiveInt = Annotated[int, Range(lo=1)]

@@ -206,6 +206,8 @@ class Run:
         from .model import VAE, load_weights  # model imports the registries; run stays light
 
         run_dir = Path(run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunDirError(f"run directory {str(run_dir)!r} is a file, not a directory")
         if not run_dir.is_dir():
             raise RunDirError(f"run directory {str(run_dir)!r} does not exist")
         payload = load_checkpoint(run_dir / checkpoint, map_location=device)

@@ -171,8 +171,9 @@ class TrainConfig(_Section):
     #: experiment trackers that also receive every epoch's metrics and the figures:
     #: "tensorboard", "mlflow" (optional extras; see pyro_vae.loggers)
     loggers: list[str] = field(default_factory=list)
-    #: seeds the initialisation and every draw of training (not the data split: data.split_seed)
-    seed: int = 0
+    #: seeds the initialisation, the data order and every draw of training (not the data
+    #: split: data.split_seed)
+    seed: Annotated[int, Range(lo=0, hi=2**32 - 1)] = 0
     #: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
     device: str = "auto"
     #: where the run is written; empty means runs/<data name>-<date>-<time>

@@ -1,6 +1,8 @@
 """Every bad input to the command line ends in one line on stderr and exit status 2, and leaves
 nothing behind: no directory created, no temporary ``.*.tmp`` file, no half-written output."""
 
+import json
+
 import numpy as np
 import pyro
 import pytest
@@ -201,7 +203,7 @@ def test_evaluate_a_directory_without_a_run(tmp_path, capsys):
 
 
 def test_evaluate_a_file(a_file, capsys):
-    refused(["evaluate", str(a_file)], capsys, str(a_file))
+    refused(["evaluate", str(a_file)], capsys, str(a_file), "is a file, not a directory")
 
 
 def test_evaluate_a_missing_directory(tmp_path, capsys):
@@ -414,3 +416,49 @@ def test_a_config_file_that_cannot_be_read(
     argv = ["train", "--quiet"] if command == "train" else compare_argv()
     refused([*argv, "--config", name], capsys, f"config file {name!r}", fragment)
     assert everything(tmp_path) == {tmp_path.joinpath(name).relative_to(tmp_path)}
+
+
+# -- the command line itself ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        pytest.param(["--split", "nosuch"], "argument --split: invalid choice: 'nosuch'", id="split"),
+        pytest.param(["--points", "abc"], "argument --points: invalid int value: 'abc'", id="points"),
+        pytest.param(["--estimator", "nosuch"], "argument --estimator: invalid choice", id="estimator"),
+    ],
+)
+def test_a_usage_error_is_one_line_naming_the_help(run_dir, capsys, argv, fragment):
+    line = refused(["evaluate", str(run_dir), *argv], capsys, fragment)
+    assert line.endswith("(see pyro-vae evaluate --help)")
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_train_seed_out_of_range(tmp_path, capsys, seed):
+    argv = ["train", "--train.seed", seed, "--train.run_dir", str(tmp_path / "run"), *TINY]
+    refused(argv, capsys, f"train.seed = {seed} is not allowed: expected an integer >= 0 and <= 4294967295")
+    assert everything(tmp_path) == set()
+
+
+def test_compare_seeds_that_run_past_the_seed_range(tmp_path, monkeypatch, capsys, no_work):
+    monkeypatch.chdir(tmp_path)
+    argv = compare_argv("--train.seed", str(2**32 - 2), "--seeds", "3", "--out", str(tmp_path / "cmp"))
+    refused(argv, capsys, f"train.seed = {2**32} is not allowed")
+    assert everything(tmp_path) == set()
+
+
+def test_a_damaged_result_of_a_comparison_is_measured_again(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = compare_argv("--eval-samples", "20", "--eval-points", "20", "--out", str(out))
+    assert main(argv) == 0
+    result = out / "runs" / "elbo-seed0" / "result.json"
+    row = json.loads(result.read_text())["row"]
+    for damage in ("{x", "{}"):
+        result.write_text(damage)
+        assert main(argv) == 0, capsys.readouterr().err
+        again = json.loads(result.read_text())["row"]
+        # resumed from its finished checkpoint, measured again: the same numbers
+        assert {k: again[k] for k in ("log_px", "valid_elbo", "epochs")} == {
+            k: row[k] for k in ("log_px", "valid_elbo", "epochs")
+        }
