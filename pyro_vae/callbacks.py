@@ -119,6 +119,9 @@ class EarlyStopping(Callback):
     def __init__(self, patience: int):
         self.patience = patience
 
+    def on_start(self, state):
+        self.on_epoch_end(state, None)  # a resumed run that had stopped early stays stopped
+
     def on_epoch_end(self, state, epoch):
         if state.best_epoch is not None and state.epoch - state.best_epoch >= self.patience:
             state.stop = (

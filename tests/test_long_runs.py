@@ -330,3 +330,62 @@ def test_a_torn_metrics_file_is_read_to_its_last_whole_line(finished, tmp_path):
     assert code == 2 and err == [
         f"pyro-vae: error: {str(run_dir / METRICS)!r} is damaged: line 2 is not a JSON object"
     ]
+
+
+def test_an_early_stopped_run_resumed_stays_stopped_unless_patience_grows(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["--train.epochs", 40, "--train.patience", 2, "--train.lr", 0.03, "--train.run_dir", run_dir]
+    assert cli("train", *args, "--quiet", *TINY)[0] == 0
+    stopped = rows(run_dir)[-1]["epoch"]
+    assert cli("train", "--resume", run_dir, "--quiet")[0] == 0
+    assert rows(run_dir)[-1]["epoch"] == stopped  # nothing more was trained
+    assert cli("train", "--resume", run_dir, "--train.patience", 5, "--quiet")[0] == 0
+    assert rows(run_dir)[-1]["epoch"] > stopped
+
+
+def test_a_users_own_model_resumes_exactly(tmp_path):
+    import pyro
+    import pyro.distributions as dist
+    from pyro.distributions import constraints
+
+    from pyro_vae.data import Data
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 1, generator=g) * torch.tensor([2.0, -1.0, 0.5]) + 0.3 * torch.randn(
+        300, 3, generator=g
+    )
+    data = Data(name="toy", train=x[:250], valid=x[250:])
+
+    def model(x):
+        w = pyro.param("w", torch.ones(3))
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([1]).to_event(1))
+            pyro.sample("x", dist.Normal(z * w, 0.3).to_event(1), obs=x)
+
+    def guide(x):
+        a = pyro.param("a", torch.zeros(3))
+        s = pyro.param("s", torch.tensor(1.0), constraint=constraints.positive)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal((x @ a).unsqueeze(-1), s).to_event(1))
+
+    def config(name, epochs):
+        return Config().override(
+            {
+                "train.epochs": epochs,
+                "train.lr": 0.05,
+                "train.run_dir": str(tmp_path / name),
+                "train.device": "cpu",
+            }
+        )
+
+    pyro_vae.train(config("whole", 6), model=model, guide=guide, data=data, quiet=True)
+    pyro.clear_param_store()
+    pyro_vae.train(config("cut", 3), model=model, guide=guide, data=data, quiet=True)
+    pyro.clear_param_store()  # a new process: the parameters come from the checkpoint
+    pyro_vae.train(config("cut", 6), model=model, guide=guide, data=data, resume=tmp_path / "cut", quiet=True)
+    a, b = (load_checkpoint(tmp_path / name / CHECKPOINT) for name in ("whole", "cut"))
+    assert a["model"].keys() == b["model"].keys() == {"w", "a", "s"}
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [r["valid_elbo"] for r in rows(tmp_path / "whole")] == [
+        r["valid_elbo"] for r in rows(tmp_path / "cut")
+    ]
