@@ -93,7 +93,9 @@ def non_default_config() -> Config:
             decoder={"kind": "mlp", "hidden": [], "activation": "elu"},
         ),
         objective=Spec("meanfield", {"particles": 3}),
-        train=TrainConfig(epochs=7, lr=3e-4, device="cpu", seed=-3, run_dir="runs/x y"),
+        train=TrainConfig(
+            epochs=7, lr=3e-4, device="cpu", seed=3, run_dir="runs/x y", checkpoint_every={"epochs": 2}
+        ),
         data=DataConfig(path="x.npy", valid_fraction=0.25, shuffle=False, image_shape=(8, 8)),
     )
 
@@ -272,7 +274,10 @@ BAD_FILES = [
     ),
     pytest.param(
         "[train]\nepoch = 3\n",
-        ["unknown key train.epoch", "epochs, batch_size, lr, seed, device, run_dir, eval_batch_size"],
+        [
+            "unknown key train.epoch",
+            "epochs, batch_size, lr, lr_schedule, clip_norm, patience, checkpoint_every",
+        ],
         id="key",
     ),
     pytest.param(
