@@ -146,6 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sample.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    sample.add_argument(
+        "--checkpoint", default="checkpoint.pt", help="checkpoint.pt (default: the last) or best.pt"
+    )
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -165,6 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--batch-size", type=int, default=100, help="points per pass (default 100)")
     add("--seed", type=int, default=0, help="random seed (default 0)")
     add("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add("--checkpoint", default="checkpoint.pt", help="checkpoint.pt (default: the last) or best.pt")
     add("--out", type=Path, metavar="FILE", help="default RUN_DIR/evaluation-ESTIMATOR-SPLIT.json")
     add("--option", action="append", metavar="KEY=VALUE", help="an estimator option (repeatable)")
     add("--plugins", nargs="+", default=[], metavar="FILE", help="files that register estimators")
@@ -239,7 +243,10 @@ def _compare(args, extra: list[str]) -> None:
 def _sample(args) -> None:
     from .evaluate import sample_run
 
-    print(sample_run(args.run_dir, args.n, out=args.out, seed=args.seed, device=args.device))
+    out = sample_run(
+        args.run_dir, args.n, out=args.out, seed=args.seed, device=args.device, checkpoint=args.checkpoint
+    )
+    print(out)
 
 
 def _evaluate(args) -> None:
@@ -262,6 +269,7 @@ def _evaluate(args) -> None:
             device=args.device,
             out=args.out,
             progress=bar.update,
+            checkpoint=args.checkpoint,
         )
     untrusted = (
         f"; MC error unknown for {r['untrusted_points']} points (its weights underflow)"

@@ -26,7 +26,7 @@ from .measure import measure
 from .options import PositiveInt, check_value, show
 from .registry import Spec
 from .resolve import resolve_device
-from .run import Run
+from .run import CHECKPOINT, Run
 
 #: draws decoded at a time by :func:`sample_run` (a few MB of images; bounded memory for any n)
 SAMPLE_CHUNK = 10_000
@@ -48,13 +48,15 @@ def evaluate_run(
     device: str = "cpu",
     out=None,
     progress=None,
+    checkpoint: str = CHECKPOINT,
 ) -> tuple[dict, Path]:
     """Estimate log p(x) of the run in ``run_dir`` on the first ``points`` points of ``split``.
 
     :param estimator: a registered estimator's name; ``options`` are its options, checked as a
         config file's.
     :returns: the record written (numbers, diagnostics, every point's log p̂) and its path,
-        ``RUN_DIR/evaluation-ESTIMATOR-SPLIT.json`` unless ``out`` is given.
+        ``RUN_DIR/evaluation-ESTIMATOR-SPLIT.json`` unless ``out`` is given (``…-best.json`` for
+        ``checkpoint="best.pt"``, the epoch with the best validation ELBO).
     """
     check_value("--batch-size", batch_size, PositiveInt)
     check_value("--points", points, PositiveInt | None)
@@ -66,10 +68,11 @@ def evaluate_run(
     options = Spec.parse({"kind": estimator, **(options or {})}, "estimator", "--estimator").params
     _check_seed(seed)
     run_dir = Path(run_dir)
-    out = Path(out) if out is not None else run_dir / f"evaluation-{estimator}-{split}.json"
+    which = "" if checkpoint == CHECKPOINT else f"-{Path(checkpoint).stem}"
+    out = Path(out) if out is not None else run_dir / f"evaluation-{estimator}-{split}{which}.json"
     _refuse_directory(out, "evaluation-results.json")
     torch_device = resolve_device(device, key="--device")
-    run = Run.load(run_dir, device=torch_device)
+    run = Run.load(run_dir, device=torch_device, checkpoint=checkpoint)
     assert run.vae is not None  # Run.load builds the VAE
     _check_writable(out, _where(out, run_dir))  # before the estimation, which may take hours
     data = _data_of(run)
@@ -94,6 +97,8 @@ def evaluate_run(
     assert m.marginal is not None  # an estimator was given
     record = {
         "run_dir": str(run_dir),
+        "checkpoint": checkpoint,
+        "epoch": run.epoch,
         "split": split,
         "seed": seed,
         "device": str(torch_device),
@@ -137,7 +142,14 @@ def describe_estimate(name: str, options: dict, result) -> str:
 
 
 def sample_run(
-    run_dir, n: int = 64, *, out=None, seed: int = 0, device: str = "cpu", chunk_size: int = SAMPLE_CHUNK
+    run_dir,
+    n: int = 64,
+    *,
+    out=None,
+    seed: int = 0,
+    device: str = "cpu",
+    chunk_size: int = SAMPLE_CHUNK,
+    checkpoint: str = CHECKPOINT,
 ) -> Path:
     """``n`` draws from the prior of a trained run, decoded: a ``.png`` grid or a ``.npy`` array.
 
@@ -159,7 +171,7 @@ def sample_run(
             f"-n {n} is too many samples for a picture (at most {MAX_GRID} tiles); "
             "write them as an array with --out FILE.npy"
         )
-    run = Run.load(run_dir, device=resolve_device(device, key="--device"))
+    run = Run.load(run_dir, device=resolve_device(device, key="--device"), checkpoint=checkpoint)
     vae = run.vae
     assert vae is not None  # Run.load builds the VAE
     size = n * (run.config.model.data_dim or 0) * 4 if out.suffix == ".npy" else 0  # float32

@@ -198,6 +198,8 @@ class Run:
     guide: object
     vae: "VAE | None" = None
     history: list[dict] = field(default_factory=list)
+    #: the epochs of training the loaded parameters had (None for a run just trained)
+    epoch: int | None = None
 
     @classmethod
     def load(cls, run_dir, device="cpu", checkpoint: str = CHECKPOINT) -> "Run":
@@ -224,4 +226,5 @@ class Run:
         vae.eval()
         metrics = run_dir / METRICS
         history = read_metrics(metrics) if metrics.exists() else []
-        return cls(config=config, dir=run_dir, model=vae.model, guide=vae.guide, vae=vae, history=history)
+        epoch = payload["training"]["epoch"]
+        return cls(config, run_dir, vae.model, vae.guide, vae=vae, history=history, epoch=epoch)

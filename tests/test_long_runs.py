@@ -206,6 +206,13 @@ def test_best_checkpoint_and_early_stopping(tmp_path):
     last_run = pyro_vae.Run.load(run_dir)
     x = torch.rand(5, 64, generator=torch.Generator().manual_seed(0))
     assert not torch.equal(best_run.vae.encode(x), last_run.vae.encode(x))
+    assert (best_run.epoch, last_run.epoch) == (best, stopped)
+    for which, suffix, epoch in (("best.pt", "-best", best), ("checkpoint.pt", "", stopped)):
+        assert (
+            cli("evaluate", run_dir, "--checkpoint", which, "--points", 20, "--samples", 4, "--quiet")[0] == 0
+        )
+        record = json.loads((run_dir / f"evaluation-is-valid{suffix}.json").read_text())
+        assert (record["checkpoint"], record["epoch"]) == (which, epoch)
 
 
 def test_checkpoint_cadence_in_epochs(tmp_path, monkeypatch):
