@@ -170,6 +170,7 @@ def train(
                 else "no checkpoint was written"
             )
             raise Diverged(f"{e}; {kept}") from None
+    run.epoch = state.epoch
     # Finish: the metrics, checkpoint and figures are written by the callbacks.
     return run
 

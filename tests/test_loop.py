@@ -225,7 +225,12 @@ def test_the_schedule_steps_once_per_epoch_and_epochs_report_their_rate():
     state = make_state(lr=0.1)
     state.scheduler = torch.optim.lr_scheduler.ExponentialLR(state.optimizer, gamma=0.5)
     rec = Recorder()
-    fit(state, FakeStep(), data("cpu"), epochs=3, batch_size=4, callbacks=[rec])
+
+    def step(x, *, epoch, step):
+        state.optimizer.step()  # as a real step does, before the schedule's
+        return x.sum()
+
+    fit(state, step, data("cpu"), epochs=3, batch_size=4, callbacks=[rec])
     assert [ev[3].lr for ev in rec.events if ev[0] == "epoch"] == pytest.approx([0.1, 0.05, 0.025], rel=1e-12)
     assert state.lr == pytest.approx(0.0125, rel=1e-12)
 
