@@ -352,28 +352,10 @@ def test_an_early_stopped_run_resumed_stays_stopped_unless_patience_grows(tmp_pa
 
 def test_a_users_own_model_resumes_exactly(tmp_path):
     import pyro
-    import pyro.distributions as dist
-    from pyro.distributions import constraints
 
-    from pyro_vae.data import Data
+    from tests import one_factor
 
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(300, 1, generator=g) * torch.tensor([2.0, -1.0, 0.5]) + 0.3 * torch.randn(
-        300, 3, generator=g
-    )
-    data = Data(name="toy", train=x[:250], valid=x[250:])
-
-    def model(x):
-        w = pyro.param("w", torch.ones(3))
-        with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([1]).to_event(1))
-            pyro.sample("x", dist.Normal(z * w, 0.3).to_event(1), obs=x)
-
-    def guide(x):
-        a = pyro.param("a", torch.zeros(3))
-        s = pyro.param("s", torch.tensor(1.0), constraint=constraints.positive)
-        with pyro.plate("data", x.shape[0]):
-            pyro.sample("z", dist.Normal((x @ a).unsqueeze(-1), s).to_event(1))
+    data, model, guide = one_factor.data(250, 50), one_factor.model, one_factor.guide
 
     def config(name, epochs):
         return Config().override(

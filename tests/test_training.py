@@ -1,16 +1,14 @@
 """Training: it improves the bound, checkpoints round-trip, tensors stay on their device."""
 
 import pyro
-import pyro.distributions as dist
 import pytest
 import torch
-from pyro.distributions import constraints
 
 import pyro_vae
 from pyro_vae import VAE, Config, RunDirError
 from pyro_vae.checkpoint import load_checkpoint
-from pyro_vae.data import Data
 from pyro_vae.run import CHECKPOINT
+from tests import one_factor
 
 
 def tiny(tmp_path, **overrides):
@@ -116,23 +114,7 @@ def test_vae_tensors_live_on_the_configured_device(device, tmp_path):
 
 def test_train_accepts_a_users_own_model_and_guide(tmp_path):
     """A hand-written Pyro model/guide pair (pyro.param, no VAE class) trains with pyro_vae.train."""
-    torch.manual_seed(0)
-    w_true = torch.tensor([2.0, -1.0, 0.5])
-    z = torch.randn(600, 1)
-    x = z * w_true + 0.3 * torch.randn(600, 3)
-    data = Data(name="toy", train=x[:500], valid=x[500:])
-
-    def model(x):
-        w = pyro.param("w", torch.ones(3))
-        with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([1]).to_event(1))
-            pyro.sample("x", dist.Normal(z * w, 0.3).to_event(1), obs=x)
-
-    def guide(x):
-        a = pyro.param("a", torch.zeros(3))
-        s = pyro.param("s", torch.tensor(1.0), constraint=constraints.positive)
-        with pyro.plate("data", x.shape[0]):
-            pyro.sample("z", dist.Normal((x @ a).unsqueeze(-1), s).to_event(1))
+    data, model, guide = one_factor.data(500, 100), one_factor.model, one_factor.guide
 
     config = Config().override(
         {"train.epochs": 200, "train.lr": 0.05, "train.run_dir": str(tmp_path / "run"), "train.device": "cpu"}
@@ -141,7 +123,7 @@ def test_train_accepts_a_users_own_model_and_guide(tmp_path):
     assert run.vae is None
     assert run.history[-1]["valid_elbo"] > run.history[0]["valid_elbo"] + 1.0
     w = pyro.param("w").detach()
-    assert torch.allclose(w.abs(), w_true.abs(), atol=0.15)  # identified up to sign
+    assert torch.allclose(w.abs(), one_factor.W_TRUE.abs(), atol=0.15)  # identified up to sign
     state = load_checkpoint(run.dir / CHECKPOINT)["model"]
     assert set(state) == {"w", "a", "s"}
     for name in ("w", "a", "s"):  # the trained values, unconstrained as the param store holds them
