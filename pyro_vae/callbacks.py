@@ -138,8 +138,8 @@ class Tracking(Callback):
         self.loggers, self.metrics, self.run_dir = loggers, metrics, run_dir
 
     def on_start(self, state):
-        if state.epoch == 0 and state.batch == 0:
-            self._log(self.metrics.history[-1])
+        if state.epoch == 0:  # the untrained row: new, or purged by a resume within epoch 1
+            self._log(self.metrics.history[0])
 
     def on_epoch_end(self, state, epoch):
         self._log(self.metrics.history[-1])

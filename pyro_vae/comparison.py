@@ -56,10 +56,10 @@ from .files import InUse, make_dir
 from .interrupts import Interrupted
 from .measure import measure
 from .objectives import parse_objective
-from .options import PositiveFloat, PositiveInt, check_value, show
+from .options import PositiveFloat, PositiveInt, check_value
 from .registry import Spec
 from .resolve import resolve_device
-from .run import CHECKPOINT, METRICS, atomic_write, fresh_dir, read_metrics
+from .run import CHECKPOINT, METRICS, atomic_write, first_difference, fresh_dir, read_metrics
 from .training import train
 
 RESULT = "result.json"
@@ -293,7 +293,8 @@ def _finished(run_dir: Path, request: dict, overwrite: bool) -> dict | None:
         return None
     raise RunDirError(
         f"{str(run_dir)!r} holds a run measured with another config "
-        f"({_difference(saved['request'], request)}); pass --overwrite to retrain it, or choose another --out"
+        f"({first_difference(saved['request'], request)}); pass --overwrite to retrain it, "
+        "or choose another --out"
     )
 
 
@@ -317,18 +318,6 @@ def _without_run_dir(config: Config) -> dict:
     values = config.to_dict()
     values["train"].pop("run_dir")
     return values
-
-
-def _difference(old: dict, new: dict, prefix: str = "") -> str:
-    """The first key whose value differs, as ``key: old → new``."""
-    for key in sorted(old.keys() | new.keys()):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            if a != b:
-                return _difference(a, b, f"{prefix}{key}.")
-        elif a != b:
-            return f"{prefix}{key}: {show(a)} → {show(b)}"
-    return "nothing"
 
 
 def _finite(row: dict) -> dict:

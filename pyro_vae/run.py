@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from .checkpoint import load_checkpoint
 from .config import Config, read_config_file
-from .errors import RunDirError
+from .errors import PyroVAEError, RunDirError
 from .files import append_line, atomic_write, lock_dir, make_dir
 from .options import show
 from .plugins import import_plugins
@@ -98,12 +98,6 @@ def claim_run_dir(path: Path, *, overwrite: bool = False, resume: bool = False) 
         yield
 
 
-def prepare_run_dir(path: Path, *, overwrite: bool = False) -> None:
-    """:func:`claim_run_dir` for a moment: check, create and clear ``path`` without keeping it."""
-    with claim_run_dir(path, overwrite=overwrite):
-        pass
-
-
 def append_metrics(path: Path, row: dict) -> None:
     append_line(path, json.dumps(row))
 
@@ -159,7 +153,7 @@ def check_same_run(run_dir: Path, checkpoint: dict) -> None:
         return
     try:
         beside = Config.from_dict(read_config_file(path)).to_dict()
-    except Exception:  # a config.toml that no longer loads (a plugin gone) says nothing here
+    except PyroVAEError:  # a config.toml that no longer loads (a plugin gone) says nothing here
         return
     saved = Config.from_dict(checkpoint["config"]).to_dict()
     differs = first_difference(saved, beside, ignore=EXTENDABLE)

@@ -187,7 +187,7 @@ def test_a_changed_config_is_refused_unless_overwrite(finished, tmp_path, count_
     code, _, err = run_cli(argv)
     assert code == 2
     assert len(err.strip().splitlines()) == 1
-    assert "elbo-seed0" in err and "train.lr: 0.001 → 0.002" in err and "--overwrite" in err
+    assert "elbo-seed0" in err and "config.train.lr = 0.001 → 0.002" in err and "--overwrite" in err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert count_training == []
 

@@ -378,3 +378,30 @@ def test_a_users_own_model_resumes_exactly(tmp_path):
     assert [r["valid_elbo"] for r in rows(tmp_path / "whole")] == [
         r["valid_elbo"] for r in rows(tmp_path / "cut")
     ]
+
+
+def test_tracking_keeps_the_untrained_row_through_a_resume_within_the_first_epoch(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    import os
+    import signal
+
+    from tests.test_loggers import tensorboard_scalars
+
+    step, calls = TrainStep.__call__, []
+
+    def interrupting(self, x, **kwargs):
+        loss = step(self, x, **kwargs)
+        calls.append(1)
+        if len(calls) == 5:  # within epoch 1: Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss
+
+    monkeypatch.setattr(TrainStep, "__call__", interrupting)
+    run_dir = tmp_path / "run"
+    args = ["--train.epochs", 2, "--train.run_dir", run_dir, "--quiet", "--train.loggers", '["tensorboard"]']
+    assert cli("train", *args, *TINY)[0] == 130
+    monkeypatch.setattr(TrainStep, "__call__", step)
+    assert cli("train", "--resume", run_dir, "--quiet")[0] == 0
+    values, _ = tensorboard_scalars(run_dir)
+    assert values["elbo/valid"] == [(r["epoch"], torch.tensor(r["valid_elbo"]).item()) for r in rows(run_dir)]
+    assert [e for e, _ in values["elbo/valid"]] == [0, 1, 2]

@@ -17,25 +17,31 @@ from pyro_vae.run import (
     check_same_run,
     claim_run_dir,
     first_difference,
-    prepare_run_dir,
     read_metrics,
     write_metrics,
 )
 
 
-def test_prepare_run_dir_refuses_a_run_unless_overwrite(tmp_path):
+def claim(path, **kwargs):
+    with claim_run_dir(path, **kwargs):
+        pass
+
+
+def test_claiming_refuses_a_run_unless_overwrite_or_resume(tmp_path):
     fresh = tmp_path / "a" / "b"
-    prepare_run_dir(fresh)
+    claim(fresh)
     assert fresh.is_dir()
     (fresh / CONFIG).write_text("")
     (fresh / "mine.txt").write_text("kept")
-    with pytest.raises(RunDirError, match=r"already holds a run \(config\.toml\)"):
-        prepare_run_dir(fresh)
-    prepare_run_dir(fresh, overwrite=True)
+    with pytest.raises(RunDirError, match=r"already holds a run \(config\.toml\); resume it with --resume"):
+        claim(fresh)
+    claim(fresh, resume=True)
+    assert (fresh / CONFIG).exists()
+    claim(fresh, overwrite=True)
     assert not (fresh / CONFIG).exists() and (fresh / "mine.txt").read_text() == "kept"
-    prepare_run_dir(fresh)  # empty of runs again
+    claim(fresh)  # empty of runs again
     with pytest.raises(RunDirError, match="is a file"):
-        prepare_run_dir(fresh / "mine.txt")
+        claim(fresh / "mine.txt")
 
 
 def test_metrics_round_trip(tmp_path):
