@@ -46,7 +46,7 @@ from ..traces import (
     to_site_layout,
 )
 from .base import MarginalLikelihood, register_estimator
-from .noise import IndexedNoise
+from .noise import IndexedNoise, step_seed
 from .weights import WeightStats
 
 Acceptance = Annotated[float, Range(lo=0, hi=1, lo_open=True, hi_open=True)]
@@ -119,6 +119,7 @@ def ais(
     device=None,
     progress=None,
     plate: str = "data",
+    first_point: int = 0,
     chains: PositiveInt = 16,
     steps: PositiveInt = 500,
     leapfrog: PositiveInt = 10,
@@ -141,20 +142,24 @@ def ais(
     :param seed: fixes the initial draws (keyed by point and chain, as importance sampling's),
         the momenta and the accept decisions; a draw from torch's global generator when unset.
     :param progress: optional callable called with the number of data points done.
+    :param first_point: the index of ``x[0]`` among the points measured (its share of them, when
+        several processes share the work): each batch's momenta and accept decisions come from
+        a generator keyed by the seed and its first point, as its initial draws.
     """
     device = device or x.device
     nesting = max_plate_nesting(model, guide, x[:1].to(device))
     seed = int(torch.randint(2**62, ())) if seed is None else seed
-    rng = torch.Generator(device=device).manual_seed(seed)
     betas = sigmoid_schedule(steps)
     if reverse_from is not None:
         betas = betas[::-1]
     log_px, ess, stderr, accepted, moves = [], [], [], 0.0, 0
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device)
-        z, sites = _initial_latents(guide, xb, chains, nesting, seed, i, plate)
+        first = first_point + i
+        rng = torch.Generator(device=device).manual_seed(step_seed(seed, first) % 2**63)
+        z, sites = _initial_latents(guide, xb, chains, nesting, seed, first, plate)
         if reverse_from is not None:
-            z = {name: reverse_from[name][:, i : i + batch_size].to(device).clone() for name in z}
+            z = {name: reverse_from[name][:, first : first + len(xb)].to(device).clone() for name in z}
         eps = torch.full((chains, len(xb)), step_size, dtype=xb.dtype, device=device)  # (C, B)
 
         def evaluate(z, beta, xb=xb):

@@ -7,21 +7,33 @@ An estimator is a function registered by the name ``pyro-vae evaluate --estimato
                      samples: PositiveInt = 1000) -> MarginalLikelihood: ...
 
 ``x`` is ``(N, D)``; ``seed``, ``batch_size`` (points per pass), ``device``, ``progress`` (a
-callable given the number of points done, or None) and ``plate`` (the data plate's name) are
-given by the caller; the keyword-only arguments after them are the estimator's options,
-typed and defaulted like a part's, which the command line sets as ``--NAME VALUE`` or
-``--option NAME=VALUE`` and checks as a config file's. It returns log p̂(x_n) for every
-point with its diagnostics (:class:`MarginalLikelihood`).
+callable given the number of points done, or None), ``plate`` (the data plate's name) and,
+where the estimator takes it, ``first_point`` (the index of ``x[0]`` among the points
+measured, to key its noise by) are given by the caller; the keyword-only arguments after
+them are the estimator's options, typed and defaulted like a part's, which the command line
+sets as ``--NAME VALUE`` or ``--option NAME=VALUE`` and checks as a config file's. It
+returns log p̂(x_n) for every point with its diagnostics (:class:`MarginalLikelihood`).
+
+With several processes (:mod:`pyro_vae.distributed`), :func:`estimate` gives each a block of
+whole batches and gathers the per-point results: an estimator whose draws are keyed by point
+(``first_point``) then gives each point the estimate one process gives it. One that does not
+take ``first_point`` runs on every point in every process.
 """
 
+import dataclasses
+import inspect
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from ..distributed import world
 from ..registry import Registry, Spec
 
-ESTIMATORS = Registry("estimator", reserved=("seed", "batch_size", "device", "progress", "plate"))
+ESTIMATORS = Registry(
+    "estimator", reserved=("seed", "batch_size", "device", "progress", "plate", "first_point")
+)
 register_estimator = ESTIMATORS.register
 
 
@@ -82,14 +94,36 @@ def estimate(
     """
     checked = Spec.parse({"kind": name, **options}, "estimator", "estimator")
     entry = ESTIMATORS.get(checked.kind, key="estimator")
-    return entry(
+    w, given = world(), dict(checked.params)
+    shared = w.size > 1 and "first_point" in inspect.signature(entry).parameters
+    lo, hi = w.block(len(x), batch_size) if shared else (0, len(x))
+    if shared:
+        given["first_point"] = lo
+    result = entry(
         model,
         guide,
-        x,
+        x[lo:hi] if hi > lo else x[:1],  # a process with no points measures one, for the shapes
         seed=seed,
         batch_size=batch_size,
         device=device,
         progress=progress,
         plate=plate,
-        **checked.params,
+        **given,
     )
+    return _gathered(result, len(x), batch_size, hi - lo) if shared else result
+
+
+def _gathered(result: MarginalLikelihood, n: int, batch_size: int, mine: int) -> MarginalLikelihood:
+    """The whole result from each process's: per-point tensors gathered in order, other
+    numbers averaged over the processes weighted by their points (equal ones stay equal)."""
+    w = world()
+    counts = w.objects(mine)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(result):
+        value = getattr(result, f.name)
+        if torch.is_tensor(value) and value.dim() >= 1 and len(value) == max(mine, 1):
+            values[f.name] = w.gather(value[:mine], n, batch_size)
+        elif isinstance(value, float):
+            shares = w.objects(value)
+            values[f.name] = sum(v * c for v, c in zip(shares, counts, strict=True) if c) / n
+    return dataclasses.replace(result, **values)

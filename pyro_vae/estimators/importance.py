@@ -31,6 +31,7 @@ def importance_sampling(
     device=None,
     progress=None,
     plate: str = "data",
+    first_point: int = 0,
     samples: PositiveInt = 5000,
     chunk_size: PositiveInt = 500,
 ) -> MarginalLikelihood:
@@ -41,7 +42,8 @@ def importance_sampling(
     ``chunk_size × batch_size`` whatever K. Each sample's noise is fixed by (``seed``, point
     index, sample index) (:mod:`pyro_vae.estimators.noise`), so chunk and batch sizes change
     memory, not the estimate; ``seed`` defaults to a draw from torch's global generator
-    (``pyro.set_rng_seed`` fixes it). The error of each point's estimate is
+    (``pyro.set_rng_seed`` fixes it), and ``first_point`` is the index of ``x[0]`` among the
+    points measured (a process's share). The error of each point's estimate is
     :class:`~pyro_vae.estimators.weights.WeightStats`'.
     """
     device = device or x.device
@@ -54,7 +56,7 @@ def importance_sampling(
             stats = WeightStats(len(xb), samples, device=device, dtype=xb.dtype)
             for start in range(0, samples, chunk_size):
                 k = min(chunk_size, samples - start)
-                with IndexedNoise(seed, first_point=i, first_sample=start, plate=plate):
+                with IndexedNoise(seed, first_point=first_point + i, first_sample=start, plate=plate):
                     terms = local_terms(model, guide, xb, particles=k, nesting=nesting, plate=plate)
                 stats.add(terms.log_w, start)  # (k, B)
             parts.append(stats.finish())

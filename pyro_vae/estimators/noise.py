@@ -1,4 +1,4 @@
-"""Reproducible draws for estimators: noise fixed by (seed, data point, sample, coordinate).
+"""Reproducible draws: noise fixed by (seed, data point, sample, coordinate).
 
 An importance-sampling estimate draws K samples for each of N data points, in chunks that
 only bound memory. With the global random stream the draws would depend on the chunking.
@@ -8,6 +8,11 @@ point's index in the dataset, the sample's index among the K, the latent site's 
 (splitmix64, Steele et al. 2014, then Box–Muller), so the same seed gives the same estimate
 whatever the chunk and batch sizes. It covers Normal, MultivariateNormal, Independent and
 TransformedDistribution guides; any other site draws from the global stream as usual.
+
+Training draws the same way, with the seed of each step :func:`step_seed` (train.seed, step):
+a point's noise in a step then does not depend on its place in the minibatch, nor on which
+process of several holds it (:mod:`pyro_vae.distributed`), so N processes train the model
+one process trains. A site outside a ``"particles"`` plate (a one-particle ELBO) is particle 0.
 """
 
 import math
@@ -34,12 +39,27 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
     return x ^ _shr(x, 31)
 
 
+def _scramble(x: int) -> int:
+    """splitmix64 of a Python integer, on the host, as an int64 value."""
+    x %= 2**64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) % 2**64
+    x ^= x >> 31
+    return x - 2**64 if x >= 2**63 else x
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The noise seed of training step ``step`` of a run seeded ``seed``: splitmix64 of both."""
+    return _scramble(_scramble((seed + 1) * 0x9E3779B97F4A7C15) + step)
+
+
 def indexed_normal(seed: int, points, samples, coords, dtype=torch.float32) -> torch.Tensor:
     """Standard normals, one per broadcast (point, sample, coordinate) index triple.
 
-    One 64-bit hash per value; its two 32-bit halves are the two uniforms of Box–Muller.
+    One 64-bit hash per value; its two 32-bit halves are the two uniforms of Box–Muller. The
+    seed is scrambled first, so that seeds s and s' do not share draws at points p and p ^ s ^ s'.
     """
-    h = _mix(_mix(_mix(seed ^ points) + samples) + coords)
+    h = _mix(_mix(_mix(_scramble(seed) ^ points) + samples) + coords)
     u1 = (_shr(h, 32).to(dtype) + 0.5) / 2.0**32
     u2 = ((h & 0xFFFFFFFF).to(dtype) + 0.5) / 2.0**32
     return torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
@@ -48,29 +68,42 @@ def indexed_normal(seed: int, points, samples, coords, dtype=torch.float32) -> t
 class IndexedNoise(Messenger):
     """Draw guide samples from :func:`indexed_normal` noise; see the module docstring.
 
-    :param first_point: the dataset index of the batch's first data point.
+    :param first_point: the dataset index of the batch's first data point, or a ``(B,)``
+        tensor of the dataset indices of the batch's points.
     :param first_sample: the index of the chunk's first sample among the K.
+    :param missed: called once with a site's name when its draw cannot be keyed (not
+        reparameterizable, or a distribution it does not cover), which then draws from the
+        global stream.
     """
 
-    def __init__(self, seed: int, first_point: int, first_sample: int, plate: str = "data"):
+    def __init__(self, seed: int, first_point, first_sample: int = 0, plate: str = "data", missed=None):
         super().__init__()
         self.seed, self.first_point, self.first_sample, self.plate = seed, first_point, first_sample, plate
+        self.missed = missed
 
     def _pyro_sample(self, msg):
-        if msg["is_observed"] or msg["value"] is not None or not msg["fn"].has_rsample:
+        if msg["is_observed"] or msg["value"] is not None:
             return
         frames = {f.name: f.dim for f in msg["cond_indep_stack"] if f.vectorized}
-        if PARTICLES not in frames or self.plate not in frames:
+        if self.plate not in frames:
+            return
+        if not msg["fn"].has_rsample:
+            self._missed(msg)
             return
         try:
             msg["value"] = _reparameterize(msg["fn"], lambda shape: self._noise(shape, msg, frames))
         except NotImplementedError:
-            return
+            self._missed(msg)
+
+    def _missed(self, msg) -> None:
+        if self.missed is not None:
+            self.missed(msg["name"])
 
     def _noise(self, like: torch.Tensor, msg, frames) -> torch.Tensor:
         """ε shaped like ``like`` (batch then event dims of the site's base distribution)."""
         shape, batch = like.shape, len(msg["fn"].batch_shape)
-        particle, point = batch + frames[PARTICLES], batch + frames[self.plate]
+        point = batch + frames[self.plate]
+        particle = batch + frames[PARTICLES] if PARTICLES in frames else None
         index = [
             torch.arange(n, device=like.device).reshape([-1] + [1] * (len(shape) - i - 1))
             for i, n in enumerate(shape)
@@ -81,9 +114,12 @@ class IndexedNoise(Messenger):
                 coord = coord * n + index[i]  # row-major index over the other dimensions
         # each latent site gets its own stream: z₁ and z₂ of a hierarchical guide must not share ε
         seed = self.seed ^ (zlib.crc32(msg["name"].encode()) << 31)
-        eps = indexed_normal(
-            seed, self.first_point + index[point], self.first_sample + index[particle], coord
-        )
+        if torch.is_tensor(self.first_point):  # the dataset index of each point
+            points = self.first_point.reshape(index[point].shape)
+        else:
+            points = self.first_point + index[point]
+        samples = self.first_sample + (index[particle] if particle is not None else 0)
+        eps = indexed_normal(seed, points, samples, coord)
         return eps.expand(shape).to(like.dtype)
 
 

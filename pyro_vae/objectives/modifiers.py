@@ -16,7 +16,8 @@ bound's KL is the same closed form, as ``meanfield``'s; in expectation otherwise
   epochs (or steps), so the decoder learns to use z before the KL presses q toward the
   prior (Bowman et al. 2016; Sønderby et al. 2016);
 * free bits: no gradient pushes KL̄_j below λ = ``free_bits`` nats, so that dimensions
-  are not switched off early (Kingma et al. 2016, eq. 15).
+  are not switched off early (Kingma et al. 2016, eq. 15). KL̄_j is the mean over the
+  global minibatch, summed across processes when there are several.
 
 The correction, like every scale factor, is applied outside any log-mean-exp. It costs
 one more pass of the guide and the model per step. β_t is an input of the loss:
@@ -32,6 +33,7 @@ import torch
 from pyro import poutine
 from torch.distributions import Independent
 
+from ..distributed import world
 from ..kl import site_kl
 from ..numeric import masked
 from ..traces import closed_form_sites, latent_sites, site_scale
@@ -83,10 +85,22 @@ class Modified(pyro.infer.ELBO):
         loss = self.base.differentiable_loss(model, guide, x)
         kl, scale = kl_by_dimension(model, guide, x, plate=self.plate)  # (B, J)
         total = kl.sum()
-        free = len(kl) * kl.mean(0).clamp(min=self.free_bits).sum() if self.free_bits else total
+        free = self._free_bits(kl) if self.free_bits else total
         # the base bound's own KL weight (β for the β-VAE, 1 otherwise) is what the schedule moves
         b = getattr(self.base, "kl_scale", 1.0)
         return loss - scale * b * (total - kl_weight * free)
+
+    def _free_bits(self, kl: torch.Tensor) -> torch.Tensor:
+        """FB_λ summed over this batch's points, B · Σ_j max(λ, KL̄_j), as a sum over points.
+
+        With KL̄_j the mean over the *global* batch (all processes' shares, one all-reduce),
+        each process's part Σ_j [a_j Σ_n KL_nj + (1 − a_j) λ b], a_j = 1[KL̄_j ≥ λ] and b its
+        points, sums to the one-process value, and its gradient is the clamp's.
+        """
+        sums = torch.cat([kl.sum(0), kl.new_full((1,), len(kl))])  # (J + 1,), no host copy
+        total = world().sum(sums.detach())
+        active = (total[:-1] / total[-1] >= self.free_bits).to(kl.dtype)  # (J,)
+        return (active * sums[:-1] + (1 - active) * self.free_bits * len(kl)).sum()
 
     def loss(self, model, guide, *args, **kwargs) -> float:
         with torch.no_grad():
