@@ -31,7 +31,7 @@ class Metrics(Callback):
     """
 
     def __init__(
-        self, path: Path, model, guide, splits: dict, *, batch_size: int, device, seed: int, history=()
+        self, path: Path | None, model, guide, splits: dict, *, batch_size: int, device, seed: int, history=()
     ):
         self.path, self.model, self.guide, self.splits = path, model, guide, splits
         self.batch_size, self.device, self.seed = batch_size, device, seed
@@ -51,7 +51,8 @@ class Metrics(Callback):
         seconds = epoch.seconds if epoch else 0.0
         row.update(seconds=seconds, items_per_second=epoch.points / seconds if epoch and seconds else None)
         self.history.append(row)
-        append_metrics(self.path, row)
+        if self.path is not None:  # None: a process that measures but does not write
+            append_metrics(self.path, row)
         return row
 
     def on_start(self, state):

@@ -16,12 +16,18 @@ here too. A problem with the user's input (config, data, device, run directory) 
 as one line on stderr with exit status 2; nothing is written. SIGINT (Ctrl-C) or SIGTERM
 during training writes a checkpoint and exits with 130 or 143 and one line naming the
 command that resumes the run.
+
+Under ``torchrun`` (``torchrun --nproc-per-node N -m pyro_vae train ...``) every process runs
+the command and rank 0 prints; a process that fails, or is lost, is reported once, by name
+(:func:`pyro_vae.distributed.failure_line`), and the others stop with it.
 """
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
+from . import distributed
 from .config import Config, load_config, read_config_file
 from .errors import ConfigError, PyroVAEError
 from .estimators import ESTIMATORS
@@ -216,7 +222,8 @@ def _train(args, extra: list[str]) -> None:
     else:
         config = checkpoint_config(args.resume).override(_overrides(extra))
     run = train(config, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
-    print(run.dir)
+    if distributed.world().main:
+        print(run.dir)
 
 
 def _compare(args, extra: list[str]) -> None:
@@ -236,13 +243,16 @@ def _compare(args, extra: list[str]) -> None:
         overwrite=args.overwrite,
         quiet=args.quiet,
     )
-    print(result.markdown)
-    print(result.dir)
+    if distributed.world().main:
+        print(result.markdown)
+        print(result.dir)
 
 
 def _sample(args) -> None:
     from .evaluate import sample_run
 
+    if not distributed.writes():
+        return  # one process draws
     out = sample_run(
         args.run_dir, args.n, out=args.out, seed=args.seed, device=args.device, checkpoint=args.checkpoint
     )
@@ -257,7 +267,8 @@ def _evaluate(args) -> None:
     options = _key_values(args.option, "--option")
     given = {k[4:]: parse_value(v) for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
     options.update(given)
-    with tqdm(unit="point", disable=args.quiet or not sys.stderr.isatty()) as bar:
+    quiet = args.quiet or not distributed.writes() or not sys.stderr.isatty()
+    with tqdm(unit="point", disable=quiet) as bar:  # rank 0's share, with several processes
         r, out = evaluate_run(
             args.run_dir,
             split=args.split,
@@ -271,6 +282,8 @@ def _evaluate(args) -> None:
             progress=bar.update,
             checkpoint=args.checkpoint,
         )
+    if not distributed.world().main:
+        return
     untrusted = (
         f"; MC error unknown for {r['untrusted_points']} points (its weights underflow)"
         if r["untrusted_points"]
@@ -307,6 +320,10 @@ def _preload_plugins(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if distributed.launched() > 1:
+        # torchrun sends SIGTERM to every process when one fails: the failure is learnt from the
+        # collective it breaks, and said once, rather than each process dying without a word
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
         _preload_plugins(argv)
         parser = _parser()
@@ -322,12 +339,26 @@ def main(argv: list[str] | None = None) -> int:
                 )
             {"sample": _sample, "evaluate": _evaluate}[args.command](args)
     except Interrupted as e:
-        print(f"pyro-vae: {e}", file=sys.stderr)
+        _say(e, "pyro-vae: ")
         return e.exit_status
     except PyroVAEError as e:
-        print(f"pyro-vae: error: {e}", file=sys.stderr)
+        _say(e, "pyro-vae: error: ")
         return 2
     except KeyboardInterrupt:
         print("pyro-vae: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not distributed.lost_peer(e) or distributed.world().size == 1:
+            raise
+        _say(e, "pyro-vae: error: ")  # another process stopped: the job stops
+        return 1
+    finally:
+        distributed.leave()
     return 0
+
+
+def _say(error: BaseException, prefix: str) -> None:
+    """The error's line, printed by the one process of several that should say it."""
+    line = distributed.failure_line(error, distributed.world())
+    if line is not None:
+        print(f"{prefix}{line}", file=sys.stderr)

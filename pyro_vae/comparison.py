@@ -32,6 +32,12 @@ Running the same comparison again (``--out`` the same directory) reuses every ru
 result.json whose recorded config and evaluation match, resumes runs that were interrupted in
 training from their checkpoints (exactly: :func:`pyro_vae.train` with ``resume``), and
 measures those that were interrupted while being measured.
+
+Under ``torchrun`` every run trains, and is measured, on all the processes in turn
+(:mod:`pyro_vae.distributed`), rather than each process taking runs of its own: each run is
+then the run one process makes, none waits for the slowest objective while others idle, a
+comparison of one run is as fast, and an interrupted comparison resumes as on one process.
+Rank 0 decides what is to be done from the files, and alone writes.
 """
 
 import json
@@ -47,7 +53,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from . import report
+from . import distributed, report
 from .config import Config
 from .data import load_data
 from .errors import ConfigError, RunDirError
@@ -139,9 +145,11 @@ def compare(
     if len(set(names.values())) < len(names):
         raise ConfigError(f"objectives {', '.join(parsed)} do not name distinct run directories")
     device = resolve_device(base.train.device)
+    w = distributed.join(device, base.train.backend)
+    device = distributed.device_of(device)
     data = load_data(base.data)  # one split for every run
     x = data.valid[:eval_points]  # (N, D): the yardstick's points
-    out = Path(out_dir) if out_dir else fresh_dir("comparisons", base.data.name)
+    out = w.broadcast(Path(out_dir) if out_dir else fresh_dir("comparisons", base.data.name))
 
     plan = []  # (label, seed, config, request, finished row or None); seed 0 of each first
     for s in range(seeds):
@@ -156,17 +164,22 @@ def compare(
                 "eval_points": len(x),
             }
             plan.append((label, s, run_config, request, _finished(run_dir, request, overwrite)))
-    make_dir(out, "comparison directory (--out)")  # every run's config checked, nothing trained yet
+    done = w.broadcast([row for *_, row in plan])  # rank 0's reading of the files decides
+    plan = [(*entry[:4], row) for entry, row in zip(plan, done, strict=True)]
+    if w.main:
+        make_dir(out, "comparison directory (--out)")  # every run's config checked, nothing trained yet
 
     rows: list[dict] = []
     histories: dict[str, list[list[dict]]] = {label: [] for label in parsed}  # label -> runs' metrics
-    bar = tqdm(plan, unit="run", disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+    bar = tqdm(plan, unit="run", disable=quiet or not w.main or not sys.stderr.isatty(), dynamic_ncols=True)
     for label, s, run_config, request, row in bar:
         bar.set_description(f"{label} seed {s}")
         run_dir = Path(run_config.train.run_dir)
         if row is None:
-            stale = _measured_otherwise(run_dir)  # for another request: --overwrite retrains
-            (run_dir / RESULT).unlink(missing_ok=True)
+            stale = w.broadcast(_measured_otherwise(run_dir))  # for another request: --overwrite retrains
+            w.barrier()  # every process has read the run directory before rank 0 changes it
+            if w.main:
+                (run_dir / RESULT).unlink(missing_ok=True)
             try:
                 measured = _train_and_measure(run_config, data, x, device, estimator, options, stale)
             except (Interrupted, KeyboardInterrupt) as e:
@@ -178,9 +191,13 @@ def compare(
                     signum,
                 ) from None
             row = {"objective": label, "seed": s, **measured}
-            _write(run_dir / RESULT, json.dumps({"request": request, "row": row}, indent=2) + "\n")
+            if w.main:
+                _write(run_dir / RESULT, json.dumps({"request": request, "row": row}, indent=2) + "\n")
         rows.append(row)
-        histories[label].append(read_metrics(run_dir / METRICS))
+        if w.main:
+            histories[label].append(read_metrics(run_dir / METRICS))
+    if not w.main:
+        return Comparison(rows=rows, summary=[], dir=out, markdown="")
 
     summary = [report.summarize(label, [r for r in rows if r["objective"] == label]) for label in parsed]
     tc = base.train
@@ -261,7 +278,7 @@ def _train_or_resume(config: Config, data, fresh: bool):
     """Continue a run an interrupted comparison left a checkpoint of, when it is this same run;
     train it afresh otherwise (and when ``fresh``)."""
     run_dir = Path(config.train.run_dir)
-    if not fresh and (run_dir / CHECKPOINT).is_file():
+    if distributed.world().broadcast(not fresh and (run_dir / CHECKPOINT).is_file()):
         try:
             return train(config, data=data, resume=run_dir, quiet=True)
         except InUse:

@@ -7,6 +7,10 @@ the run; :func:`sample_run` decodes draws from its prior into a picture or an ar
 Both check where they will write (``--out``) before they start: a directory in the way, a
 file where a directory should be, or a directory that cannot be written in is refused in one
 line, and nothing is left behind.
+
+Under ``torchrun`` the processes of :func:`evaluate_run` share the points, in whole batches,
+and gather every point's estimate (:mod:`pyro_vae.distributed`): the record is the one a
+single process writes, and rank 0 writes it. Sampling is one process's work.
 """
 
 import json
@@ -17,7 +21,7 @@ import numpy as np
 import pyro
 import torch
 
-from . import plots
+from . import distributed, plots
 from .data import Data, load_data
 from .errors import ConfigError, DataError, RunDirError
 from .estimators import ESTIMATORS
@@ -72,9 +76,12 @@ def evaluate_run(
     out = Path(out) if out is not None else run_dir / f"evaluation-{estimator}-{split}{which}.json"
     _refuse_directory(out, "evaluation-results.json")
     torch_device = resolve_device(device, key="--device")
+    w = distributed.join(torch_device, key="--device")
+    torch_device = distributed.device_of(torch_device)
     run = Run.load(run_dir, device=torch_device, checkpoint=checkpoint)
     assert run.vae is not None  # Run.load builds the VAE
-    _check_writable(out, _where(out, run_dir))  # before the estimation, which may take hours
+    if w.main:
+        _check_writable(out, _where(out, run_dir))  # before the estimation, which may take hours
     data = _data_of(run)
     if split not in ("train", "valid", "test") or getattr(data, split) is None:
         available = ", ".join(s for s in ("train", "valid", "test") if getattr(data, s, None) is not None)
@@ -108,8 +115,9 @@ def evaluate_run(
         "log_px_per_point": m.marginal.log_px.tolist(),
         "mc_stderr_per_point": m.marginal.mc_stderr.tolist(),
     }
-    make_dir(out.parent, _where(out, run_dir))
-    atomic_write(out, lambda tmp: tmp.write_text(json.dumps(_finite(record), indent=2) + "\n"))
+    if w.main:
+        make_dir(out.parent, _where(out, run_dir))
+        atomic_write(out, lambda tmp: tmp.write_text(json.dumps(_finite(record), indent=2) + "\n"))
     return record, out
 
 

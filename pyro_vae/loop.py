@@ -13,6 +13,11 @@ Metrics, checkpoints, the progress bar and figures are :class:`Callback` objects
 (:mod:`pyro_vae.callbacks`). The training loss is summed on the device and read once per
 epoch; between steps the loop reads only host values (the step count, the clock, a flag
 set by SIGINT/SIGTERM, :mod:`pyro_vae.interrupts`).
+
+With several processes (:mod:`pyro_vae.distributed`) ``batch_size`` is the global minibatch:
+each takes its share of the same global order, the epoch's loss is summed across them once
+per epoch, and a stop is voted on, so that all stop after the same step. The state they hold
+is the same on every process but for ``epoch_loss``, each one's part of the sum.
 """
 
 import math
@@ -23,8 +28,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .distributed import Vote, World
 from .errors import PyroVAEError
 from .interrupts import Interrupted, Signals
+
+#: the vote of a process whose time budget (``max_seconds``) is spent; a signal votes its number
+_OUT_OF_TIME = 1
 
 
 class Diverged(PyroVAEError):
@@ -135,22 +144,34 @@ def fit(
     device: torch.device | None = None,
     callbacks: Sequence[Callback] = (),
     signals: Signals | None = None,
+    world: World | None = None,
 ) -> TrainState:
     """Train until ``state.epoch == epochs``, ``max_seconds`` of steps, or a callback sets
     ``state.stop``; returns ``state``. A signal in ``signals`` stops training after the current
     step: the callbacks' ``on_interrupt`` saves the state, then :class:`Interrupted` is raised.
 
-    :param step: called as ``step(x, epoch=..., step=...)`` on each minibatch (a
-        :class:`~pyro_vae.step.TrainStep`), returning the loss on the device.
+    :param step: called as ``step(x, index=..., epoch=..., step=...)`` on each minibatch of
+        points ``index`` (a :class:`~pyro_vae.step.TrainStep`), returning the loss on the device.
+    :param world: the processes training together; each holds all of ``train``.
     """
     device = device or train.device
     signals = signals or Signals()
+    world = world or World()
+    vote = Vote(world)
     n = len(train)
 
     def out_of_time(extra: float = 0.0) -> bool:
         return max_seconds is not None and state.seconds + extra >= max_seconds
 
+    def agreed(code: int) -> int:
+        """The agreed vote, which a signal that reached another process sets here too."""
+        if code > _OUT_OF_TIME:
+            signals.received = signals.received or code
+        return code
+
     def interrupt() -> None:
+        if state.epoch_loss is not None:
+            state.epoch_loss = world.sum(state.epoch_loss)  # the checkpoint holds the whole sum
         if state.epoch_loss is not None and not math.isfinite(state.epoch_loss.item()):
             _diverged(state, state.epoch_loss.item())
         for callback in callbacks:
@@ -165,8 +186,9 @@ def fit(
     try:
         for callback in callbacks:
             callback.on_start(state)
-        while state.epoch < epochs and state.stop is None and not out_of_time():
-            if signals.received:
+        spent = out_of_time()  # the same on every process: the seconds of the checkpoint
+        while state.epoch < epochs and state.stop is None and not spent:
+            if agreed(vote.settle(signals.received or 0)) > _OUT_OF_TIME:
                 interrupt()
             order = data_order(n, seed, state.epoch, shuffle).to(train.device)
             if state.batch == 0:
@@ -177,19 +199,30 @@ def fit(
                 )
             assert state.epoch_loss is not None
             start = time.perf_counter()
+            code = 0
             for i in range(state.batch * batch_size, n, batch_size):
-                x = train[order[i : i + batch_size]].to(device, non_blocking=True)  # no-op when held there
-                state.epoch_loss += step(x, epoch=state.epoch + i / n, step=state.step)
+                batch = order[i : i + batch_size]  # the global minibatch
+                index = world.share(batch)
+                x = train[index].to(device, non_blocking=True)  # no-op when held there
+                index = index.to(device, non_blocking=True)
+                state.epoch_loss += step(x, index=index, epoch=state.epoch + i / n, step=state.step)
                 state.step, state.batch, state.epoch_points = (
                     state.step + 1,
                     state.batch + 1,
-                    state.epoch_points + len(x),
+                    state.epoch_points + len(batch),
                 )
-                if signals.received or out_of_time(state.epoch_seconds + time.perf_counter() - start):
+                late = out_of_time(state.epoch_seconds + time.perf_counter() - start)
+                code = agreed(vote(signals.received or (_OUT_OF_TIME if late else 0)))
+                if code:
                     break
             state.epoch_seconds += time.perf_counter() - start
-            if signals.received and state.batch * batch_size < n:
+            if not code:  # this step's vote, waited for at the epoch's end
+                spent = out_of_time(state.epoch_seconds)
+                code = agreed(vote.settle(signals.received or (_OUT_OF_TIME if spent else 0)))
+            if code > _OUT_OF_TIME and state.batch * batch_size < n:
                 interrupt()  # within the epoch
+            spent = code == _OUT_OF_TIME  # on one process's clock: all stop after this epoch
+            state.epoch_loss = world.sum(state.epoch_loss)
             loss = state.epoch_loss.item() / state.epoch_points  # the epoch's one host read of the loss
             if not math.isfinite(loss):
                 _diverged(state, loss)
@@ -200,7 +233,7 @@ def fit(
                 state.scheduler.step()
             for callback in callbacks:
                 callback.on_epoch_end(state, epoch)
-        if signals.received:
+        if agreed(vote.settle(signals.received or 0)) > _OUT_OF_TIME:
             interrupt()
         for callback in callbacks:
             callback.on_end(state)

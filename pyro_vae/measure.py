@@ -33,6 +33,7 @@ from typing import Any
 import pyro
 import torch
 
+from .distributed import world
 from .estimators import IndexedNoise, MarginalLikelihood, estimate
 from .traces import local_terms, max_plate_nesting
 
@@ -76,20 +77,27 @@ def evaluate_elbo(
     Batches are moved to ``device`` when given (data too large to hold there whole). With a
     ``seed`` each point's draw is keyed by (seed, point) (:mod:`pyro_vae.estimators.noise`):
     the same whatever the batch size, and torch's global generator is left alone (training's
-    per-epoch metrics do not move its draws); without one the global generator draws.
+    per-epoch metrics do not move its draws); without one the global generator draws. With a
+    seed, several processes (:mod:`pyro_vae.distributed`) share the batches and gather the
+    results, which are those of one process.
     """
     device = device or data.device
     nesting = max_plate_nesting(model, guide, data[:1].to(device))
     options: dict[str, Any] = {"plate": plate, "analytic_kl": analytic_kl, "nesting": nesting}
+    w = world()  # several processes: each measures its block of whole batches
+    lo, hi = w.block(len(data), batch_size) if seed is not None else (0, len(data))
     chunks = []
     with pyro.validation_enabled(False):  # shapes were checked by max_plate_nesting's traces
-        for i in range(0, len(data), batch_size):
+        for i in range(lo, max(hi, lo + 1), batch_size):  # a process with no points measures one
             keyed = (
                 IndexedNoise(seed, first_point=i, first_sample=0, plate=plate) if seed is not None else None
             )
             with keyed or contextlib.nullcontext():
-                chunks.append(elbo_parts(model, guide, data[i : i + batch_size].to(device), **options))
-    out = {key: torch.cat([c[key] for c in chunks]) for key in ("elbo", "recon", "kl")}
+                xb = data[i : min(i + batch_size, hi)] if hi > lo else data[:1]
+                chunks.append(elbo_parts(model, guide, xb.to(device), **options))
+    out = {key: torch.cat([c[key] for c in chunks])[: hi - lo] for key in ("elbo", "recon", "kl")}
+    if seed is not None:
+        out = {key: w.gather(value, len(data), batch_size) for key, value in out.items()}
     out["kl_estimator"] = chunks[0]["kl_estimator"]
     return out
 

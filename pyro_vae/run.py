@@ -57,6 +57,7 @@ EXTENDABLE = {
     "train.checkpoint_every",
     "train.loggers",
     "train.device",
+    "train.backend",
     "train.run_dir",
 }
 

@@ -17,7 +17,7 @@ import math
 import re
 import typing
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Literal
 
 from . import schedules  # noqa: F401 (the lr_schedule family that train.lr_schedule names)
 from .errors import ConfigError
@@ -154,7 +154,7 @@ class TrainConfig(_Section):
 
     #: passes over the training data
     epochs: PositiveInt = 300
-    #: data points per training step
+    #: data points per training step: the global minibatch, which several processes share
     batch_size: PositiveInt = 100
     #: Adam's learning rate (at the start, when a schedule changes it)
     lr: PositiveFloat = 1e-3
@@ -174,8 +174,12 @@ class TrainConfig(_Section):
     #: seeds the initialisation, the data order and every draw of training (not the data
     #: split: data.split_seed)
     seed: Annotated[int, Range(lo=0, hi=2**32 - 1)] = 0
-    #: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
+    #: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"; under torchrun, "cuda" is each
+    #: process's own GPU (cuda:LOCAL_RANK)
     device: str = "auto"
+    #: how several processes (torchrun) talk: "auto" (nccl for CUDA, gloo for the CPU), "gloo"
+    #: or "nccl"
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
     #: where the run is written; empty means runs/<data name>-<date>-<time>
     run_dir: str = ""
     #: batch size for the validation ELBO (no gradients, so it can be larger)

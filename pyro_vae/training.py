@@ -20,32 +20,33 @@ import pyro
 import torch
 
 from . import callbacks as cb
-from . import interrupts
+from . import distributed, interrupts
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from .config import Config
 from .data import Data, load_data
-from .errors import ConfigError, DataError, RunDirError
+from .distributed import World
+from .errors import ConfigError, DataError
+from .estimators.noise import step_seed
 from .loggers import check_loggers, open_loggers
 from .loop import Diverged, TrainState, fit
-from .model import VAE, load_weights
+from .model import VAE
 from .objectives import make_objective
 from .resolve import place, resolve_config, resolve_device
+from .resume import check_resumable, restore, resumed_history
 from .run import (
     BEST,
     CHECKPOINT,
     CONFIG,
-    EXTENDABLE,
     METRICS,
     Run,
     check_same_run,
     claim_run_dir,
     first_difference,
-    read_metrics,
     resumable,
     write_metrics,
 )
-from .schedules import depends_on_epochs, make_lr_schedule
-from .step import TrainStep, check_programs, declared_params, stepping
+from .schedules import make_lr_schedule
+from .step import TrainStep, check_programs, check_synchronised, declared_params, owners, stepping
 
 
 def train(
@@ -82,20 +83,25 @@ def train(
     with contextlib.ExitStack() as hold, stepping():
         signals = hold.enter_context(interrupts.catching())
         # Resolve: everything a user can get wrong is checked before anything is written.
+        # Of several processes (torchrun), each reads the same files; only rank 0 writes.
         payload = None
         if resume is not None:
             checkpoint = resumable(resume)
-            hold.enter_context(claim_run_dir(Path(resume), resume=True))
+            if distributed.writes():
+                hold.enter_context(claim_run_dir(Path(resume), resume=True))
             payload = load_checkpoint(checkpoint)
             check_same_run(Path(resume), payload)
             config = config or Config.from_dict(payload["config"])
             config = config.override({"train.run_dir": str(resume)})
         config = config or Config()
         device = resolve_device(config.train.device)
+        world = distributed.join(device, config.train.backend)
+        device = distributed.device_of(device)
         data = data or load_data(config.data)
         config = resolve_config(config, data, custom_model=model is not None)
+        config = _same_everywhere(config, world)
         if payload is not None:
-            _check_resumable(config, Config.from_dict(payload["config"]), Path(resume))
+            check_resumable(config, Config.from_dict(payload["config"]), Path(resume))
         tc, run_dir = config.train, Path(config.train.run_dir)
         check_loggers(tc.loggers)
 
@@ -107,20 +113,33 @@ def train(
         data = place(data, device)
         objective = make_objective(config.objective.kind, **config.objective.params)
         params = _parameters(vae, model, guide, objective, data.train[: tc.batch_size].to(device))
+        modules = owners(model, guide)
+        if world.size > 1:
+            check_synchronised(params, modules)
         optimizer = torch.optim.Adam(params.values(), lr=tc.lr)
         schedule = make_lr_schedule(tc.lr_schedule.kind, optimizer, epochs=tc.epochs, **tc.lr_schedule.params)
         state = TrainState(optimizer, schedule)
-        step = TrainStep(objective, model, guide, optimizer, clip_norm=tc.clip_norm)
+        step = TrainStep(
+            objective,
+            model,
+            guide,
+            optimizer,
+            clip_norm=tc.clip_norm,
+            seed=tc.seed,
+            modules=modules,
+            world=world,
+        )
         history: list[dict] = []
         if payload is not None:
-            _restore(payload, vae, params, state, device, where=str(run_dir / CHECKPOINT))
-            history = _resumed_history(run_dir / METRICS, state)
-        else:
+            restore(payload, vae, params, state, device, where=str(run_dir / CHECKPOINT), world=world)
+            history = resumed_history(run_dir / METRICS, state)
+        elif world.main:
             hold.enter_context(claim_run_dir(run_dir, overwrite=overwrite))
-        config.save(run_dir / CONFIG)
-        if payload is not None:
+        if world.main:
+            config.save(run_dir / CONFIG)
+        if payload is not None and world.main:
             write_metrics(run_dir / METRICS, history)
-        _announce(config, data, device, state, run_dir, quiet)
+        _announce(config, data, device, state, run_dir, world, quiet or not world.main)
 
         # Loop.
         programs = (vae.model, vae.guide) if vae is not None else (model, guide)  # for pyro.infer.SVI
@@ -139,10 +158,12 @@ def train(
                 custom_model=vae is None,
             )
 
-        callbacks = _callbacks(run, (model, guide), data, save, history, device, state, quiet)
-        checkpoints = next(c for c in callbacks if isinstance(c, cb.Checkpoints))
+        callbacks = _callbacks(run, (model, guide), data, save, history, device, state, quiet, world)
+        checkpoints = next((c for c in callbacks if isinstance(c, cb.Checkpoints)), None)
         if payload is not None:
             set_rng_state(payload["rng"])  # last: building drew from the generators
+        if world.rank > 0:  # draws that keyed noise does not cover come from each one's own stream
+            pyro.set_rng_seed(step_seed(tc.seed + world.rank, state.step) % 2**32)
         try:
             fit(
                 state,
@@ -156,6 +177,7 @@ def train(
                 device=device,
                 callbacks=callbacks,
                 signals=signals,
+                world=world,
             )
         except interrupts.Interrupted as e:
             raise interrupts.Interrupted(
@@ -166,7 +188,7 @@ def train(
         except Diverged as e:
             kept = (
                 f"the last good checkpoint is {run_dir / CHECKPOINT} (epoch {checkpoints.saved[0]})"
-                if checkpoints.saved
+                if checkpoints is not None and checkpoints.saved
                 else "no checkpoint was written"
             )
             raise Diverged(f"{e}; {kept}") from None
@@ -175,61 +197,32 @@ def train(
     return run
 
 
-def _check_resumable(config: Config, recorded: Config, run_dir: Path) -> None:
-    """Refuse a change that would make the resumed run another run (model, objective, data …)."""
-    differs = first_difference(recorded.to_dict(), config.to_dict(), ignore=EXTENDABLE)
-    if differs:
-        key = differs.split(" = ")[0]
-        raise ConfigError(
-            f"--{key} cannot change when resuming {str(run_dir)!r} ({differs}); only "
-            f"{', '.join(sorted(k for k in EXTENDABLE if k != 'train.run_dir'))} may"
-        )
-    schedule = config.train.lr_schedule
-    if config.train.epochs != recorded.train.epochs and depends_on_epochs(schedule.kind, schedule.params):
-        raise ConfigError(
-            f"--train.epochs cannot change when resuming {str(run_dir)!r}: its lr_schedule "
-            f"{schedule.kind!r} spans train.epochs (a run with a fixed train.lr_schedule.period can be "
-            "extended)"
-        )
-
-
-def _restore(payload: dict, vae, params: dict, state: TrainState, device, *, where: str) -> None:
-    """The parameters and training state of a checkpoint, onto what was just built."""
-    if vae is not None:
-        load_weights(vae, payload["model"], where=where)
-    else:
-        saved = payload["model"]
-        if set(saved) != set(params):
-            raise RunDirError(
-                f"{where} holds parameters {sorted(saved)}, the model declares {sorted(params)}"
+def _same_everywhere(config: Config, world: World) -> Config:
+    """``config`` with rank 0's run directory, refused where a process was given another."""
+    if world.size == 1:
+        return config
+    config = config.override({"train.run_dir": world.broadcast(config.train.run_dir)})
+    given = world.objects(config.to_dict())
+    for rank, other in enumerate(given):
+        differs = first_difference(given[0], other)
+        if differs:
+            raise ConfigError(
+                f"process {rank} was given another config than process 0 ({differs}); every process "
+                "of a job must be given the same command and files"
             )
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(saved[name])
-    training = dict(payload["training"])
-    if training["epoch_loss"] is not None:
-        training["epoch_loss"] = training["epoch_loss"].to(device)
-    state.load_state_dict(training)
+    return config
 
 
-def _resumed_history(path: Path, state: TrainState) -> list[dict]:
-    """The metrics rows up to the checkpoint (later ones came after it and will be redone)."""
-    rows = [row for row in read_metrics(path) if row["epoch"] <= state.epoch] if path.is_file() else []
-    if [row["epoch"] for row in rows] != list(range(state.epoch + 1)):
-        raise RunDirError(
-            f"{str(path)!r} lacks rows for epochs 0 … {state.epoch} that the checkpoint has trained; "
-            "the run cannot be resumed"
-        )
-    return rows
-
-
-def _announce(config: Config, data: Data, device, state: TrainState, run_dir: Path, quiet: bool) -> None:
+def _announce(
+    config: Config, data: Data, device, state: TrainState, run_dir: Path, world: World, quiet: bool
+) -> None:
     if quiet:
         return
     doing = f"resuming from epoch {state.epoch}, step {state.step}" if state.step else "training"
+    where = f"{world.size} processes (batch {config.train.batch_size} in all)" if world.size > 1 else device
     print(
         f"pyro-vae: {doing} on {config.data.name} ({len(data.train)} train / {len(data.valid)} valid "
-        f"points, {data.dim} values each) on {device}, objective {config.objective.kind}; run: {run_dir}",
+        f"points, {data.dim} values each) on {where}, objective {config.objective.kind}; run: {run_dir}",
         file=sys.stderr,
     )
 
@@ -264,14 +257,16 @@ def _callbacks(
     device,
     state: TrainState,
     quiet: bool,
+    world: World,
 ) -> list:
     """Metrics first (the others read them), then checkpoints, early stopping, figures,
-    trackers, the bar and messages."""
+    trackers, the bar and messages; of several processes, those other than rank 0 measure
+    and stop early alike, and write nothing."""
     tc, vae = run.config.train, run.vae
     # a fixed sample of training points, for a training ELBO comparable to the validation one
     splits = {"train": data.train[: len(data.valid)], "valid": data.valid}
     metrics = cb.Metrics(
-        run.dir / METRICS,
+        run.dir / METRICS if world.main else None,
         *programs,
         splits,
         batch_size=tc.eval_batch_size,
@@ -280,6 +275,9 @@ def _callbacks(
         history=history,
     )
     run.history = metrics.history  # one list, filled as training goes
+    stopping = [cb.EarlyStopping(tc.patience)] if tc.patience else []
+    if not world.main:
+        return [metrics, *stopping]
     layered = vae is not None and len(vae.config.layers) > 1
     every = tc.checkpoint_every
     loggers = open_loggers(tc.loggers, run.dir, start_epoch=state.epoch)
@@ -292,7 +290,7 @@ def _callbacks(
             epochs=every.get("epochs"),
             seconds=every.get("seconds"),
         ),
-        *([cb.EarlyStopping(tc.patience)] if tc.patience else []),
+        *stopping,
         *([cb.Figures(run, data)] if vae is not None else []),
         *([cb.Tracking(loggers, metrics, run.dir)] if loggers else []),
         cb.ProgressBar(tc.epochs, metrics, quiet=quiet),

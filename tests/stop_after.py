@@ -5,7 +5,9 @@ A test hook, run in a subprocess by tests/test_resume.py:
 * ``STOP_AFTER=N STOP_SIGNAL=SIGINT|SIGTERM``: the process sends itself the signal right after
   its N-th training step, as Ctrl-C or ``kill`` would at that moment;
 * ``KILL_IN_SAVE=N``: the N-th checkpoint write stops half-way through writing its temporary
-  file and the process kills itself with SIGKILL, as a power cut or ``kill -9`` would.
+  file and the process kills itself with SIGKILL, as a power cut or ``kill -9`` would;
+* under torchrun, ``STOP_RANK=R`` stops only the process of rank R, and ``RANK_ARGS_R="..."``
+  gives the process of rank R these arguments more (a process given another command).
 """
 
 import os
@@ -19,7 +21,10 @@ from pyro_vae.cli import main
 
 counts = {"steps": 0, "saves": 0}
 
-if "STOP_AFTER" in os.environ:
+rank = os.environ.get("RANK", "0")
+argv = sys.argv[1:] + os.environ.get(f"RANK_ARGS_{rank}", "").split()
+
+if "STOP_AFTER" in os.environ and os.environ.get("STOP_RANK", rank) == rank:
     stop_after, signum = int(os.environ["STOP_AFTER"]), getattr(signal, os.environ["STOP_SIGNAL"])
     step = pyro_vae.step.TrainStep.__call__
 
@@ -48,4 +53,4 @@ if "KILL_IN_SAVE" in os.environ:
 
     pyro_vae.checkpoint.atomic_write = dying_write
 
-sys.exit(main(sys.argv[1:]))
+sys.exit(main(argv))

@@ -19,7 +19,7 @@ class FakeStep:
         self.calls = []
         self.sleep, self.value = sleep, value
 
-    def __call__(self, x, *, epoch, step):
+    def __call__(self, x, *, index=None, epoch, step):
         self.calls.append((x.clone(), epoch, step))
         if self.sleep:
             time.sleep(self.sleep)
@@ -91,7 +91,7 @@ def test_loss_is_mean_per_point_of_the_returned_losses():
     rec = Recorder()
     calls = []
 
-    def step(x, *, epoch, step):
+    def step(x, *, index=None, epoch, step):
         calls.append(len(x))
         return 2.0 * x.sum() + 1.0  # not a per-point sum: 1 extra per step
 
@@ -181,7 +181,7 @@ class Interrupter(FakeStep):
         super().__init__()
         self.signals, self.after = signals, after
 
-    def __call__(self, x, *, epoch, step):
+    def __call__(self, x, *, index=None, epoch, step):
         out = super().__call__(x, epoch=epoch, step=step)
         if len(self.calls) == self.after:
             self.signals.received = signal.SIGINT
@@ -226,7 +226,7 @@ def test_the_schedule_steps_once_per_epoch_and_epochs_report_their_rate():
     state.scheduler = torch.optim.lr_scheduler.ExponentialLR(state.optimizer, gamma=0.5)
     rec = Recorder()
 
-    def step(x, *, epoch, step):
+    def step(x, *, index=None, epoch, step):
         state.optimizer.step()  # as a real step does, before the schedule's
         return x.sum()
 
