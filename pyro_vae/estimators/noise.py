@@ -15,6 +15,7 @@ process of several holds it (:mod:`pyro_vae.distributed`), so N processes train 
 one process trains. A site outside a ``"particles"`` plate (a one-particle ELBO) is particle 0.
 """
 
+import functools
 import math
 import zlib
 
@@ -25,6 +26,7 @@ from pyro.poutine.messenger import Messenger
 from ..traces import PARTICLES
 
 _M1, _M2 = -4658895280553007687, -7723592293110705685  # splitmix64 constants, as int64
+_GAMMA = -7046029254386353131  # 0x9E3779B97F4A7C15, the golden gamma, as int64
 
 
 def _shr(x: torch.Tensor, s: int) -> torch.Tensor:
@@ -39,13 +41,18 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
     return x ^ _shr(x, 31)
 
 
+def _int64(x: int) -> int:
+    """A Python integer as int64 arithmetic wraps it."""
+    x %= 2**64
+    return x - 2**64 if x >= 2**63 else x
+
+
 def _scramble(x: int) -> int:
     """splitmix64 of a Python integer, on the host, as an int64 value."""
     x %= 2**64
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) % 2**64
-    x ^= x >> 31
-    return x - 2**64 if x >= 2**63 else x
+    return _int64(x ^ (x >> 31))
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -56,12 +63,17 @@ def step_seed(seed: int, step: int) -> int:
 def indexed_normal(seed: int, points, samples, coords, dtype=torch.float32) -> torch.Tensor:
     """Standard normals, one per broadcast (point, sample, coordinate) index triple.
 
-    One 64-bit hash per value; its two 32-bit halves are the two uniforms of Box–Muller. The
-    seed is scrambled first, so that seeds s and s' do not share draws at points p and p ^ s ^ s'.
+    The point keys a splitmix64 stream, ``mix(scramble(seed) ^ point)``, and (sample,
+    coordinate) is the position in it: one more finalizer of the key plus that counter times
+    the golden gamma, as SplitMix64 steps (Steele et al. 2014). The seed is scrambled first, so
+    that seeds s and s' do not share draws at points p and p ^ s ^ s'. The hash's two 32-bit
+    halves are the two uniforms of Box–Muller. Samples and coordinates must be below 2³¹.
     """
-    h = _mix(_mix(_mix(_scramble(seed) ^ points) + samples) + coords)
-    u1 = (_shr(h, 32).to(dtype) + 0.5) / 2.0**32
-    u2 = ((h & 0xFFFFFFFF).to(dtype) + 0.5) / 2.0**32
+    counter = coords + (samples << 32)
+    offset = counter * _GAMMA if torch.is_tensor(counter) else _int64(counter * _GAMMA)
+    h = _mix(_mix(_scramble(seed) ^ points) + offset)
+    u1 = (_shr(h, 32).to(dtype) + 0.5) * 2.0**-32
+    u2 = ((h & 0xFFFFFFFF).to(dtype) + 0.5) * 2.0**-32
     return torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
 
 
@@ -101,26 +113,36 @@ class IndexedNoise(Messenger):
 
     def _noise(self, like: torch.Tensor, msg, frames) -> torch.Tensor:
         """ε shaped like ``like`` (batch then event dims of the site's base distribution)."""
-        shape, batch = like.shape, len(msg["fn"].batch_shape)
+        batch = len(msg["fn"].batch_shape)
         point = batch + frames[self.plate]
         particle = batch + frames[PARTICLES] if PARTICLES in frames else None
-        index = [
-            torch.arange(n, device=like.device).reshape([-1] + [1] * (len(shape) - i - 1))
-            for i, n in enumerate(shape)
-        ]
-        coord = torch.zeros((), dtype=torch.int64, device=like.device)
-        for i, n in enumerate(shape):
-            if i not in (particle, point):
-                coord = coord * n + index[i]  # row-major index over the other dimensions
+        where, counter = _layout(tuple(like.shape), point, particle, like.device)
         # each latent site gets its own stream: z₁ and z₂ of a hierarchical guide must not share ε
         seed = self.seed ^ (zlib.crc32(msg["name"].encode()) << 31)
         if torch.is_tensor(self.first_point):  # the dataset index of each point
-            points = self.first_point.reshape(index[point].shape)
+            points = self.first_point.reshape(where)
         else:
-            points = self.first_point + index[point]
-        samples = self.first_sample + (index[particle] if particle is not None else 0)
-        eps = indexed_normal(seed, points, samples, coord)
-        return eps.expand(shape).to(like.dtype)
+            points = self.first_point + torch.arange(like.shape[point], device=like.device).reshape(where)
+        if self.first_sample:
+            counter = counter + (self.first_sample << 32)
+        return indexed_normal(seed, points, 0, counter).expand(like.shape).to(like.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(shape: tuple, point: int, particle: int | None, device: torch.device):
+    """For noise of ``shape``: the shape that puts a ``(B,)`` tensor of points on its point
+    dimension, and each value's position in its point's stream: (particle, row-major index over
+    the other dimensions) as ``particle << 32 | coordinate``. Made once per shape."""
+    where = [1] * len(shape)
+    where[point] = shape[point]
+    coord = torch.zeros((), dtype=torch.int64, device=device)
+    for i, n in enumerate(shape):
+        if i not in (particle, point):
+            coord = coord * n + torch.arange(n, device=device).reshape([-1] + [1] * (len(shape) - i - 1))
+    if particle is not None:
+        k = torch.arange(shape[particle], device=device).reshape([-1] + [1] * (len(shape) - particle - 1))
+        coord = coord + (k << 32)
+    return tuple(where), coord
 
 
 def _reparameterize(fn, noise):
