@@ -7,7 +7,9 @@ A test hook, run in a subprocess by tests/test_resume.py:
 * ``KILL_IN_SAVE=N``: the N-th checkpoint write stops half-way through writing its temporary
   file and the process kills itself with SIGKILL, as a power cut or ``kill -9`` would;
 * under torchrun, ``STOP_RANK=R`` stops only the process of rank R, and ``RANK_ARGS_R="..."``
-  gives the process of rank R these arguments more (a process given another command).
+  gives the process of rank R these arguments more (a process given another command);
+  ``STOP_SIGNAL=ERROR`` makes the N-th step fail with an error of pyro-vae's instead (a full
+  disk, say).
 """
 
 import os
@@ -18,6 +20,7 @@ import pyro_vae.checkpoint
 import pyro_vae.files
 import pyro_vae.step
 from pyro_vae.cli import main
+from pyro_vae.errors import RunDirError
 
 counts = {"steps": 0, "saves": 0}
 
@@ -25,14 +28,18 @@ rank = os.environ.get("RANK", "0")
 argv = sys.argv[1:] + os.environ.get(f"RANK_ARGS_{rank}", "").split()
 
 if "STOP_AFTER" in os.environ and os.environ.get("STOP_RANK", rank) == rank:
-    stop_after, signum = int(os.environ["STOP_AFTER"]), getattr(signal, os.environ["STOP_SIGNAL"])
+    stop_after, how = int(os.environ["STOP_AFTER"]), os.environ["STOP_SIGNAL"]
     step = pyro_vae.step.TrainStep.__call__
 
     def counting_step(self, x, **kwargs):
         loss = step(self, x, **kwargs)
         counts["steps"] += 1
         if counts["steps"] == stop_after:
-            os.kill(os.getpid(), signum)
+            if how == "ERROR":
+                raise RunDirError(
+                    f"cannot write 'somewhere': no space left on device (test, step {stop_after})"
+                )
+            os.kill(os.getpid(), getattr(signal, how))
         return loss
 
     pyro_vae.step.TrainStep.__call__ = counting_step

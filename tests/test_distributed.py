@@ -214,6 +214,18 @@ def test_a_killed_process_stops_the_job_with_one_line(tmp_path):
     assert len(lines) == 1 and "process 1 of 2 stopped" in lines[0], err[-3000:]
 
 
+def test_an_error_in_one_process_stops_the_job_with_its_line(tmp_path):
+    env = {"STOP_AFTER": "5", "STOP_SIGNAL": "ERROR", "STOP_RANK": "1"}
+    args = ["train", *SMALL, "--train.epochs", "50", "--train.run_dir", str(tmp_path / "r")]
+    code, _, err = finish(torchrun(args, env=env), timeout=90)
+    lines = our_lines(err)
+    assert code != 0 and len(lines) == 1, err[-3000:]
+    assert (
+        lines[0]
+        == "pyro-vae: error: process 1 of 2: cannot write 'somewhere': no space left on device (test, step 5)"
+    )
+
+
 def test_processes_given_different_configs_are_refused(tmp_path):
     env = {"RANK_ARGS_1": "--train.lr 0.01"}
     code, _, err = finish(
