@@ -338,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"unrecognized arguments: {' '.join(extra)} (see pyro-vae {args.command} --help)"
                 )
             {"sample": _sample, "evaluate": _evaluate}[args.command](args)
+        distributed.world().barrier()  # several processes end the command together (rank 0 wrote)
     except Interrupted as e:
         _say(e, "pyro-vae: ")
         return e.exit_status

@@ -24,6 +24,7 @@ depend on how many there are:
 With one process (no ``torchrun``, or ``--nproc-per-node 1``) every method is the identity.
 """
 
+import contextlib
 import datetime
 import os
 import socket
@@ -165,9 +166,11 @@ def device_of(device: torch.device) -> torch.device:
 
 
 def leave() -> None:
-    """Leave the process group, if this process joined one."""
+    """Leave the process group, if this process joined one (the others may have left)."""
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        # a peer that has already left leaves nothing to tear down with it
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
 
 
 def sum_gradients(state, bucket):
