@@ -22,193 +22,14 @@ the command and rank 0 prints; a process that fails, or is lost, is reported onc
 (:func:`pyro_vae.distributed.failure_line`), and the others stop with it.
 """
 
-import argparse
 import signal
 import sys
-from pathlib import Path
 
-from . import distributed
-from .config import Config, load_config, read_config_file
+from . import arguments, distributed
+from .config import load_config
 from .errors import ConfigError, PyroVAEError
-from .estimators import ESTIMATORS
 from .interrupts import Interrupted
-from .options import checkable, describe, parse_value, show
-from .plugins import import_plugins
-from .registry import REGISTRIES
-
-
-def _flat_defaults(values: dict, prefix: str = "") -> list[str]:
-    """``--model.prior.kind "normal"``-style lines for every key of a config."""
-    lines = []
-    for key, value in values.items():
-        if isinstance(value, dict):
-            lines += _flat_defaults(value, f"{prefix}{key}.")
-        else:
-            lines.append(f"  --{prefix}{key} {'(unset)' if value is None else show(value)}")
-    return lines
-
-
-def _overrides(words: list[str]) -> dict[str, str]:
-    """``--train.epochs 5 --model.latent_dim=2`` -> ``{"train.epochs": "5", "model.latent_dim": "2"}``."""
-    overrides, i = {}, 0
-    while i < len(words):
-        word = words[i]
-        key, eq, value = word[2:].partition("=")
-        if not word.startswith("--") or ("." not in key and key != "plugins"):
-            raise ConfigError(f"unrecognized argument {word!r}; overrides look like --train.epochs 5")
-        if not eq:
-            if i + 1 >= len(words):
-                raise ConfigError(f"--{key} needs a value")
-            value, i = words[i + 1], i + 1
-        overrides[key] = value
-        i += 1
-    return overrides
-
-
-def _key_values(pairs: list[str] | None, flag: str) -> dict:
-    """``["samples=100", "adapt=false"]`` -> ``{"samples": 100, "adapt": False}`` (TOML values)."""
-    out = {}
-    for pair in pairs or []:
-        key, eq, value = pair.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError(f"{flag} {pair!r}: expected KEY=VALUE")
-        out[key.strip().replace("-", "_")] = parse_value(value.strip())
-    return out
-
-
-def _estimator_flags() -> dict[str, tuple[str, str]]:
-    """Every option of every registered estimator that a flag can set: flag -> (option, help)."""
-    flags: dict[str, tuple[str, list[str], str]] = {}
-    for name in ESTIMATORS.names():
-        for option, param in ESTIMATORS.options(name).items():
-            if checkable(param.annotation):
-                _, users, _ = flags.setdefault(
-                    option.replace("_", "-"), (option, [], describe(param.annotation))
-                )
-                users.append(name)
-    return {flag: (option, f"{', '.join(users)}: {words}") for flag, (option, users, words) in flags.items()}
-
-
-def _estimators_epilog() -> str:
-    lines = ["estimators and their options (defaults):"]
-    for name in ESTIMATORS.names():
-        options = ESTIMATORS.options(name)
-        shown = [
-            f"--{k.replace('_', '-')} {show(p.default)}"
-            for k, p in options.items()
-            if checkable(p.annotation)
-        ]
-        lines.append(f"  {name}: {' '.join(shown) or '(no options)'}")
-    return "\n".join(lines)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line (a :class:`ConfigError`) instead of the usage
-    text and ``SystemExit``."""
-
-    def error(self, message: str):
-        raise ConfigError(f"{message} (see {self.prog} --help)")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="pyro-vae",
-        description="Variational autoencoders as Pyro programs: train, evaluate, sample, compare objectives.",
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    raw = argparse.RawDescriptionHelpFormatter
-
-    kinds = [f"  {family}: {', '.join(r.names())}" for family, r in REGISTRIES.items()]
-    train = commands.add_parser(
-        "train",
-        help="train a VAE as a config file describes (defaults: the digits dataset)",
-        description="Train a VAE. Every config key can be overridden as --SECTION.KEY VALUE; "
-        'values are read as TOML (5, 1e-3, true, [300, 300], "cuda") and otherwise as words.',
-        epilog="\n".join(
-            ["config keys and their defaults:", *_flat_defaults(Config().to_dict()), "", "kinds:", *kinds]
-        ),
-        formatter_class=raw,
-    )
-    train.add_argument("--config", type=Path, metavar="FILE", help="a .toml or .json config file")
-    train.add_argument("--overwrite", action="store_true", help="replace a run already in the run directory")
-    train.add_argument(
-        "--resume",
-        type=Path,
-        metavar="RUN_DIR",
-        help="continue the run in RUN_DIR from its checkpoint, exactly; --train.epochs, "
-        "--train.max_seconds, --train.patience, --train.checkpoint_every, --train.loggers and "
-        "--train.device may change",
-    )
-    train.add_argument("--quiet", action="store_true", help="no progress bar or messages")
-
-    sample = commands.add_parser("sample", help="decode draws from the prior of a trained run")
-    sample.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    sample.add_argument("-n", type=int, default=64, help="how many samples (default 64)")
-    sample.add_argument(
-        "--out",
-        type=Path,
-        metavar="FILE",
-        help="a .png grid, or .npy of the values (default RUN_DIR/samples-N.png)",
-    )
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    sample.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    sample.add_argument(
-        "--checkpoint", default="checkpoint.pt", help="checkpoint.pt (default: the last) or best.pt"
-    )
-
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="estimate log p(x) of a trained run, with error bars",
-        description="Estimate log p(x) per data point of a split with a registered estimator (is: "
-        "importance sampling with the guide as proposal, the IWAE bound with K samples; ais: annealed "
-        "importance sampling), print mean ± standard error and write JSON beside the run. An "
-        "estimator's options are flags (--samples 5000) or --option KEY=VALUE.",
-        epilog=_estimators_epilog(),
-        formatter_class=raw,
-    )
-    add = evaluate.add_argument
-    add("run_dir", type=Path, metavar="RUN_DIR")
-    add("--estimator", choices=ESTIMATORS.names(), default="is", help="the log p(x) estimator (default is)")
-    add("--split", choices=["valid", "test", "train"], default="valid", help="valid (default), test or train")
-    add("--points", type=int, help="only the first N points of the split")
-    add("--batch-size", type=int, default=100, help="points per pass (default 100)")
-    add("--seed", type=int, default=0, help="random seed (default 0)")
-    add("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    add("--checkpoint", default="checkpoint.pt", help="checkpoint.pt (default: the last) or best.pt")
-    add("--out", type=Path, metavar="FILE", help="default RUN_DIR/evaluation-ESTIMATOR-SPLIT.json")
-    add("--option", action="append", metavar="KEY=VALUE", help="an estimator option (repeatable)")
-    add("--plugins", nargs="+", default=[], metavar="FILE", help="files that register estimators")
-    add("--quiet", action="store_true", help="no progress bar")
-    group = evaluate.add_argument_group("estimator options (see below for each estimator's)")
-    for flag, (option, words) in _estimator_flags().items():
-        group.add_argument(f"--{flag}", dest=f"opt_{option}", metavar="VALUE", help=words)
-
-    compare = commands.add_parser(
-        "compare",
-        help="train one VAE per objective and seed, and measure them all alike",
-        description="Train one VAE per objective and seed with the same network, data, budget and "
-        "initialization, then measure every one on the same validation points: log p(x) (by default "
-        "the IWAE bound with K samples), the ELBO and its terms, active units, seconds per epoch, peak "
-        "memory. Rerunning the same command reuses the runs that finished. Config keys can be "
-        "overridden as --SECTION.KEY VALUE, as for train.",
-        epilog="objective words: NAME or NAME:key=value[,key=value...], k meaning particles, e.g. "
-        "elbo meanfield iwae:k=5 iwae_dreg:k=5 renyi:alpha=0.5,k=10 beta:beta=4",
-        allow_abbrev=False,  # --seed must not pass for --seeds
-    )
-    add = compare.add_argument
-    add("--config", type=Path, metavar="FILE", help="the base config (.toml or .json)")
-    add("--objectives", nargs="+", required=True, metavar="WORD", help="objectives to compare")
-    add("--seeds", type=int, default=1, metavar="N", help="runs per objective (default 1)")
-    add("--epochs", type=int, metavar="N", help="epochs per run (default: train.epochs)")
-    add("--seconds", type=float, metavar="S", help="seconds of training per run")
-    add("--estimator", choices=ESTIMATORS.names(), default="is", help="the log p(x) estimator (default is)")
-    add("--option", action="append", metavar="KEY=VALUE", help="an estimator option (repeatable)")
-    add("--eval-samples", type=int, default=5000, metavar="K", help="the estimator's samples (default 5000)")
-    add("--eval-points", type=int, metavar="N", help="measure on the first N validation points (default all)")
-    add("--out", type=Path, metavar="DIR", help="where to write (default comparisons/<data>-<date>-<time>)")
-    add("--overwrite", action="store_true", help="retrain runs in DIR whose recorded config differs")
-    add("--quiet", action="store_true", help="no progress bar")
-    return parser
+from .options import parse_value
 
 
 def _train(args, extra: list[str]) -> None:
@@ -216,11 +37,11 @@ def _train(args, extra: list[str]) -> None:
     from .training import train
 
     if args.resume is None:
-        config = load_config(args.config, _overrides(extra))
+        config = load_config(args.config, arguments.overrides(extra))
     elif args.config is not None:
         raise ConfigError("--resume continues a run with its own config: pass --config or --resume, not both")
     else:
-        config = checkpoint_config(args.resume).override(_overrides(extra))
+        config = checkpoint_config(args.resume).override(arguments.overrides(extra))
     run = train(config, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
     if distributed.world().main:
         print(run.dir)
@@ -230,13 +51,13 @@ def _compare(args, extra: list[str]) -> None:
     from .comparison import compare
 
     result = compare(
-        load_config(args.config, _overrides(extra)),
+        load_config(args.config, arguments.overrides(extra)),
         args.objectives,
         seeds=args.seeds,
         epochs=args.epochs,
         seconds=args.seconds,
         estimator=args.estimator,
-        estimator_options=_key_values(args.option, "--option"),
+        estimator_options=arguments.key_values(args.option, "--option"),
         eval_samples=args.eval_samples,
         eval_points=args.eval_points,
         out_dir=args.out,
@@ -264,7 +85,7 @@ def _evaluate(args) -> None:
 
     from .evaluate import evaluate_run
 
-    options = _key_values(args.option, "--option")
+    options = arguments.key_values(args.option, "--option")
     given = {k[4:]: parse_value(v) for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
     options.update(given)
     quiet = args.quiet or not distributed.writes() or not sys.stderr.isatty()
@@ -299,25 +120,6 @@ def _evaluate(args) -> None:
     print(out)
 
 
-def _preload_plugins(argv: list[str]) -> None:
-    """Import the plugins ``evaluate`` and ``compare`` may name estimators from, before the
-    parser lists the estimators: ``--plugins FILE ...``, a run's own, a base config's."""
-    if len(argv) < 2 or argv[0] not in ("evaluate", "compare"):
-        return
-    names, i = [], 1
-    while i < len(argv):
-        if argv[i] == "--plugins":
-            while i + 1 < len(argv) and not argv[i + 1].startswith("-"):
-                names.append(argv[i + 1])
-                i += 1
-        elif argv[i] == "--config" and i + 1 < len(argv) and Path(argv[i + 1]).is_file():
-            names += read_config_file(argv[i + 1]).get("plugins", [])
-        i += 1
-    if argv[0] == "evaluate" and (Path(argv[1]) / "config.toml").is_file():
-        names += read_config_file(Path(argv[1]) / "config.toml").get("plugins", [])
-    import_plugins(names)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if distributed.launched() > 1:
@@ -325,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         # collective it breaks, and said once, rather than each process dying without a word
         signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
-        _preload_plugins(argv)
-        parser = _parser()
+        arguments.preload_plugins(argv)
+        parser = arguments.parser()
         args, extra = parser.parse_known_args(argv)
         if args.command == "train":
             _train(args, extra)
