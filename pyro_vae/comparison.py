@@ -176,8 +176,9 @@ def compare(
         bar.set_description(f"{label} seed {s}")
         run_dir = Path(run_config.train.run_dir)
         if row is None:
-            stale = w.broadcast(_measured_otherwise(run_dir))  # for another request: --overwrite retrains
-            w.barrier()  # every process has read the run directory before rank 0 changes it
+            # for another request: --overwrite retrains; rank 0's answer, once every process has
+            # read the run directory (the broadcast gathers from all) and before rank 0 changes it
+            stale = w.broadcast(_measured_otherwise(run_dir))
             if w.main:
                 (run_dir / RESULT).unlink(missing_ok=True)
             try:

@@ -96,7 +96,8 @@ class World:
         return out
 
     def broadcast(self, value):
-        """Rank 0's ``value``, on every process."""
+        """Rank 0's ``value``, on every process, once every process has given its own (a
+        gather, not a send: no process returns before all have reached it)."""
         return value if self.size == 1 else self.objects(value)[0]
 
     def barrier(self) -> None:
@@ -258,8 +259,9 @@ def _read(key: str, wait: float = 0.0) -> str | None:
 
 def lost_peer(error: BaseException) -> bool:
     """Whether ``error`` is a collective failing because another process stopped."""
-    return isinstance(error, RuntimeError | dist.DistError) and (
-        "gloo" in str(error) or "NCCL" in str(error) or isinstance(error, dist.DistError)
+    text = str(error)
+    return isinstance(error, dist.DistError) or (
+        isinstance(error, RuntimeError) and ("gloo" in text or "NCCL" in text)
     )
 
 

@@ -143,7 +143,7 @@ def test_two_processes_train_the_one_process_model(compared, tmp_path, objective
     assert_same_run(compared / "runs" / f"{name}-seed0", reference)
 
 
-def test_compare_on_two_processes_writes_the_table_once(compared):
+def test_compare_on_two_processes_writes_its_table(compared):
     table = json.loads((compared / "comparison.json").read_text())
     assert [row["objective"] for row in table["summary"]] == OBJECTIVES
     assert all(row["epochs"] == EPOCHS for row in table["runs"])
