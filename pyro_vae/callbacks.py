@@ -26,7 +26,8 @@ class Metrics(Callback):
     A row holds the epoch, step, learning rate and training loss, and the ELBO with its
     reconstruction and KL terms and standard error on a fixed sample of training points and
     on the validation points (:func:`pyro_vae.measure.measure`, draws keyed by ``seed``), the
-    seconds of training and items per second. It also keeps the state's best epoch: the one
+    seconds of training and items per second, and whether the step ran compiled with the seconds
+    spent compiling it (:mod:`pyro_vae.compiled`). It also keeps the state's best epoch: the one
     with the highest validation ELBO.
     """
 
@@ -50,6 +51,9 @@ class Metrics(Callback):
             row["kl_estimator"] = m.kl_estimator
         seconds = epoch.seconds if epoch else 0.0
         row.update(seconds=seconds, items_per_second=epoch.points / seconds if epoch and seconds else None)
+        row.update(
+            step_path=epoch.path if epoch else None, compile_seconds=epoch.compile_seconds if epoch else 0.0
+        )
         self.history.append(row)
         if self.path is not None:  # None: a process that measures but does not write
             append_metrics(self.path, row)
@@ -213,8 +217,11 @@ class Messages(Callback):
         first, last = self.metrics.history[0], self.metrics.history[-1]
         if state.stop:
             self.say(state.stop)
+        compiling = sum(row.get("compile_seconds") or 0.0 for row in self.metrics.history)
+        path = last.get("step_path") or "eager"
+        how = f"{path} step" + (f", {compiling:.1f} s of it compiling" if compiling else "")
         self.say(
-            f"{last['epoch']} epochs in {state.seconds:.1f} s; validation ELBO "
+            f"{last['epoch']} epochs in {state.seconds:.1f} s ({how}); validation ELBO "
             f"{last['valid_elbo']:.2f} ± {last['valid_elbo_stderr']:.2f} nats per point (untrained: "
             f"{first['valid_elbo']:.2f}); results in {self.run_dir}"
         )

@@ -148,6 +148,8 @@ class InverseAutoregressiveFlow(nn.Module):
         self.min_scale = min_scale
         order = torch.arange(latent_dim)
         self.layers = nn.ModuleList()
+        #: each layer's variable order, as Python integers (see forward)
+        self.orders = [tuple(range(latent_dim))[:: 1 if t % 2 == 0 else -1] for t in range(flows)]
         for t in range(flows):
             # Pyro annotates permutation as torch.LongTensor, which no tensor is to a type checker
             arn = ConditionalAutoRegressiveNN(
@@ -170,4 +172,8 @@ class InverseAutoregressiveFlow(nn.Module):
         # condition() builds fresh transforms, so each distribution has its own (x, y) caches
         # a ModuleList's items are typed as plain Modules, whose attributes are Tensor | Module
         flows = [layer.condition(h) for layer in self.layers]  # type: ignore[operator]
+        for flow, order in zip(flows, self.orders, strict=True):
+            # the inverse (log q at a point it did not draw, as a VampPrior asks) loops over the
+            # order: over Python integers, a graph capture follows it (a tensor's are data to it)
+            flow.arn.permutation = order
         return BroadcastingFlow(base, flows)

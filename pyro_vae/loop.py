@@ -101,6 +101,10 @@ class Epoch:
     seconds: float
     #: the learning rate the epoch's steps used
     lr: float
+    #: what the epoch's last step ran ("compiled" or "eager", :mod:`pyro_vae.compiled`) and the
+    #: seconds its steps spent capturing and compiling (part of ``seconds``)
+    path: str = "eager"
+    compile_seconds: float = 0.0
 
 
 class Callback:
@@ -198,7 +202,7 @@ def fit(
                     0.0,
                 )
             assert state.epoch_loss is not None
-            start = time.perf_counter()
+            start, compiling = time.perf_counter(), getattr(step, "compile_seconds", 0.0)
             code = 0
             for i in range(state.batch * batch_size, n, batch_size):
                 batch = order[i : i + batch_size]  # the global minibatch
@@ -226,7 +230,14 @@ def fit(
             loss = state.epoch_loss.item() / state.epoch_points  # the epoch's one host read of the loss
             if not math.isfinite(loss):
                 _diverged(state, loss)
-            epoch = Epoch(loss=loss, points=state.epoch_points, seconds=state.epoch_seconds, lr=state.lr)
+            epoch = Epoch(
+                loss=loss,
+                points=state.epoch_points,
+                seconds=state.epoch_seconds,
+                lr=state.lr,
+                path=getattr(step, "path", "eager"),
+                compile_seconds=getattr(step, "compile_seconds", 0.0) - compiling,
+            )
             state.epoch, state.seconds = state.epoch + 1, state.seconds + state.epoch_seconds
             state.batch, state.epoch_loss, state.epoch_points, state.epoch_seconds = 0, None, 0, 0.0
             if state.scheduler is not None:

@@ -58,6 +58,7 @@ EXTENDABLE = {
     "train.loggers",
     "train.device",
     "train.backend",
+    "train.compile",
     "train.run_dir",
 }
 

@@ -138,7 +138,7 @@ class TrainStep:
     by another (a compiled step) with the same call.
 
     :param seed: the run's seed, which with the step number keys the noise.
-    :param modules: the modules that hold the parameters (:func:`owners`); with several
+    :param modules: the modules that hold the parameters (by default :func:`owners`); with several
         processes in ``world`` their loss is wrapped by DistributedDataParallel.
     """
 
@@ -157,7 +157,8 @@ class TrainStep:
         self.objective, self.model, self.guide, self.optimizer = objective, model, guide, optimizer
         self.clip_norm, self.seed = clip_norm, seed
         self._schedule = getattr(objective, "schedule_inputs", None)
-        world = world or World()
+        self.world = world = world or World()
+        modules = modules or owners(model, guide)
         self.loss = Loss(objective, model, guide, modules, warn=world.size > 1 and world.main)
         self.forward: nn.Module = self.loss
         if world.size > 1:

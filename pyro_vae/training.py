@@ -12,6 +12,7 @@ parameters and metrics are bitwise those of the run that was never interrupted.
 """
 
 import contextlib
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from . import callbacks as cb
 from . import distributed, interrupts
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from .compiled import CompiledStep
 from .config import Config
 from .data import Data, load_data
 from .distributed import World
@@ -121,7 +123,7 @@ def train(
         optimizer = torch.optim.Adam(params.values(), lr=tc.lr, fused=fused)
         schedule = make_lr_schedule(tc.lr_schedule.kind, optimizer, epochs=tc.epochs, **tc.lr_schedule.params)
         state = TrainState(optimizer, schedule)
-        step = TrainStep(
+        eager = TrainStep(
             objective,
             model,
             guide,
@@ -130,6 +132,14 @@ def train(
             seed=tc.seed,
             modules=modules,
             world=world,
+        )
+        say = None if quiet or not world.main else (lambda line: print(f"pyro-vae: {line}", file=sys.stderr))
+        step = CompiledStep(
+            eager,
+            tc.compile,
+            steps_planned=tc.epochs * math.ceil(len(data.train) / tc.batch_size),
+            max_seconds=tc.max_seconds,
+            say=say,
         )
         history: list[dict] = []
         if payload is not None:

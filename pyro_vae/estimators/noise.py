@@ -22,6 +22,7 @@ import zlib
 import torch
 from pyro.distributions import Independent, MultivariateNormal, Normal, TransformedDistribution
 from pyro.poutine.messenger import Messenger
+from torch.fx.experimental.proxy_tensor import get_proxy_mode
 
 from ..traces import PARTICLES
 
@@ -55,9 +56,13 @@ def _scramble(x: int) -> int:
     return _int64(x ^ (x >> 31))
 
 
-def step_seed(seed: int, step: int) -> int:
-    """The noise seed of training step ``step`` of a run seeded ``seed``: splitmix64 of both."""
-    return _scramble(_scramble((seed + 1) * 0x9E3779B97F4A7C15) + step)
+def step_seed(seed: int, step):
+    """The noise seed of training step ``step`` of a run seeded ``seed``: splitmix64 of both.
+
+    ``step`` may be an int64 tensor (a compiled step's input), giving the same value as a tensor.
+    """
+    run = _scramble((seed + 1) * 0x9E3779B97F4A7C15)
+    return _mix(step + run) if torch.is_tensor(step) else _scramble(run + step)
 
 
 def indexed_normal(seed: int, points, samples, coords, dtype=torch.float32) -> torch.Tensor:
@@ -68,10 +73,12 @@ def indexed_normal(seed: int, points, samples, coords, dtype=torch.float32) -> t
     the golden gamma, as SplitMix64 steps (Steele et al. 2014). The seed is scrambled first, so
     that seeds s and s' do not share draws at points p and p ^ s ^ s'. The hash's two 32-bit
     halves are the two uniforms of Box–Muller. Samples and coordinates must be below 2³¹.
+    ``seed`` may be an int64 tensor (a compiled step's input).
     """
     counter = coords + (samples << 32)
     offset = counter * _GAMMA if torch.is_tensor(counter) else _int64(counter * _GAMMA)
-    h = _mix(_mix(_scramble(seed) ^ points) + offset)
+    key = _mix(seed) if torch.is_tensor(seed) else _scramble(seed)
+    h = _mix(_mix(key ^ points) + offset)
     u1 = (_shr(h, 32).to(dtype) + 0.5) * 2.0**-32
     u2 = ((h & 0xFFFFFFFF).to(dtype) + 0.5) * 2.0**-32
     return torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
@@ -128,11 +135,18 @@ class IndexedNoise(Messenger):
         return indexed_normal(seed, points, 0, counter).expand(like.shape).to(like.dtype)
 
 
-@functools.lru_cache(maxsize=64)
 def _layout(shape: tuple, point: int, particle: int | None, device: torch.device):
     """For noise of ``shape``: the shape that puts a ``(B,)`` tensor of points on its point
     dimension, and each value's position in its point's stream: (particle, row-major index over
-    the other dimensions) as ``particle << 32 | coordinate``. Made once per shape."""
+    the other dimensions) as ``particle << 32 | coordinate``. Made once per shape, but made
+    anew while a step is being captured (:mod:`pyro_vae.compiled`): the tensors are then the
+    graph's, which the compiler folds into the hash's loop."""
+    if get_proxy_mode() is not None:
+        return _counters(shape, point, particle, device)
+    return _cached_counters(shape, point, particle, device)
+
+
+def _counters(shape: tuple, point: int, particle: int | None, device: torch.device):
     where = [1] * len(shape)
     where[point] = shape[point]
     coord = torch.zeros((), dtype=torch.int64, device=device)
@@ -143,6 +157,9 @@ def _layout(shape: tuple, point: int, particle: int | None, device: torch.device
         k = torch.arange(shape[particle], device=device).reshape([-1] + [1] * (len(shape) - particle - 1))
         coord = coord + (k << 32)
     return tuple(where), coord
+
+
+_cached_counters = functools.lru_cache(maxsize=64)(_counters)
 
 
 def _reparameterize(fn, noise):

@@ -1,0 +1,289 @@
+"""Capturing a training step as one graph, compiling it, and checking it against eager.
+
+:class:`Program` records the step F(θ, φ, buffers, x_B, index_B, t, β_t) → (L, ∇L) of
+:mod:`pyro_vae.compiled` with ``make_fx`` in fake mode: the parameters, the minibatch and the
+step number t are the graph's inputs, every operation Pyro's handlers run on them is recorded
+(the guide's keyed noise, the model's log densities, the objective), and the backward pass is
+traced by ``torch.autograd.grad`` into the same graph. Clipping and, for the run's fused Adam,
+the update (Kingma & Ba 2015) follow in the graph, on the optimizer's own state tensors.
+``torch.compile`` then lowers the graph with TorchInductor.
+
+Its first run is checked against the same step run eagerly on copies of its inputs: the loss,
+every gradient and every updated parameter to a relative 1e-3 of the tensor's scale (float32
+rounding of reordered sums is far below; a step that computes something else is far above).
+"""
+
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import pyro
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from .errors import PyroVAEError
+from .estimators.noise import step_seed
+from .step import TrainStep, stepping
+
+
+class Uncompilable(PyroVAEError):
+    """The step cannot be captured or compiled, or its compiled form disagrees with it.
+
+    ``done`` is the loss of the step when it was nonetheless made (eagerly, by the check)."""
+
+    def __init__(self, message: str, done: torch.Tensor | None = None):
+        super().__init__(message)
+        self.done = done
+
+
+def compile_graph(graph, example: list, device: torch.device):
+    """``graph`` compiled by TorchInductor for ``device`` (lazily: at its first call).
+
+    On CUDA it is replayed as CUDA graphs (``mode="reduce-overhead"``), which need the inputs
+    it updates in place (parameters, Adam's state) at fixed addresses. On the CPU the loops
+    are vectorized 256 bits wide at most: with torch 2.13 the 512-bit (AVX-512) code Inductor
+    writes for the noise's int64 hash corrupts the heap (``malloc(): unaligned tcache chunk``)
+    where the 256-bit code is right, and no slower here.
+    """
+    if device.type == "cuda":
+        for tensor in example:
+            torch._dynamo.mark_static_address(tensor)
+        return torch.compile(graph, fullgraph=True, dynamic=False, mode="reduce-overhead")
+    return torch.compile(graph, fullgraph=True, dynamic=False, options=_cpu_options() or None)
+
+
+def _cpu_options() -> dict:
+    from torch._inductor import cpu_vec_isa
+
+    isa = cpu_vec_isa.pick_vec_isa()
+    return {"cpp.simdlen": 256} if isa and isa.bit_width() > 256 else {}
+
+
+class Program:
+    """One captured and compiled step, for one minibatch shape and set of parameters.
+
+    ``program(x, index, t, inputs)`` returns the loss and the gradients of the parameters that
+    reach it. With ``reduce`` (several processes) the gradients come as one flat buffer, to be
+    summed and then clipped and applied outside; otherwise they are clipped in the graph, and
+    where the optimizer is the run's Adam (:func:`adam_settings`) its update is in the graph
+    too, on the optimizer's own state tensors, so that its checkpoints hold what the graph did.
+    """
+
+    def __init__(
+        self, eager: TrainStep, x: torch.Tensor, index: torch.Tensor, t, inputs: dict, *, reduce: bool
+    ):
+        self.module = module = eager.loss
+        held = {id(p): name for name, p in module.named_parameters(remove_duplicate=False)}
+        self.optimizer = optimizer = eager.optimizer
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        loose = [i for i, p in enumerate(params) if id(p) not in held]
+        if loose:
+            raise Uncompilable(
+                f"has {len(loose)} parameters that no module of the model and guide holds (Pyro's "
+                "param store?), which a graph cannot take as inputs"
+            )
+        self.params, self.names = params, [held[id(p)] for p in params]
+        # integer buffers are the program's structure (an autoregressive flow's permutation,
+        # index tables), which it may read as Python numbers: they are constants of the graph
+        self.buffers = {n: b for n, b in module.named_buffers() if b.is_floating_point()}
+        self.input_names = sorted(inputs)
+        self.reduce, self.clip_norm, self.seed = reduce, eager.clip_norm, eager.seed
+        self.adam = None if reduce else adam_settings(optimizer)
+        if self.adam is not None:
+            _start_adam(optimizer, params)
+        self.signature = _signature(params)
+        self.used: list[bool] = []
+        example = self.inputs(x, index, t, inputs)
+        start = time.perf_counter()
+        with stepping():
+            try:
+                self.graph = make_fx(self._step, tracing_mode="fake", _allow_non_fake_inputs=True)(*example)
+            except Exception as e:  # what does not trace: a branch on data, an unsupported operation
+                raise Uncompilable(f"cannot be captured ({first_line(e)})") from e
+        self.capture_seconds = time.perf_counter() - start
+        self.device = x.device
+        self.compiled: Callable | None = None  # made at the first call
+        self.compile_seconds = 0.0
+        self.checked = False
+
+    def inputs(self, x, index, t, inputs: dict) -> list:
+        """The graph's inputs: parameters, buffers, minibatch, step, schedule values and, with
+        Adam in the graph, its learning rate and state (read anew: a resumed run loads new ones)."""
+        flat = [*self.params, *self.buffers.values(), x, index, t, *(inputs[k] for k in self.input_names)]
+        if self.adam is not None:
+            states = [self.optimizer.state[p] for p in self.params]
+            steps = [s["step"] for s in states]
+            flat += [*_bias_corrections(steps, self.optimizer.param_groups[0]["lr"], self.adam)]
+            flat += [*steps, *(s[k] for k in ("exp_avg", "exp_avg_sq") for s in states)]
+        return flat
+
+    def _step(self, *flat):
+        """F of the module docstring, on flat inputs: what the graph is traced from."""
+        n, m = len(self.params), len(self.buffers)
+        params, buffers = flat[:n], flat[n : n + m]
+        x, index, t, *values = flat[n + m : n + m + 3 + len(self.input_names)]
+        with torch.enable_grad():
+            leaves = [p.detach().requires_grad_() for p in params]
+            state = {
+                **dict(zip(self.names, leaves, strict=True)),
+                **dict(zip(self.buffers, buffers, strict=True)),
+            }
+            loss = torch.func.functional_call(
+                self.module,
+                state,
+                (x, index, step_seed(self.seed, t)),
+                dict(zip(self.input_names, values, strict=True)),
+                strict=False,
+            )
+            found = torch.autograd.grad(loss, leaves, allow_unused=True)
+        self.used = [g is not None for g in found]
+        grads = [g for g in found if g is not None]
+        if self.reduce:  # one buffer for the all-reduce; clipped after it
+            return loss.detach(), torch.cat([g.reshape(-1) for g in grads])
+        if self.clip_norm is not None:  # torch.nn.utils.clip_grad_norm_, in the graph
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            grads = [g * torch.clamp(self.clip_norm / (norm + 1e-6), max=1.0) for g in grads]
+        if self.adam is not None:
+            sizes, roots, *moments = flat[n + m + 3 + len(self.input_names) :]
+            steps, avgs, squares = moments[:n], moments[n : 2 * n], moments[2 * n :]
+            used = [i for i in range(n) if self.used[i]]
+            with torch.no_grad():  # the parameters are the optimizer's leaves
+                _adam(
+                    [params[i] for i in used],
+                    grads,
+                    [steps[i] for i in used],
+                    [avgs[i] for i in used],
+                    [squares[i] for i in used],
+                    sizes[used],
+                    roots[used],
+                    self.adam,
+                )
+        return (loss.detach(), *grads)
+
+    def matches(self) -> bool:
+        """Whether the optimizer still holds the parameters the graph was made for."""
+        return _signature(self.params) == self.signature
+
+    def __call__(self, x, index, t, inputs: dict) -> tuple[torch.Tensor, list]:
+        flat = self.inputs(x, index, t, inputs)
+        if self.checked:
+            assert self.compiled is not None
+            with torch.no_grad():  # the graph holds its backward pass: autograd has nothing to do
+                out = self.compiled(*flat)
+            return out[0], list(out[1:])
+        before = [v.detach().clone() for v in flat]  # for the eager step, which Adam updates in place
+        start = time.perf_counter()
+        try:
+            compiled = self.compiled = compile_graph(self.graph, flat, self.device)
+            with torch.no_grad():
+                out = compiled(*flat)
+        except Exception as e:  # Inductor's failures: no C++ compiler, an operation it lacks
+            raise Uncompilable(f"cannot be compiled ({first_line(e)})") from e
+        self.compile_seconds = time.perf_counter() - start
+        with stepping():
+            eager = self._step(*before)
+        try:
+            _check(out, eager)
+            if self.adam is not None:  # and the update: the parameters as the eager step leaves them
+                _check(flat[: len(self.params)], before[: len(self.params)], what="updated parameter")
+        except Uncompilable as e:
+            if self.adam is None:
+                raise
+            with torch.no_grad():  # the eager step's update stands, made once
+                for v, b in zip(flat, before, strict=True):
+                    v.copy_(b)
+            raise Uncompilable(str(e), done=eager[0]) from None
+        self.checked = True
+        return out[0], list(out[1:])
+
+
+def adam_settings(optimizer) -> dict | None:
+    """Adam's hyperparameters where the graph can make its update (``torch.optim.Adam``, one
+    group, fused, without AMSGrad, maximize or weight decay, as ``pyro_vae.train`` makes it);
+    else None, and the optimizer steps eagerly after the graph."""
+    if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
+        return None
+    group = optimizer.param_groups[0]
+    plain = not (group["amsgrad"] or group["maximize"] or group["weight_decay"] or group["differentiable"])
+    if not (plain and group["fused"] and not torch.is_tensor(group["lr"])):
+        return None
+    beta1, beta2 = group["betas"]
+    return {"beta1": beta1, "beta2": beta2, "eps": group["eps"]}
+
+
+def _start_adam(optimizer, params) -> None:
+    """Adam's state as its first step makes it (fused: the step count on the device)."""
+    for p in params:
+        if not optimizer.state[p]:
+            optimizer.state[p].update(
+                step=torch.zeros((), dtype=torch.float32, device=p.device),
+                exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
+                exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format),
+            )
+
+
+def _bias_corrections(steps: list, lr: float, settings: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam's step sizes lr/(1 − β₁ᵗ) and roots √(1 − β₂ᵗ) for the coming step t of each
+    parameter, made before the graph: inside it the compiler would compute the powers anew for
+    every vector of every parameter."""
+    t = torch.stack(steps) + 1
+    return lr / (1 - settings["beta1"] ** t), torch.sqrt(1 - settings["beta2"] ** t)
+
+
+def _adam(params, grads, steps, avgs, squares, sizes, roots, settings) -> None:
+    """Adam's update in place (Kingma & Ba 2015, Algorithm 1), as ``torch.optim.Adam`` makes it::
+
+        m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²,
+        θ ← θ − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε),
+
+    with the step sizes and roots of :func:`_bias_corrections`.
+    """
+    beta1, beta2, eps = settings["beta1"], settings["beta2"], settings["eps"]
+    for p, g, step, m, v, size, root in zip(params, grads, steps, avgs, squares, sizes, roots, strict=True):
+        step.add_(1)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        p.sub_(size * m / (v.sqrt() / root + eps))
+
+
+def _check(compiled, eager, what: str = "") -> None:
+    """Refuse a compiled step whose loss or gradients are not the eager step's (float32
+    rounding aside: relative 1e-3 of each tensor's scale)."""
+    for i, (c, e) in enumerate(zip(compiled, eager, strict=True)):
+        scale = e.abs().max().clamp(min=1e-30)
+        err = ((c - e).abs().max() / scale).item()
+        if not err <= 1e-3:
+            what = f"{what} {i}" if what else "loss" if i == 0 else f"gradient {i}"
+            raise Uncompilable(
+                f"gives another {what} compiled than eager (relative difference {err:.1e}): the "
+                "program depends on something the capture does not see (Python state, global parameters)"
+            )
+
+
+def _signature(params: list) -> tuple:
+    return tuple((id(p), p.shape, p.dtype, p.device) for p in params)
+
+
+def first_line(e: BaseException) -> str:
+    """What stopped a capture, in a few words, with the line of the program where it happened."""
+    from torch._subclasses.fake_tensor import DataDependentOutputException
+    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+
+    if isinstance(e, GuardOnDataDependentSymNode | DataDependentOutputException):
+        what = "a branch, index or size depends on a tensor's value (.item(), if x.sum() > 0, ...)"
+    else:
+        text = str(e).strip().splitlines()
+        what = f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+    return what + _where(e)
+
+
+def _where(e: BaseException) -> str:
+    """``, at FILE:LINE in FUNCTION``: the innermost frame of the traceback outside torch and Pyro."""
+    libraries = tuple(str(Path(str(m.__file__)).parent) for m in (torch, pyro))
+    frames = traceback.extract_tb(e.__traceback__)
+    outside = [f for f in frames if not f.filename.startswith(libraries) and not f.filename.startswith("<")]
+    if not outside:
+        return ""
+    f = outside[-1]
+    return f", at {Path(f.filename).name}:{f.lineno} in {f.name}"

@@ -1,0 +1,302 @@
+"""The compiled step computes the eager step: the same loss, gradients and updates.
+
+The grid of parts and every objective are checked on the captured graph run as it is (every
+ATen operation Pyro's program made, recorded once and replayed without Pyro): that is what
+capturing can get wrong. A few programs are also compiled by Inductor, and the policy of
+:class:`~pyro_vae.compiled.CompiledStep` (auto, fallbacks, shapes) is checked with
+``torch.compile`` replaced by the captured graph itself, which is quick.
+"""
+
+import os
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from torch import nn
+
+import pyro_vae
+from pyro_vae import VAE, Config, capture, make_objective
+from pyro_vae.capture import Program, Uncompilable
+from pyro_vae.compiled import PROBE, CompiledStep
+from pyro_vae.estimators.noise import step_seed
+from pyro_vae.step import TrainStep, stepping
+from tests.test_parts_grid import GUIDES, LIKELIHOODS, PRIORS, build, data_for
+
+SEED, T = 7, 11  # the run's seed and the step whose keyed noise both paths draw
+
+
+def eager_loss_and_grads(step: TrainStep, x, index, t, inputs):
+    params = [p for g in step.optimizer.param_groups for p in g["params"]]
+    with stepping():
+        loss = step.loss(x, index, step_seed(step.seed, t), **inputs)
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return loss.detach(), grads
+
+
+def captured_loss_and_grads(step: TrainStep, x, index, t, inputs):
+    """The captured graph, run as recorded (no compiler)."""
+    values = {k: torch.tensor(float(v)) for k, v in inputs.items()}
+    program = Program(step, x, index, torch.tensor(t), values, reduce=False)
+    with torch.no_grad():
+        out = program.graph(*program.inputs(x, index, torch.tensor(t), values))
+    grads = iter(out[1:])
+    return out[0], [next(grads) if used else None for used in program.used]
+
+
+def assert_same(eager, captured, rtol=1e-5):
+    (loss, grads), (c_loss, c_grads) = eager, captured
+    torch.testing.assert_close(c_loss, loss, rtol=rtol, atol=rtol * loss.abs().item())
+    assert len(grads) == len(c_grads)
+    for g, c in zip(grads, c_grads, strict=True):
+        assert (g is None) == (c is None)
+        if g is not None:
+            torch.testing.assert_close(c, g, rtol=rtol, atol=rtol * g.abs().max().item())
+
+
+def sgd_step(vae, objective, **kw) -> TrainStep:
+    model, guide = vae.programs(param_sites=False)
+    return TrainStep(objective, model, guide, torch.optim.SGD(vae.parameters(), lr=0.01), seed=SEED, **kw)
+
+
+# Every prior with every guide (a VampPrior evaluates the guide; an IAF guide's inverse is a
+# loop), each likelihood with several of them (it reads only the decoder's output); the whole
+# product with PYRO_VAE_FULL_GRID=1.
+PAIRS = [(p, g) for p in PRIORS for g in GUIDES]
+if os.environ.get("PYRO_VAE_FULL_GRID"):
+    GRID = [(p, g, lik) for p, g in PAIRS for lik in LIKELIHOODS]
+else:
+    GRID = [(p, g, list(LIKELIHOODS)[i % len(LIKELIHOODS)]) for i, (p, g) in enumerate(PAIRS)]
+
+
+@pytest.mark.parametrize("prior,guide,likelihood", GRID, ids=["-".join(c) for c in GRID])
+def test_captured_step_equals_eager_over_the_grid(prior, guide, likelihood):
+    torch.manual_seed(0)
+    vae, x = build(prior, guide, likelihood), data_for(likelihood)
+    step = sgd_step(vae, make_objective("elbo"))
+    index = torch.arange(100, 100 + len(x))
+    eager = eager_loss_and_grads(step, x, index, T, {})
+    assert_same(eager, captured_loss_and_grads(step, x, index, T, {}))
+    # the step number is an input, not a constant: another step draws other noise
+    other = captured_loss_and_grads(step, x, index, T + 1, {})
+    assert abs(other[0] - eager[0]) > 1e-4 * abs(eager[0])
+
+
+OBJECTIVES = {
+    "elbo": {},
+    "meanfield": {},
+    "beta": {"beta": 4.0},
+    "iwae": {"particles": 5},
+    "iwae_dreg": {"particles": 3},
+    "elbo_stl": {},
+    "renyi": {"alpha": 0.5, "particles": 4},
+    "tail_adaptive": {"particles": 4},
+    "tracegraph": {},
+    "elbo+warmup+free_bits": {"kl_warmup": 4, "free_bits": 0.2},
+}
+
+
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_captured_step_equals_eager_for_every_objective(name):
+    torch.manual_seed(0)
+    vae, x = build("normal", "normal", "bernoulli"), data_for("bernoulli")
+    objective = make_objective(name.split("+")[0], **OBJECTIVES[name])
+    step = sgd_step(vae, objective)
+    index = torch.arange(len(x))
+    inputs = step.inputs(epoch=1.0, step=T)  # kl_weight 0.25 under warm-up: an input of the graph
+    assert_same(
+        eager_loss_and_grads(step, x, index, T, inputs), captured_loss_and_grads(step, x, index, T, inputs)
+    )
+
+
+def test_the_objective_list_covers_every_registered_objective():
+    from pyro_vae.objectives import OBJECTIVES as registry
+
+    assert {n.split("+")[0] for n in OBJECTIVES} == {
+        n for n in registry.names() if registry.get(n).__module__.startswith("pyro_vae.")
+    }
+
+
+def test_a_schedule_value_is_an_input_of_the_graph():
+    torch.manual_seed(0)
+    vae, x = build("normal", "normal", "bernoulli"), data_for("bernoulli")
+    step = sgd_step(vae, make_objective("elbo", kl_warmup=4))
+    index = torch.arange(len(x))
+    values = {"kl_weight": torch.tensor(0.25)}
+    program = Program(step, x, index, torch.tensor(T), values, reduce=False)
+    for weight in (0.25, 1.0):  # one graph, two weights, each the eager loss at that weight
+        values["kl_weight"].fill_(weight)
+        with torch.no_grad():
+            loss = program.graph(*program.inputs(x, index, torch.tensor(T), values))[0]
+        expected, _ = eager_loss_and_grads(step, x, index, T, {"kl_weight": weight})
+        torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiled by Inductor
+# ---------------------------------------------------------------------------------------------
+
+
+def small_config(**train) -> Config:
+    overrides = {"model.latent_dim": 3, "model.encoder.hidden": [16], "model.decoder.hidden": [16]}
+    return Config().override({**overrides, "train.epochs": 3, "train.batch_size": 100, **train})
+
+
+def test_compiled_training_gives_the_eager_metrics(tmp_path):
+    """A few epochs compiled by Inductor (KL warm-up's weight an input, clipping and Adam in the
+    graph, the partial last batch eager) against eager."""
+    objective = {"kind": "iwae", "particles": 3, "kl_warmup": 2}
+    rows = {}
+    for mode in (True, False):
+        config = small_config(**{"train.compile": mode, "train.clip_norm": 50.0}).override(
+            {f"objective.{k}": v for k, v in objective.items()}
+        )
+        run = pyro_vae.train(config.override({"train.run_dir": str(tmp_path / str(mode))}), quiet=True)
+        rows[mode] = run.history
+    assert [r["step_path"] for r in rows[True][1:]] == ["compiled"] * 3
+    assert [r["step_path"] for r in rows[False][1:]] == ["eager"] * 3
+    assert rows[True][1]["compile_seconds"] > 0 and rows[True][2]["compile_seconds"] == 0
+    for compiled, eager in zip(rows[True], rows[False], strict=True):
+        for key in ("train_loss", "valid_elbo", "valid_kl"):
+            if eager[key] is not None:
+                assert compiled[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-3), key
+
+
+def test_graph_adam_follows_torch_adam(no_compiler):
+    """Adam's update in the graph against torch's fused Adam, over several steps."""
+    torch.manual_seed(0)
+    vae, x = build("normal", "normal", "gaussian"), data_for("gaussian")
+    twin = VAE(vae.config)
+    twin.load_state_dict(vae.state_dict())
+    index = torch.arange(len(x))
+    steps = []
+    for v in (vae, twin):
+        model, guide = v.programs(param_sites=False)
+        optimizer = torch.optim.Adam(v.parameters(), lr=0.01, fused=True)
+        steps.append(TrainStep(make_objective("elbo"), model, guide, optimizer, seed=SEED))
+    compiled = CompiledStep(steps[0], True)
+    with stepping():
+        for t in range(6):
+            compiled(x, index=index, epoch=0.0, step=t)
+            steps[1](x, index=index, epoch=0.0, step=t)
+    assert compiled.path == "compiled"
+    for (name, p), q in zip(vae.named_parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+    for p, q in zip(vae.parameters(), twin.parameters(), strict=True):
+        a, b = steps[0].optimizer.state[p], steps[1].optimizer.state[q]
+        assert a["step"].item() == b["step"].item() == 6
+        torch.testing.assert_close(a["exp_avg_sq"], b["exp_avg_sq"], rtol=1e-5, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# The policy: auto, fallbacks, shapes (torch.compile replaced by the graph itself)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_compiler(monkeypatch):
+    monkeypatch.setattr(capture, "compile_graph", lambda graph, example, device: graph)
+
+
+def branching_pair():
+    """A user's model and guide whose guide branches on the data's values."""
+
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(3))
+
+        def model(self, x):
+            with pyro.plate("data", len(x)):
+                z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+                pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+        def guide(self, x):
+            loc = self.w * x if x.sum() > 0 else -self.w * x  # a branch on a value
+            with pyro.plate("data", len(x)):
+                pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
+
+    return Pair()
+
+
+def test_a_program_that_cannot_be_captured_trains_eager_saying_why(no_compiler):
+    pair = branching_pair()
+    optimizer = torch.optim.Adam(pair.parameters(), lr=0.01, fused=True)
+    lines = []
+    step = CompiledStep(
+        TrainStep(make_objective("elbo"), pair.model, pair.guide, optimizer), "auto", say=lines.append
+    )
+    step.decided = True  # as auto is once it has timed its first steps and found the run long
+    x = torch.randn(10, 3)
+    with stepping():
+        for t in range(3):
+            step(x, index=torch.arange(10), epoch=0.0, step=t)
+    assert step.path == "eager" and optimizer.state[pair.w]["step"].item() == 3
+    assert len(lines) == 1 and lines[0].startswith("the training step runs eager: it cannot be captured (")
+    assert "depends on a tensor's value" in lines[0] and "test_compiled.py" in lines[0], lines[0]
+    forced = CompiledStep(TrainStep(make_objective("elbo"), pair.model, pair.guide, optimizer), True)
+    with (
+        stepping(),
+        pytest.raises(Uncompilable, match=r"train\.compile = true, but the training step cannot be captured"),
+    ):
+        forced(x, index=torch.arange(10), epoch=0.0, step=0)
+
+
+def test_shapes_the_program_was_not_made_for_run_eager_or_get_their_own(no_compiler):
+    torch.manual_seed(0)
+    vae = build("normal", "normal", "bernoulli")
+    step = CompiledStep(sgd_step(vae, make_objective("elbo")), True)
+    x = (torch.rand(30, 6) > 0.5).float()
+    index = torch.arange(30)
+    made = []
+    original = Program.__init__
+
+    def counting(self, eager, x, *args, **kw):
+        made.append(tuple(x.shape))
+        original(self, eager, x, *args, **kw)
+
+    with stepping(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Program, "__init__", counting)
+        for t, n in enumerate([20, 20, 7, 20, 20, 12, 12, 12]):  # a partial batch, then a new size
+            step(x[:n], index=index[:n], epoch=0.0, step=t)
+    assert made == [(20, 6), (12, 6)]  # 7 came once between 20s: eager; 12 came twice in a row
+    assert step.path == "compiled"
+
+
+def test_auto_compiles_a_long_run_and_not_a_short_one(no_compiler):
+    torch.manual_seed(0)
+    x = (torch.rand(20, 6) > 0.5).float()
+    index = torch.arange(20)
+    for planned, compiled in ((10**9, True), (PROBE + 5, False)):
+        vae = build("normal", "normal", "bernoulli")
+        step = CompiledStep(sgd_step(vae, make_objective("elbo")), "auto", steps_planned=planned)
+        with stepping():
+            for t in range(PROBE + 2):
+                step(x, index=index, epoch=0.0, step=t)
+        assert (step.path == "compiled") == compiled
+        assert (step.reason is None) == compiled
+        if not compiled:
+            assert "under the 120 s that repay compiling" in step.reason
+
+
+def test_parameters_outside_the_modules_are_refused_by_the_capture(no_compiler):
+    """A pair on Pyro's global param store: the graph could not take its parameters as inputs."""
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        w = pyro.param("w", torch.ones(3))
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(w * x, 1.0).to_event(1))
+
+    x = torch.randn(10, 3)
+    guide(x)
+    params = [pyro.param("w").unconstrained()]
+    step = CompiledStep(
+        TrainStep(make_objective("elbo"), model, guide, torch.optim.Adam(params, fused=True)), True
+    )
+    with stepping(), pytest.raises(Uncompilable, match="no module of the model and guide holds"):
+        step(x, index=torch.arange(10), epoch=0.0, step=0)
