@@ -1,77 +1,52 @@
-"""Capturing a training step as one graph, compiling it, and checking it against eager.
+"""A training step as one graph: captured, replayed or compiled, checked against eager.
 
 :class:`Program` records the step F(θ, φ, buffers, x_B, index_B, t, β_t) → (L, ∇L) of
-:mod:`pyro_vae.compiled` with ``make_fx`` in fake mode: the parameters, the minibatch and the
-step number t are the graph's inputs, every operation Pyro's handlers run on them is recorded
-(the guide's keyed noise, the model's log densities, the objective), and the backward pass is
-traced by ``torch.autograd.grad`` into the same graph. Clipping and, for the run's fused Adam,
-the update (Kingma & Ba 2015) follow in the graph, on the optimizer's own state tensors.
-``torch.compile`` then lowers the graph with TorchInductor.
+:mod:`pyro_vae.compiled` with :func:`pyro_vae.graphs.capture`: the parameters, the minibatch,
+the step number t and the schedule's values are the graph's inputs, every operation Pyro's
+handlers run on them is recorded (the guide's keyed noise, the model's log densities, the
+objective), and the backward pass is traced by ``torch.autograd.grad`` into the same graph.
+
+The graph is then either *replayed* as recorded, operation by operation with the same
+kernels as the eager step (bit for bit its result, without Pyro's Python), with the
+gradients applied by the run's optimizer; or *compiled* by TorchInductor, with clipping and,
+for the run's fused Adam, the update (Kingma & Ba 2015) in the graph, on the optimizer's own
+state tensors, so that its checkpoints hold what the graph did.
 
 Its first run is checked against the same step run eagerly on copies of its inputs: the loss,
-every gradient and every updated parameter to a relative 1e-3 of the tensor's scale (float32
-rounding of reordered sums is far below; a step that computes something else is far above).
+every gradient and every updated parameter (:func:`pyro_vae.graphs.agree`).
 """
 
 import time
-import traceback
 from collections.abc import Callable
-from pathlib import Path
 
-import pyro
 import torch
-from torch.fx.experimental.proxy_tensor import make_fx
 
-from .errors import PyroVAEError
 from .estimators.noise import step_seed
+from .graphs import Uncompilable, agree, capture, compile_graph, first_line
 from .step import TrainStep, stepping
 
 
-class Uncompilable(PyroVAEError):
-    """The step cannot be captured or compiled, or its compiled form disagrees with it.
-
-    ``done`` is the loss of the step when it was nonetheless made (eagerly, by the check)."""
-
-    def __init__(self, message: str, done: torch.Tensor | None = None):
-        super().__init__(message)
-        self.done = done
-
-
-def compile_graph(graph, example: list, device: torch.device):
-    """``graph`` compiled by TorchInductor for ``device`` (lazily: at its first call).
-
-    On CUDA it is replayed as CUDA graphs (``mode="reduce-overhead"``), which need the inputs
-    it updates in place (parameters, Adam's state) at fixed addresses. On the CPU the loops
-    are vectorized 256 bits wide at most: with torch 2.13 the 512-bit (AVX-512) code Inductor
-    writes for the noise's int64 hash corrupts the heap (``malloc(): unaligned tcache chunk``)
-    where the 256-bit code is right, and no slower here.
-    """
-    if device.type == "cuda":
-        for tensor in example:
-            torch._dynamo.mark_static_address(tensor)
-        return torch.compile(graph, fullgraph=True, dynamic=False, mode="reduce-overhead")
-    return torch.compile(graph, fullgraph=True, dynamic=False, options=_cpu_options() or None)
-
-
-def _cpu_options() -> dict:
-    from torch._inductor import cpu_vec_isa
-
-    isa = cpu_vec_isa.pick_vec_isa()
-    return {"cpp.simdlen": 256} if isa and isa.bit_width() > 256 else {}
-
-
 class Program:
-    """One captured and compiled step, for one minibatch shape and set of parameters.
+    """One captured step, for one minibatch shape and set of parameters: replayed, or with
+    ``compile`` compiled at its first call.
 
     ``program(x, index, t, inputs)`` returns the loss and the gradients of the parameters that
     reach it. With ``reduce`` (several processes) the gradients come as one flat buffer, to be
-    summed and then clipped and applied outside; otherwise they are clipped in the graph, and
-    where the optimizer is the run's Adam (:func:`adam_settings`) its update is in the graph
-    too, on the optimizer's own state tensors, so that its checkpoints hold what the graph did.
+    summed, clipped and applied outside. Compiled, they are clipped in the graph, and where the
+    optimizer is the run's Adam (:func:`adam_settings`) the update is made there too
+    (:attr:`adam`); replayed, the optimizer steps after it, as it does after the eager step.
     """
 
     def __init__(
-        self, eager: TrainStep, x: torch.Tensor, index: torch.Tensor, t, inputs: dict, *, reduce: bool
+        self,
+        eager: TrainStep,
+        x: torch.Tensor,
+        index: torch.Tensor,
+        t,
+        inputs: dict,
+        *,
+        reduce: bool,
+        compile: bool = True,
     ):
         self.module = module = eager.loss
         held = {id(p): name for name, p in module.named_parameters(remove_duplicate=False)}
@@ -84,12 +59,13 @@ class Program:
                 "param store?), which a graph cannot take as inputs"
             )
         self.params, self.names = params, [held[id(p)] for p in params]
-        # integer buffers are the program's structure (an autoregressive flow's permutation,
-        # index tables), which it may read as Python numbers: they are constants of the graph
+        # integer buffers are structure (a flow's permutation), constants of the graph: graphs.inputs_of
         self.buffers = {n: b for n, b in module.named_buffers() if b.is_floating_point()}
         self.input_names = sorted(inputs)
         self.reduce, self.clip_norm, self.seed = reduce, eager.clip_norm, eager.seed
-        self.adam = None if reduce else adam_settings(optimizer)
+        self.compile = compile
+        #: Adam's hyperparameters where the compiled graph makes its update, else None
+        self.adam = adam_settings(optimizer) if compile and not reduce else None
         if self.adam is not None:
             _start_adam(optimizer, params)
         self.signature = _signature(params)
@@ -97,10 +73,7 @@ class Program:
         example = self.inputs(x, index, t, inputs)
         start = time.perf_counter()
         with stepping():
-            try:
-                self.graph = make_fx(self._step, tracing_mode="fake", _allow_non_fake_inputs=True)(*example)
-            except Exception as e:  # what does not trace: a branch on data, an unsupported operation
-                raise Uncompilable(f"cannot be captured ({first_line(e)})") from e
+            self.graph = capture(self._step, example)
         self.capture_seconds = time.perf_counter() - start
         self.device = x.device
         self.compiled: Callable | None = None  # made at the first call
@@ -141,7 +114,7 @@ class Program:
         grads = [g for g in found if g is not None]
         if self.reduce:  # one buffer for the all-reduce; clipped after it
             return loss.detach(), torch.cat([g.reshape(-1) for g in grads])
-        if self.clip_norm is not None:  # torch.nn.utils.clip_grad_norm_, in the graph
+        if self.clip_norm is not None and self.compile:  # clip_grad_norm_, in the graph
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
             grads = [g * torch.clamp(self.clip_norm / (norm + 1e-6), max=1.0) for g in grads]
         if self.adam is not None:
@@ -175,7 +148,9 @@ class Program:
         before = [v.detach().clone() for v in flat]  # for the eager step, which Adam updates in place
         start = time.perf_counter()
         try:
-            compiled = self.compiled = compile_graph(self.graph, flat, self.device)
+            compiled = self.compiled = (
+                compile_graph(self.graph, flat, self.device) if self.compile else self.graph
+            )
             with torch.no_grad():
                 out = compiled(*flat)
         except Exception as e:  # Inductor's failures: no C++ compiler, an operation it lacks
@@ -184,9 +159,9 @@ class Program:
         with stepping():
             eager = self._step(*before)
         try:
-            _check(out, eager)
+            agree(out, eager, what="output (loss, then gradients)")
             if self.adam is not None:  # and the update: the parameters as the eager step leaves them
-                _check(flat[: len(self.params)], before[: len(self.params)], what="updated parameter")
+                agree(flat[: len(self.params)], before[: len(self.params)], what="updated parameter")
         except Uncompilable as e:
             if self.adam is None:
                 raise
@@ -247,43 +222,5 @@ def _adam(params, grads, steps, avgs, squares, sizes, roots, settings) -> None:
         p.sub_(size * m / (v.sqrt() / root + eps))
 
 
-def _check(compiled, eager, what: str = "") -> None:
-    """Refuse a compiled step whose loss or gradients are not the eager step's (float32
-    rounding aside: relative 1e-3 of each tensor's scale)."""
-    for i, (c, e) in enumerate(zip(compiled, eager, strict=True)):
-        scale = e.abs().max().clamp(min=1e-30)
-        err = ((c - e).abs().max() / scale).item()
-        if not err <= 1e-3:
-            what = f"{what} {i}" if what else "loss" if i == 0 else f"gradient {i}"
-            raise Uncompilable(
-                f"gives another {what} compiled than eager (relative difference {err:.1e}): the "
-                "program depends on something the capture does not see (Python state, global parameters)"
-            )
-
-
 def _signature(params: list) -> tuple:
     return tuple((id(p), p.shape, p.dtype, p.device) for p in params)
-
-
-def first_line(e: BaseException) -> str:
-    """What stopped a capture, in a few words, with the line of the program where it happened."""
-    from torch._subclasses.fake_tensor import DataDependentOutputException
-    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
-
-    if isinstance(e, GuardOnDataDependentSymNode | DataDependentOutputException):
-        what = "a branch, index or size depends on a tensor's value (.item(), if x.sum() > 0, ...)"
-    else:
-        text = str(e).strip().splitlines()
-        what = f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
-    return what + _where(e)
-
-
-def _where(e: BaseException) -> str:
-    """``, at FILE:LINE in FUNCTION``: the innermost frame of the traceback outside torch and Pyro."""
-    libraries = tuple(str(Path(str(m.__file__)).parent) for m in (torch, pyro))
-    frames = traceback.extract_tb(e.__traceback__)
-    outside = [f for f in frames if not f.filename.startswith(libraries) and not f.filename.startswith("<")]
-    if not outside:
-        return ""
-    f = outside[-1]
-    return f", at {Path(f.filename).name}:{f.lineno} in {f.name}"

@@ -1,34 +1,36 @@
-"""A compiled training step: the Pyro program's whole step captured once and replayed.
+"""A training step without Pyro's Python: captured once, then replayed or compiled.
 
 A built-in VAE's Pyro program has a static structure: the same sites, plates and shapes in
-every step. Its step (the guide's and the model's traces, the objective, the backward pass
-and gradient clipping) is then one function of the parameters and the minibatch,
+every step. Its step (the guide's and the model's traces, the objective, the backward pass)
+is then one function of the parameters and the minibatch,
 
-    (L, ∇L) = F(θ, φ, buffers, x_B, index_B, t, β_t),       L = objective loss on x_B,
+    (L, ∇L) = F(θ, φ, buffers, x_B, index_B, t, β_t),       L = the objective's loss on x_B,
 
-recorded once by ``make_fx`` (``torch.fx.experimental.proxy_tensor``) as a graph of ATen
-operations, tracing through Pyro's effect handlers with fake tensors, and compiled by
-TorchInductor (``torch.compile``): fused C++ loops on the CPU, Triton kernels replayed as a
-CUDA graph on CUDA (``mode="reduce-overhead"``). No Python of Pyro's runs per step after that.
+recorded once as a graph of ATen operations (:mod:`pyro_vae.capture`, :mod:`pyro_vae.graphs`).
 The keyed noise of :mod:`pyro_vae.estimators.noise` makes the guide's draws a function of
 (seed, step t, point), so t is an input like any other, as are the schedule's values (β_t of
-KL warm-up). The optimizer stays the run's own ``torch.optim`` one (fused Adam).
+KL warm-up). The graph runs one of two ways:
 
-Nothing is computed differently without a word:
+* **replayed**: operation by operation, the eager step's own kernels, bit for bit its result
+  (then the run's optimizer steps): the Python of Pyro's handlers is what it saves;
+* **compiled** by TorchInductor: fused loops, clipping and Adam's update in the graph; on
+  CUDA replayed as a CUDA graph. Float32 rounding then differs from eager's.
 
-* tracing sees no data, so a branch on a tensor's value (``.item()``, ``if x.sum() > 0``)
-  fails the capture instead of being baked into the graph;
-* the first compiled step is checked against the eager step on the same minibatch and noise
-  (loss and every gradient);
-* a program is made for one (shape, dtype, device) of the minibatch and one set of
-  parameters, and used only for those; another shape runs eager until it comes twice in a
-  row (the last, partial batch of an epoch stays eager), then gets its own program.
+Nothing is computed differently without a word: tracing sees no data, so a branch on a
+tensor's value fails the capture instead of being baked in; the first run of a graph is
+checked against the eager step on the same minibatch and noise; and a graph is made for one
+(shape, dtype, device) of the minibatch and one set of parameters and used only for those:
+another shape runs eager until it comes twice in a row (an epoch's last, partial batch stays
+eager), then gets its own.
 
-``train.compile = "auto"`` times the first eager steps and compiles when the steps left
-would take over :data:`AUTO_SECONDS` eagerly; where a step cannot be captured or compiled it
-trains eager, saying why in one line. ``true`` compiles or fails with that reason; ``false``
-never compiles. Under several processes the graph's gradients are summed by one all-reduce
-of one flat buffer, as DistributedDataParallel's hook sums them in the eager step.
+``train.compile = "auto"`` times the first eager steps: it compiles when the steps left would
+take :data:`~pyro_vae.graphs.AUTO_SECONDS` or more eagerly, replays when they would take
+:data:`REPLAY_SECONDS` or more, and else stays eager; where the step cannot be captured it
+trains eager, saying why in one line. A resumed run keeps a compiled run compiled. ``true``
+compiles or fails with the reason; ``false`` runs Pyro's program every step. With several
+processes the graph's gradients are summed by one all-reduce of one flat buffer, as
+DistributedDataParallel's hook sums them in the eager step, and the processes agree on every
+choice before any of them acts on it.
 """
 
 import time
@@ -36,23 +38,25 @@ from collections.abc import Callable
 
 import torch
 
-from .capture import Program, Uncompilable
+from .capture import Program
+from .graphs import AUTO_SECONDS, Uncompilable
 from .step import TrainStep
 
-#: ``auto`` compiles when the eager steps left would take at least this many seconds
-AUTO_SECONDS = 120.0
+#: ``auto`` replays the captured step when the eager steps left would take this many seconds
+REPLAY_SECONDS = 10.0
 #: eager steps ``auto`` runs before it decides; it times all but the first two
 PROBE = 8
-#: programs kept for different minibatch shapes; past these, new shapes run eager
+#: graphs kept for different minibatch shapes; past these, new shapes run eager
 MAX_PROGRAMS = 4
 
 
 class CompiledStep:
-    """A :class:`~pyro_vae.step.TrainStep` that runs compiled where it can; the same call.
+    """A :class:`~pyro_vae.step.TrainStep` that runs its graph where it can; the same call.
 
     :param mode: ``"auto"``, ``True`` or ``False`` (``train.compile``).
     :param steps_planned: the run's total steps, for ``auto``'s estimate of the time left.
     :param max_seconds: the run's budget of step seconds, which caps that estimate.
+    :param resumed: the path of the run being resumed (its last metrics row's ``step_path``).
     :param say: prints a line (of rank 0; None: silent).
     """
 
@@ -63,6 +67,7 @@ class CompiledStep:
         *,
         steps_planned: int | None = None,
         max_seconds: float | None = None,
+        resumed: str | None = None,
         say: Callable[[str], None] | None = None,
     ):
         self.eager, self.mode = eager, mode
@@ -72,7 +77,8 @@ class CompiledStep:
         self.compile_seconds = 0.0
         #: why the step runs eager, once that is settled
         self.reason: str | None = None if mode else "is not compiled (train.compile = false)"
-        self.decided = mode != "auto"
+        #: "compiled" or "replayed" once decided
+        self.target: str | None = "compiled" if mode is True or (mode and resumed == "compiled") else None
         self._programs: dict[tuple, Program] = {}
         self._last_key: tuple | None = None
         self._probe: list[float] = []
@@ -81,8 +87,9 @@ class CompiledStep:
 
     @property
     def path(self) -> str:
-        """ "compiled" once a program runs the steps (an epoch's partial batch aside), else "eager"."""
-        return "compiled" if self._programs and self.reason is None else "eager"
+        """ "compiled" or "replayed" once a graph runs the steps (an epoch's partial batch aside),
+        else "eager"."""
+        return self.target if self.target and self._programs and self.reason is None else "eager"
 
     def inputs(self, epoch: float, step: int) -> dict:
         return self.eager.inputs(epoch, step)
@@ -90,7 +97,7 @@ class CompiledStep:
     def __call__(self, x: torch.Tensor, *, index: torch.Tensor | None = None, epoch: float, step: int):
         if self.reason is not None or index is None:
             return self._eager(x, index, epoch, step)
-        if not self.decided:
+        if self.target is None:
             return self._probing(x, index, epoch, step)
         key = (x.shape, x.dtype, x.device, index.shape, index.dtype)
         program = self._programs.get(key)
@@ -104,7 +111,8 @@ class CompiledStep:
         return self.eager(x, index=index, epoch=epoch, step=step)
 
     def _probing(self, x, index, epoch, step):
-        """An eager step, timed; after :data:`PROBE` of them, ``auto`` decides."""
+        """An eager step, timed; after :data:`PROBE` of them, ``auto`` decides (rank 0's clock
+        for every process)."""
         start = time.perf_counter()
         loss = self._eager(x, index, epoch, step)
         if len(self._probe) == PROBE - 1 and x.device.type == "cuda":
@@ -115,19 +123,19 @@ class CompiledStep:
             left = pace * max(0, (self.steps_planned or 0) - step - 1)
             if self.max_seconds is not None:
                 left = min(left, self.max_seconds)
-            self.decided = True
-            if left < AUTO_SECONDS and self.world.main:
-                self.reason = (
-                    f"would take about {left:.0f} s more eager, under the {AUTO_SECONDS:.0f} s that "
-                    "repay compiling (train.compile = true compiles anyway)"
+            target, reason = "compiled" if left >= AUTO_SECONDS else "replayed", None
+            if left < REPLAY_SECONDS:
+                reason = (
+                    f"would take about {left:.0f} s more eager, under the {REPLAY_SECONDS:.0f} s that "
+                    "repay capturing it (train.compile = true compiles anyway)"
                 )
-            self.reason = self.world.broadcast(self.reason)  # rank 0's clock decides for all
+            self.target, self.reason = self.world.broadcast((target, reason))
         return loss
 
     def _first(self, key, x, index, epoch, step) -> torch.Tensor | None:
-        """This step's loss by a new program for ``key``, or None to run it eager (and every
-        later one, with the ``reason``, where the step cannot compile). Processes agree on
-        the outcome before any of them takes part in a collective."""
+        """This step's loss by a new graph for ``key``, or None to run it eager (and every
+        later one, with the ``reason``, where the step cannot be captured). The processes
+        agree on the outcome before any of them takes part in a collective."""
         if self._programs and key != self._last_key:
             self._last_key = key  # a shape seen once (an epoch's last batch) runs eager
             return None
@@ -138,7 +146,8 @@ class CompiledStep:
         failure = None
         try:
             t, values = self._step_input(step, x.device), self._input_values(epoch, step, x.device)
-            program = Program(self.eager, x, index, t, values, reduce=self.world.size > 1)
+            reduce, compile = self.world.size > 1, self.target == "compiled"
+            program = Program(self.eager, x, index, t, values, reduce=reduce, compile=compile)
             loss, grads = program(x, index, t, values)
         except Uncompilable as e:
             failure = e
@@ -150,10 +159,11 @@ class CompiledStep:
             return failure.done if failure is not None else None
         self._programs[key] = program
         if self.say is not None:
+            how = f"compiled in {program.compile_seconds:.1f} s" if program.compile else "replayed"
             self.say(
-                f"training step compiled for minibatches of {tuple(x.shape)} in {spent:.1f} s (captured "
-                f"in {program.capture_seconds:.1f} s, compiled in {program.compile_seconds:.1f} s, "
-                "checked against the eager step)"
+                f"training step captured for minibatches of {tuple(x.shape)} in "
+                f"{program.capture_seconds:.1f} s, {how}, checked against the eager step "
+                f"({spent:.1f} s in all)"
             )
         return self._apply(program, loss, grads)
 
@@ -186,21 +196,23 @@ class CompiledStep:
         return self._apply(program, *program(x, index, t, values))
 
     def _apply(self, program: Program, loss: torch.Tensor, grads: list) -> torch.Tensor:
-        """The update from a program's gradients, where the graph did not make it."""
+        """The update from a graph's gradients, where the graph did not make it."""
+        optimizer = self.eager.optimizer
         if program.adam is not None:
             # the update ran in the graph; a schedule's step then need not warn that it did not
-            self.eager.optimizer._opt_called = True  # type: ignore[attr-defined]
+            optimizer._opt_called = True  # type: ignore[attr-defined]
             return loss
         if program.reduce:
             grads = self._summed(program, grads[0])
         used = iter(grads)
         for p, u in zip(program.params, program.used, strict=True):
             p.grad = next(used) if u else None
-        if program.reduce and self.eager.clip_norm is not None:
+        clipped = program.compile and not program.reduce
+        if self.eager.clip_norm is not None and not clipped:
             torch.nn.utils.clip_grad_norm_(
                 [p for p in program.params if p.grad is not None], self.eager.clip_norm, foreach=True
             )
-        self.eager.optimizer.step()
+        optimizer.step()
         return loss
 
     def _summed(self, program: Program, flat: torch.Tensor) -> list:

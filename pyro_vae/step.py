@@ -30,6 +30,7 @@ from torch import nn
 from .distributed import World, sum_gradients
 from .errors import ConfigError, PyroVAEError
 from .estimators.noise import IndexedNoise, step_seed
+from .graphs import owners
 
 
 def declared_params(model, guide, objective, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -62,16 +63,6 @@ def stepping():
     loaded, and the first loss with validation on, :func:`check_programs`)."""
     with pyro.validation_enabled(False):
         yield
-
-
-def owners(model, guide) -> list[nn.Module]:
-    """The modules whose methods ``model`` and ``guide`` are (a VAE's, a ``PyroModule``'s)."""
-    found: list[nn.Module] = []
-    for fn in (model, guide):
-        owner = getattr(fn, "__self__", fn)
-        if isinstance(owner, nn.Module) and all(owner is not m for m in found):
-            found.append(owner)
-    return found
 
 
 def check_synchronised(params: dict[str, torch.Tensor], modules: list[nn.Module]) -> None:

@@ -133,14 +133,6 @@ def train(
             modules=modules,
             world=world,
         )
-        say = None if quiet or not world.main else (lambda line: print(f"pyro-vae: {line}", file=sys.stderr))
-        step = CompiledStep(
-            eager,
-            tc.compile,
-            steps_planned=tc.epochs * math.ceil(len(data.train) / tc.batch_size),
-            max_seconds=tc.max_seconds,
-            say=say,
-        )
         history: list[dict] = []
         if payload is not None:
             restore(payload, vae, params, state, device, where=str(run_dir / CHECKPOINT), world=world)
@@ -152,6 +144,15 @@ def train(
         if payload is not None and world.main:
             write_metrics(run_dir / METRICS, history)
         _announce(config, data, device, state, run_dir, world, quiet or not world.main)
+        say = None if quiet or not world.main else (lambda line: print(f"pyro-vae: {line}", file=sys.stderr))
+        step = CompiledStep(
+            eager,
+            tc.compile,
+            steps_planned=tc.epochs * math.ceil(len(data.train) / tc.batch_size),
+            max_seconds=None if tc.max_seconds is None else max(0.0, tc.max_seconds - state.seconds),
+            resumed=history[-1].get("step_path") if history else None,
+            say=say,
+        )
 
         # Loop.
         programs = (vae.model, vae.guide) if vae is not None else (model, guide)  # for pyro.infer.SVI

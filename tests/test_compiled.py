@@ -16,9 +16,11 @@ import torch
 from torch import nn
 
 import pyro_vae
-from pyro_vae import VAE, Config, capture, make_objective
+from pyro_vae import VAE, Config, capture, compiled, make_objective
 from pyro_vae.capture import Program, Uncompilable
 from pyro_vae.compiled import PROBE, CompiledStep
+from pyro_vae.estimators import chunks
+from pyro_vae.estimators.chunks import ELEMENTS, chunk_length
 from pyro_vae.estimators.noise import step_seed
 from pyro_vae.step import TrainStep, stepping
 from tests.test_parts_grid import GUIDES, LIKELIHOODS, PRIORS, build, data_for
@@ -156,10 +158,10 @@ def test_compiled_training_gives_the_eager_metrics(tmp_path):
     assert [r["step_path"] for r in rows[True][1:]] == ["compiled"] * 3
     assert [r["step_path"] for r in rows[False][1:]] == ["eager"] * 3
     assert rows[True][1]["compile_seconds"] > 0 and rows[True][2]["compile_seconds"] == 0
-    for compiled, eager in zip(rows[True], rows[False], strict=True):
+    for fast, eager in zip(rows[True], rows[False], strict=True):
         for key in ("train_loss", "valid_elbo", "valid_kl"):
             if eager[key] is not None:
-                assert compiled[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-3), key
+                assert fast[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-3), key
 
 
 def test_graph_adam_follows_torch_adam(no_compiler):
@@ -226,7 +228,7 @@ def test_a_program_that_cannot_be_captured_trains_eager_saying_why(no_compiler):
     step = CompiledStep(
         TrainStep(make_objective("elbo"), pair.model, pair.guide, optimizer), "auto", say=lines.append
     )
-    step.decided = True  # as auto is once it has timed its first steps and found the run long
+    step.target = "compiled"  # as auto is once it has timed its first steps and found the run long
     x = torch.randn(10, 3)
     with stepping():
         for t in range(3):
@@ -263,20 +265,46 @@ def test_shapes_the_program_was_not_made_for_run_eager_or_get_their_own(no_compi
     assert step.path == "compiled"
 
 
-def test_auto_compiles_a_long_run_and_not_a_short_one(no_compiler):
+@pytest.mark.parametrize("left,path", [("long", "compiled"), ("middle", "replayed"), ("short", "eager")])
+def test_auto_compiles_a_long_run_replays_a_middling_one_and_not_a_short_one(
+    no_compiler, monkeypatch, left, path
+):
     torch.manual_seed(0)
     x = (torch.rand(20, 6) > 0.5).float()
     index = torch.arange(20)
-    for planned, compiled in ((10**9, True), (PROBE + 5, False)):
-        vae = build("normal", "normal", "bernoulli")
-        step = CompiledStep(sgd_step(vae, make_objective("elbo")), "auto", steps_planned=planned)
-        with stepping():
-            for t in range(PROBE + 2):
-                step(x, index=index, epoch=0.0, step=t)
-        assert (step.path == "compiled") == compiled
-        assert (step.reason is None) == compiled
-        if not compiled:
-            assert "under the 120 s that repay compiling" in step.reason
+    if left == "middle":  # whatever the pace here, the steps left fall between the two thresholds
+        monkeypatch.setattr(compiled, "AUTO_SECONDS", 1e9)
+        monkeypatch.setattr(compiled, "REPLAY_SECONDS", 0.0)
+    vae = build("normal", "normal", "bernoulli")
+    planned = PROBE + 5 if left == "short" else 10**9
+    step = CompiledStep(sgd_step(vae, make_objective("elbo")), "auto", steps_planned=planned)
+    with stepping():
+        for t in range(PROBE + 2):
+            step(x, index=index, epoch=0.0, step=t)
+    assert step.path == path
+    if path == "eager":
+        assert "under the 10 s that repay capturing it" in step.reason
+
+
+def test_a_replayed_step_is_the_eager_step_bit_for_bit(no_compiler):
+    """Replayed, the graph runs the eager step's own kernels: training takes the same path."""
+    torch.manual_seed(0)
+    vae, x = build("vamp", "iaf", "bernoulli"), data_for("bernoulli")
+    twin = VAE(vae.config)
+    twin.load_state_dict(vae.state_dict())
+    steps = [sgd_step(v, make_objective("iwae", particles=3), clip_norm=1.0) for v in (vae, twin)]
+    for s in steps:
+        s.optimizer = torch.optim.Adam(s.optimizer.param_groups[0]["params"], lr=0.01, fused=True)
+    replayed = CompiledStep(steps[0], "auto")
+    replayed.target = "replayed"
+    index = torch.arange(len(x))
+    with stepping():
+        for t in range(5):
+            replayed(x, index=index, epoch=0.0, step=t)
+            steps[1](x, index=index, epoch=0.0, step=t)
+    assert replayed.path == "replayed"
+    for p, q in zip(vae.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(p, q)
 
 
 def test_parameters_outside_the_modules_are_refused_by_the_capture(no_compiler):
@@ -300,3 +328,37 @@ def test_parameters_outside_the_modules_are_refused_by_the_capture(no_compiler):
     )
     with stepping(), pytest.raises(Uncompilable, match="no module of the model and guide holds"):
         step(x, index=torch.arange(10), epoch=0.0, step=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The importance-sampling chunk
+# ---------------------------------------------------------------------------------------------
+
+
+def test_compiled_importance_sampling_equals_eager_per_point(monkeypatch):
+    made = []
+    real = chunks.compile_graph
+    monkeypatch.setattr(chunks, "compile_graph", lambda *a: made.append(a) or real(*a))
+    torch.manual_seed(0)
+    vae = build("normal", "iaf", "bernoulli")
+    x = (torch.rand(37, 6) > 0.5).float()  # batches of 16, 16 and 5: the last one eager
+    estimates = {
+        mode: pyro_vae.importance_sampling(
+            vae.model, vae.guide, x, seed=3, batch_size=16, samples=60, chunk_size=20, compile=mode
+        )
+        for mode in (True, False)
+    }
+    torch.testing.assert_close(estimates[True].log_px, estimates[False].log_px, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(estimates[True].ess, estimates[False].ess, rtol=1e-4, atol=1e-4)
+    assert len(made) == 1  # one graph, for the (16, 6) batches' chunks of 20
+
+
+def test_chunks_keep_their_tensors_small_and_of_one_shape():
+    # binarized MNIST, K = 5000 in chunks of at most 500, 100 points: 25 samples, 200 chunks
+    assert chunk_length(5000, 500, 100, 784) == 25
+    assert chunk_length(1000, 500, 100, 784) == 25
+    assert chunk_length(7, 500, 100, 784) == 7  # all in one
+    assert chunk_length(1000, 10, 100, 784) == 10  # the asked bound holds
+    for samples, width in [(997, 784), (5000, 64), (30, 10_000)]:
+        k = chunk_length(samples, 500, 100, width)
+        assert 1 <= k <= 500 and (k * 100 * width <= ELEMENTS or k == 1)

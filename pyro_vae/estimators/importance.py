@@ -5,16 +5,20 @@
 the IWAE bound with K samples (Burda et al. 2016): a stochastic lower bound on log p(x_n)
 (E[p̂] = p(x), so E[log p̂] ≤ log p(x) by Jensen) that rises to it as K grows. The weights
 come from :func:`pyro_vae.traces.local_terms` (``log_w``), so masks, scales and every
-model/guide pair with one data plate are handled as in training.
+model/guide pair with one data plate are handled as in training. The chunks are sized to
+keep memory traffic low, and compiled for long estimates (:mod:`pyro_vae.estimators.chunks`).
 """
+
+import math
+from typing import Literal
 
 import pyro
 import torch
 
 from ..options import PositiveInt
-from ..traces import local_terms, max_plate_nesting
+from ..traces import max_plate_nesting
 from .base import MarginalLikelihood, register_estimator
-from .noise import IndexedNoise
+from .chunks import Chunks, chunk_length
 from .weights import WeightStats
 
 
@@ -34,12 +38,16 @@ def importance_sampling(
     first_point: int = 0,
     samples: PositiveInt = 5000,
     chunk_size: PositiveInt = 500,
+    compile: Literal["auto"] | bool = "auto",
 ) -> MarginalLikelihood:
     """Importance sampling with the guide as proposal: the IWAE bound with K = ``samples``.
 
     The K weights of each data point are drawn ``chunk_size`` at a time for ``batch_size``
     points at a time and combined by a running log-sum-exp, so that peak memory is set by
-    ``chunk_size × batch_size`` whatever K. Each sample's noise is fixed by (``seed``, point
+    ``chunk_size × batch_size`` whatever K, and less where the data are wide: chunks are cut
+    to keep their tensors where the allocator reuses memory (:mod:`pyro_vae.estimators.chunks`,
+    which with ``compile`` compiles them: ``"auto"`` when the estimate would take minutes).
+    Each sample's noise is fixed by (``seed``, point
     index, sample index) (:mod:`pyro_vae.estimators.noise`), so chunk and batch sizes change
     memory, not the estimate; ``seed`` defaults to a draw from torch's global generator
     (``pyro.set_rng_seed`` fixes it), and ``first_point`` is the index of ``x[0]`` among the
@@ -49,16 +57,17 @@ def importance_sampling(
     device = device or x.device
     nesting = max_plate_nesting(model, guide, x[:1].to(device))  # with validation: shapes checked
     seed = int(torch.randint(2**62, ())) if seed is None else seed
+    length = chunk_length(samples, chunk_size, min(batch_size, len(x)), math.prod(x.shape[1:]))
+    planned = math.ceil(len(x) / batch_size) * math.ceil(samples / length)
+    chunks = Chunks(model, guide, seed=seed, nesting=nesting, plate=plate, mode=compile, planned=planned)
     parts = []
     with pyro.validation_enabled(False):  # support checks on every chunk would read the device
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size].to(device)
             stats = WeightStats(len(xb), samples, device=device, dtype=xb.dtype)
-            for start in range(0, samples, chunk_size):
-                k = min(chunk_size, samples - start)
-                with IndexedNoise(seed, first_point=first_point + i, first_sample=start, plate=plate):
-                    terms = local_terms(model, guide, xb, particles=k, nesting=nesting, plate=plate)
-                stats.add(terms.log_w, start)  # (k, B)
+            for start in range(0, samples, length):
+                k = min(length, samples - start)
+                stats.add(chunks(xb, first_point + i, start, k), start)  # (k, B)
             parts.append(stats.finish())
             if progress is not None:
                 progress(len(xb))

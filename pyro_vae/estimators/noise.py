@@ -130,7 +130,7 @@ class IndexedNoise(Messenger):
             points = self.first_point.reshape(where)
         else:
             points = self.first_point + torch.arange(like.shape[point], device=like.device).reshape(where)
-        if self.first_sample:
+        if torch.is_tensor(self.first_sample) or self.first_sample:  # a tensor: a compiled chunk's input
             counter = counter + (self.first_sample << 32)
         return indexed_normal(seed, points, 0, counter).expand(like.shape).to(like.dtype)
 
