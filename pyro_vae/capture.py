@@ -134,6 +134,13 @@ class Program:
                 )
         return (loss.detach(), *grads)
 
+    def _static(self, flat: list) -> list:
+        """The inputs that stay the same tensors from step to step: all but the minibatch and its
+        indices (the step number and schedule values are tensors the caller keeps and refills)."""
+        n = len(self.params) + len(self.buffers)
+        k = n + 3 + len(self.input_names)  # then Adam's step sizes and roots (new each step), its state
+        return flat[:n] + flat[n + 2 : k] + flat[k + 2 :]
+
     def matches(self) -> bool:
         """Whether the optimizer still holds the parameters the graph was made for."""
         return _signature(self.params) == self.signature
@@ -149,7 +156,7 @@ class Program:
         start = time.perf_counter()
         try:
             compiled = self.compiled = (
-                compile_graph(self.graph, flat, self.device) if self.compile else self.graph
+                compile_graph(self.graph, self._static(flat), self.device) if self.compile else self.graph
             )
             with torch.no_grad():
                 out = compiled(*flat)

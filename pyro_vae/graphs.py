@@ -72,17 +72,18 @@ def capture(fn, example: list):
         raise Uncompilable(f"cannot be captured ({first_line(e)})") from e
 
 
-def compile_graph(graph, example: list, device: torch.device):
+def compile_graph(graph, static: list, device: torch.device):
     """``graph`` compiled by TorchInductor for ``device`` (at its first call).
 
-    On CUDA it is replayed as CUDA graphs (``mode="reduce-overhead"``), which need the inputs
-    it updates in place (parameters, Adam's state) at fixed addresses. On the CPU the loops
+    On CUDA it is replayed as CUDA graphs (``mode="reduce-overhead"``), told which inputs keep
+    their addresses from call to call (``static``: parameters, buffers, Adam's state, which it
+    updates in place), so that only the others (the minibatch) are copied in. On the CPU the loops
     are vectorized 256 bits wide at most: with torch 2.13 the 512-bit (AVX-512) code Inductor
     writes for the noise's int64 hash corrupts the heap (``malloc(): unaligned tcache chunk``)
     where the 256-bit code is right, and no slower here.
     """
     if device.type == "cuda":
-        for tensor in example:
+        for tensor in static:
             torch._dynamo.mark_static_address(tensor)
         return torch.compile(graph, fullgraph=True, dynamic=False, mode="reduce-overhead")
     return torch.compile(graph, fullgraph=True, dynamic=False, options=_cpu_options() or None)

@@ -8,6 +8,7 @@ capturing can get wrong. A few programs are also compiled by Inductor, and the p
 """
 
 import os
+from types import SimpleNamespace
 
 import pyro
 import pyro.distributions as dist
@@ -362,3 +363,32 @@ def test_chunks_keep_their_tensors_small_and_of_one_shape():
     for samples, width in [(997, 784), (5000, 64), (30, 10_000)]:
         k = chunk_length(samples, 500, 100, width)
         assert 1 <= k <= 500 and (k * 100 * width <= ELEMENTS or k == 1)
+
+
+def test_with_several_processes_the_graph_gives_one_flat_gradient_summed_then_clipped(no_compiler):
+    """The path of N processes (one all-reduce of a flat buffer, clipping after it), here
+    with a sum over one process: the eager step's update, bit for bit when replayed."""
+    torch.manual_seed(0)
+    vae, x = build("normal", "normal", "gaussian"), data_for("gaussian")
+    twin = VAE(vae.config)
+    twin.load_state_dict(vae.state_dict())
+    steps = [sgd_step(v, make_objective("elbo"), clip_norm=0.5) for v in (vae, twin)]
+    several = CompiledStep(steps[0], "auto")
+    several.target = "replayed"
+    summed = []
+    several.world = SimpleNamespace(
+        size=2,
+        main=True,
+        sum=lambda t: summed.append(t.shape) or t,
+        objects=lambda v: [v],
+        broadcast=lambda v: v,
+    )
+    index = torch.arange(len(x))
+    with stepping():
+        for t in range(3):
+            several(x, index=index, epoch=0.0, step=t)
+            steps[1](x, index=index, epoch=0.0, step=t)
+    n = sum(p.numel() for p in vae.parameters())
+    assert summed == [(n,)] * 3  # one all-reduce per step, of every gradient at once
+    for p, q in zip(vae.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(p, q)

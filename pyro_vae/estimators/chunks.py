@@ -83,6 +83,11 @@ class Chunks:
             return self.program(*self._inputs(x, points, first_sample))[0]
         if self.key is None:
             self.key = key  # the shape to compile for: the first one
+            if self.mode:
+                self.state = inputs_of(self.weights)
+                self.program = self._cache().get(self._cache_key(key))
+                if self.program is not None:  # made by an earlier estimate in this process
+                    return self.program(*self._inputs(x, points, first_sample))[0]
         if self.reason is not None or key != self.key or self.done == 1:
             return self._timed(x, points, first_sample, k, key)
         return self._compiled(x, points, first_sample, k)
@@ -123,7 +128,7 @@ class Chunks:
         example = self._inputs(x, points, first_sample)
         try:
             graph = capture(chunk, example)
-            program = compile_graph(graph, example, x.device)
+            program = compile_graph(graph, list(self.state.values()), x.device)
             log_w = program(*example)[0]
         except Uncompilable as e:
             return self._give_up(str(e), x, points, first_sample, k)
@@ -134,8 +139,19 @@ class Chunks:
             agree([log_w], [eager], what="log weight")
         except Uncompilable as e:
             return self._give_up(str(e), x, points, first_sample, k, eager)
-        self.program = program
+        self.program = self._cache()[self._cache_key(self.key)] = program
         return log_w
+
+    def _cache(self) -> dict:
+        """Graphs made earlier in this process for these modules, kept on the first of them (so
+        that they live as long as it does): another estimate on the same model compiles nothing."""
+        parts = list(self.weights.parts)
+        return parts[0].__dict__.setdefault("_pyro_vae_chunk_graphs", {}) if parts else {}
+
+    def _cache_key(self, key) -> tuple:
+        programs = tuple(getattr(f, "__func__", f) for f in (self.weights.model, self.weights.guide))
+        state = tuple((n, t.shape, t.dtype, t.device) for n, t in self.state.items())
+        return programs, self.weights.nesting, self.weights.plate, key, state
 
     def _give_up(self, reason, x, points, first_sample, k, done=None) -> torch.Tensor:
         if self.mode is True:
