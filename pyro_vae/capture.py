@@ -59,7 +59,7 @@ class Program:
                 "param store?), which a graph cannot take as inputs"
             )
         self.params, self.names = params, [held[id(p)] for p in params]
-        # integer buffers are structure (a flow's permutation), constants of the graph: graphs.inputs_of
+        # integer buffers are structure (a flow's permutation): constants of the graph (graphs.inputs_of)
         self.buffers = {n: b for n, b in module.named_buffers() if b.is_floating_point()}
         self.input_names = sorted(inputs)
         self.reduce, self.clip_norm, self.seed = reduce, eager.clip_norm, eager.seed
@@ -82,7 +82,8 @@ class Program:
 
     def inputs(self, x, index, t, inputs: dict) -> list:
         """The graph's inputs: parameters, buffers, minibatch, step, schedule values and, with
-        Adam in the graph, its learning rate and state (read anew: a resumed run loads new ones)."""
+        Adam in the graph, its step sizes (from the current learning rate) and its state, read
+        from the optimizer at every step (a resumed run loads new state tensors)."""
         flat = [*self.params, *self.buffers.values(), x, index, t, *(inputs[k] for k in self.input_names)]
         if self.adam is not None:
             states = [self.optimizer.state[p] for p in self.params]

@@ -114,7 +114,8 @@ def test_a_run_with_a_plugin_loads_in_a_fresh_process(tmp_path):
     evaluate = ["-m", "pyro_vae", "evaluate", str(run_dir), "--samples", "10", "--points", "20", "--quiet"]
     out = run_script(*evaluate).stdout
     assert re.match(
-        rf"log p\(x\) = {NUMBER} nats per point \(estimator is \(samples = 10, chunk_size = 500\); 20 valid",
+        rf"log p\(x\) = {NUMBER} nats per point "
+        r'\(estimator is \(samples = 10, chunk_size = 500, compile = "auto"\); 20 valid',
         out,
     )
     assert json.loads((run_dir / "evaluation-is-valid.json").read_text())["points"] == 20

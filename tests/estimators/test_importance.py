@@ -230,7 +230,7 @@ def test_the_seed_follows_pyros_global_seed(f64):
 def test_each_vectorized_run_draws_at_most_chunk_size_times_batch_size_weights(f64, monkeypatch):
     # Peak memory is what one local_terms call allocates: (k, B) weights and the sites'
     # (k, B, ·) tensors. Record k and B of every call, for K far above the chunk size.
-    import pyro_vae.estimators.importance as evaluation
+    import pyro_vae.estimators.chunks as evaluation
 
     shapes = []
 
