@@ -162,21 +162,22 @@ class Program:
             with torch.no_grad():
                 out = compiled(*flat)
         except Exception as e:  # Inductor's failures: no C++ compiler, an operation it lacks
-            raise Uncompilable(f"cannot be compiled ({first_line(e)})") from e
+            raise Uncompilable(f"cannot be compiled ({first_line(e)})", stage="compile") from e
         self.compile_seconds = time.perf_counter() - start
         with stepping():
             eager = self._step(*before)
+        how = "compiled" if self.compile else "replayed"
         try:
-            agree(out, eager, what="output (loss, then gradients)")
+            agree(out, eager, what="output (loss, then gradients)", how=how)
             if self.adam is not None:  # and the update: the parameters as the eager step leaves them
-                agree(flat[: len(self.params)], before[: len(self.params)], what="updated parameter")
+                agree(flat[: len(self.params)], before[: len(self.params)], what="updated parameter", how=how)
         except Uncompilable as e:
             if self.adam is None:
                 raise
             with torch.no_grad():  # the eager step's update stands, made once
                 for v, b in zip(flat, before, strict=True):
                     v.copy_(b)
-            raise Uncompilable(str(e), done=eager[0]) from None
+            raise Uncompilable(str(e), done=eager[0], stage=e.stage) from None
         self.checked = True
         return out[0], list(out[1:])
 

@@ -31,13 +31,14 @@ AUTO_SECONDS = 120.0
 
 
 class Uncompilable(PyroVAEError):
-    """A program cannot be captured or compiled, or its graph disagrees with it.
+    """A program cannot be captured (``stage`` "capture") or compiled, or its compiled graph
+    disagrees with it (``stage`` "compile").
 
     ``done`` is the result of the work when it was nonetheless done (eagerly, by the check)."""
 
-    def __init__(self, message: str, done: torch.Tensor | None = None):
+    def __init__(self, message: str, done: torch.Tensor | None = None, stage: str = "capture"):
         super().__init__(message)
-        self.done = done
+        self.done, self.stage = done, stage
 
 
 def owners(model, guide) -> list[nn.Module]:
@@ -96,7 +97,7 @@ def _cpu_options() -> dict:
     return {"cpp.simdlen": 256} if isa and isa.bit_width() > 256 else {}
 
 
-def agree(compiled, eager, what: str = "value") -> None:
+def agree(compiled, eager, what: str = "value", how: str = "as a graph") -> None:
     """Refuse a graph whose outputs are not the eager program's: each tensor to a relative
     1e-3 of its scale (float32 rounding of reordered sums is far below; a graph that computes
     something else, far above)."""
@@ -105,9 +106,14 @@ def agree(compiled, eager, what: str = "value") -> None:
         err = ((c - e).abs().max() / scale).item()
         if not err <= 1e-3:
             raise Uncompilable(
-                f"gives another {what} {i} as a graph than eager (relative difference {err:.1e}): "
-                "the program depends on something the capture does not see (Python state, global "
-                "parameters)"
+                f"gives another {what} {i} {how} than eager (relative difference {err:.1e}): "
+                + (
+                    "a fault of the compiler, or of something the capture does not see"
+                    if how == "compiled"
+                    else "the program depends on something the capture does not see (Python state, "
+                    "global parameters)"
+                ),
+                stage="compile" if how == "compiled" else "capture",
             )
 
 

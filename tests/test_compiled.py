@@ -392,3 +392,34 @@ def test_with_several_processes_the_graph_gives_one_flat_gradient_summed_then_cl
     assert summed == [(n,)] * 3  # one all-reduce per step, of every gradient at once
     for p, q in zip(vae.parameters(), twin.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_a_compiled_step_that_disagrees_with_eager_is_replayed_instead(monkeypatch):
+    """A compiler whose code computes something else (as Inductor's vectorized code did for the
+    VampPrior step here): the first step's check refuses it, and the graph is replayed."""
+
+    def faulty(graph, static, device):
+        return lambda *flat: tuple(1.1 * out for out in graph(*flat))
+
+    monkeypatch.setattr(capture, "compile_graph", faulty)
+    torch.manual_seed(0)
+    vae, x = build("vamp", "normal", "bernoulli"), data_for("bernoulli")
+    twin = VAE(vae.config)
+    twin.load_state_dict(vae.state_dict())
+    steps = [sgd_step(v, make_objective("elbo")) for v in (vae, twin)]
+    lines = []
+    step = CompiledStep(steps[0], "auto", say=lines.append)
+    step.target = "compiled"  # a long run
+    index = torch.arange(len(x))
+    with stepping():
+        for t in range(4):
+            step(x, index=index, epoch=0.0, step=t)
+            steps[1](x, index=index, epoch=0.0, step=t)
+    assert step.path == "replayed"
+    assert lines[0].startswith("the training step is replayed, not compiled: it gives another output")
+    assert "compiled than eager" in lines[0]
+    for p, q in zip(vae.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(p, q)  # no step was taken with the faulty code's gradients
+    forced = CompiledStep(sgd_step(vae, make_objective("elbo")), True)
+    with stepping(), pytest.raises(Uncompilable, match="compiled than eager"):
+        forced(x, index=index, epoch=0.0, step=0)
