@@ -219,7 +219,8 @@ class Messages(Callback):
             self.say(state.stop)
         compiling = sum(row.get("compile_seconds") or 0.0 for row in self.metrics.history)
         path = last.get("step_path") or "eager"
-        how = f"{path} step" + (f", {compiling:.1f} s of it compiling" if compiling else "")
+        doing = "compiling" if path == "compiled" else "capturing"
+        how = f"{path} step" + (f", {compiling:.1f} s of it {doing}" if compiling else "")
         self.say(
             f"{last['epoch']} epochs in {state.seconds:.1f} s ({how}); validation ELBO "
             f"{last['valid_elbo']:.2f} ± {last['valid_elbo_stderr']:.2f} nats per point (untrained: "
