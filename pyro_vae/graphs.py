@@ -106,7 +106,9 @@ class _Inductor:
             from torch._inductor.compile_fx import compile_fx
 
             with config.patch(_cpu_options()):
-                self.compiled = compile_fx(self.graph, list(inputs))
+                compiled = compile_fx(self.graph, list(inputs))
+            assert callable(compiled)  # typed as a union of what its modes return
+            self.compiled = compiled
         return self.compiled(*inputs)
 
 
