@@ -62,6 +62,15 @@ def sgd_step(vae, objective, **kw) -> TrainStep:
     return TrainStep(objective, model, guide, torch.optim.SGD(vae.parameters(), lr=0.01), seed=SEED, **kw)
 
 
+def side_by_side(step: CompiledStep, eager: TrainStep, x: torch.Tensor, steps: int) -> None:
+    """``steps`` updates on ``x`` by ``step`` and by its eager twin, in turn."""
+    index = torch.arange(len(x))
+    with stepping():
+        for t in range(steps):
+            step(x, index=index, epoch=0.0, step=t)
+            eager(x, index=index, epoch=0.0, step=t)
+
+
 # Every prior with every guide (a VampPrior evaluates the guide; an IAF guide's inverse is a
 # loop), each likelihood with several of them (it reads only the decoder's output); the whole
 # product with PYRO_VAE_FULL_GRID=1.
@@ -171,18 +180,14 @@ def test_graph_adam_follows_torch_adam(no_compiler):
     vae, x = build("normal", "normal", "gaussian"), data_for("gaussian")
     twin = VAE(vae.config)
     twin.load_state_dict(vae.state_dict())
-    index = torch.arange(len(x))
     steps = []
     for v in (vae, twin):
         model, guide = v.programs(param_sites=False)
         optimizer = torch.optim.Adam(v.parameters(), lr=0.01, fused=True)
         steps.append(TrainStep(make_objective("elbo"), model, guide, optimizer, seed=SEED))
-    compiled = CompiledStep(steps[0], True)
-    with stepping():
-        for t in range(6):
-            compiled(x, index=index, epoch=0.0, step=t)
-            steps[1](x, index=index, epoch=0.0, step=t)
-    assert compiled.path == "compiled"
+    graphed = CompiledStep(steps[0], True)
+    side_by_side(graphed, steps[1], x, 6)
+    assert graphed.path == "compiled"
     for (name, p), q in zip(vae.named_parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
     for p, q in zip(vae.parameters(), twin.parameters(), strict=True):
@@ -298,11 +303,7 @@ def test_a_replayed_step_is_the_eager_step_bit_for_bit(no_compiler):
         s.optimizer = torch.optim.Adam(s.optimizer.param_groups[0]["params"], lr=0.01, fused=True)
     replayed = CompiledStep(steps[0], "auto")
     replayed.target = "replayed"
-    index = torch.arange(len(x))
-    with stepping():
-        for t in range(5):
-            replayed(x, index=index, epoch=0.0, step=t)
-            steps[1](x, index=index, epoch=0.0, step=t)
+    side_by_side(replayed, steps[1], x, 5)
     assert replayed.path == "replayed"
     for p, q in zip(vae.parameters(), twin.parameters(), strict=True):
         assert torch.equal(p, q)
@@ -383,11 +384,7 @@ def test_with_several_processes_the_graph_gives_one_flat_gradient_summed_then_cl
         objects=lambda v: [v],
         broadcast=lambda v: v,
     )
-    index = torch.arange(len(x))
-    with stepping():
-        for t in range(3):
-            several(x, index=index, epoch=0.0, step=t)
-            steps[1](x, index=index, epoch=0.0, step=t)
+    side_by_side(several, steps[1], x, 3)
     n = sum(p.numel() for p in vae.parameters())
     assert summed == [(n,)] * 3  # one all-reduce per step, of every gradient at once
     for p, q in zip(vae.parameters(), twin.parameters(), strict=True):
@@ -410,11 +407,7 @@ def test_a_compiled_step_that_disagrees_with_eager_is_replayed_instead(monkeypat
     lines = []
     step = CompiledStep(steps[0], "auto", say=lines.append)
     step.target = "compiled"  # a long run
-    index = torch.arange(len(x))
-    with stepping():
-        for t in range(4):
-            step(x, index=index, epoch=0.0, step=t)
-            steps[1](x, index=index, epoch=0.0, step=t)
+    side_by_side(step, steps[1], x, 4)
     assert step.path == "replayed"
     assert lines[0].startswith("the training step is replayed, not compiled: it gives another output")
     assert "compiled than eager" in lines[0]
@@ -422,4 +415,4 @@ def test_a_compiled_step_that_disagrees_with_eager_is_replayed_instead(monkeypat
         assert torch.equal(p, q)  # no step was taken with the faulty code's gradients
     forced = CompiledStep(sgd_step(vae, make_objective("elbo")), True)
     with stepping(), pytest.raises(Uncompilable, match="compiled than eager"):
-        forced(x, index=index, epoch=0.0, step=0)
+        forced(x, index=torch.arange(len(x)), epoch=0.0, step=0)
