@@ -77,6 +77,12 @@ class CompiledStep:
         self.compile_seconds = 0.0
         #: why the step runs eager, once that is settled
         self.reason: str | None = None if mode else "is not compiled (train.compile = false)"
+        free_bits = getattr(eager.objective, "free_bits", None)
+        if mode and self.world.size > 1 and free_bits:
+            # a collective inside the loss: no graph of one process's share can hold it
+            self.reason = "sums free bits' batch statistic across processes inside the loss"
+            if say is not None:
+                say(f"the training step runs eager: it {self.reason}")
         #: "compiled" or "replayed" once decided
         self.target: str | None = "compiled" if mode is True or (mode and resumed == "compiled") else None
         self._programs: dict[tuple, Program] = {}

@@ -416,3 +416,16 @@ def test_a_compiled_step_that_disagrees_with_eager_is_replayed_instead(monkeypat
     forced = CompiledStep(sgd_step(vae, make_objective("elbo")), True)
     with stepping(), pytest.raises(Uncompilable, match="compiled than eager"):
         forced(x, index=torch.arange(len(x)), epoch=0.0, step=0)
+
+
+def test_free_bits_across_processes_trains_eager_saying_why():
+    """Free bits all-reduce their batch statistic inside the loss: no graph of a share holds it."""
+    vae = build("normal", "normal", "bernoulli")
+    eager = sgd_step(vae, make_objective("elbo", free_bits=0.5))
+    eager.world = SimpleNamespace(size=2, main=True)
+    lines = []
+    step = CompiledStep(eager, True, say=lines.append)
+    assert step.path == "eager"
+    assert lines == [
+        "the training step runs eager: it sums free bits' batch statistic across processes inside the loss"
+    ]
