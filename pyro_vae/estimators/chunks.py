@@ -12,7 +12,7 @@ every page anew each time: with k = 500, B = 100 and D = 784 (157 MB per tensor)
 evaluation spent 40 % of its time in the kernel. :func:`chunk_length` keeps ``k·B·D`` at
 :data:`ELEMENTS` or below, where the allocator reuses its blocks.
 
-Compiling: ``auto`` times the first chunk and, when the chunks left would take
+Compiling: ``auto`` times the second chunk (the first warms up) and, when the chunks left would take
 :data:`~pyro_vae.graphs.AUTO_SECONDS` or more, captures the chunk as one graph
 (:mod:`pyro_vae.graphs`) with the parameters, points, first sample and seed as inputs,
 compiles it and checks its first result against the eager chunk's. Chunks of another shape
@@ -88,18 +88,21 @@ class Chunks:
                 self.program = self._cache().get(self._cache_key(key))
                 if self.program is not None:  # made by an earlier estimate in this process
                     return self.program(*self._inputs(x, points, first_sample))[0]
-        if self.reason is not None or key != self.key or self.done == 1:
+        if self.reason is not None or key != self.key or self.done <= 2:
             return self._timed(x, points, first_sample, k, key)
         return self._compiled(x, points, first_sample, k)
 
     def _timed(self, x, points, first_sample, k, key) -> torch.Tensor:
-        """An eager chunk; after the first, ``auto`` decides from its time."""
+        """An eager chunk; after the second (the first warms up), ``auto`` decides from its time."""
+        timed = self.done == 2 and self.mode == "auto"
+        if timed and x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
         start = time.perf_counter()
         log_w = self.weights(x, points, first_sample, self.seed, k)
-        if self.done == 1 and self.mode == "auto":
+        if timed:
             if x.device.type == "cuda":
                 torch.cuda.synchronize(x.device)
-            left = (time.perf_counter() - start) * (self.planned - 1)
+            left = (time.perf_counter() - start) * (self.planned - 2)
             if left < AUTO_SECONDS:
                 self.reason = (
                     f"would take about {left:.0f} s more eager, under the {AUTO_SECONDS:.0f} s that "
