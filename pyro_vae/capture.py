@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 
 from .estimators.noise import step_seed
-from .graphs import Uncompilable, agree, capture, compile_graph, first_line
+from .graphs import Uncompilable, agree, buffers_of, capture, compile_graph, first_line
 from .step import TrainStep, stepping
 
 
@@ -59,8 +59,7 @@ class Program:
                 "param store?), which a graph cannot take as inputs"
             )
         self.params, self.names = params, [held[id(p)] for p in params]
-        # integer buffers are structure (a flow's permutation): constants of the graph (graphs.inputs_of)
-        self.buffers = {n: b for n, b in module.named_buffers() if b.is_floating_point()}
+        self.buffers = buffers_of(module)
         self.input_names = sorted(inputs)
         self.reduce, self.clip_norm, self.seed = reduce, eager.clip_norm, eager.seed
         self.compile = compile

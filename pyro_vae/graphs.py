@@ -53,14 +53,18 @@ def owners(model, guide) -> list[nn.Module]:
 
 
 def inputs_of(module: nn.Module) -> dict[str, torch.Tensor]:
-    """What a graph of ``module`` takes as inputs: its parameters and floating-point buffers.
+    """What a graph of ``module`` takes as inputs: its parameters and :func:`buffers_of` it."""
+    state: dict[str, torch.Tensor] = dict(module.named_parameters(remove_duplicate=False))
+    return state | buffers_of(module)
+
+
+def buffers_of(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The buffers a graph of ``module`` takes as inputs: the floating-point ones.
 
     Integer buffers are the program's structure (an autoregressive flow's permutation, index
     tables), which it may read as Python numbers: they stay constants of the graph.
     """
-    state: dict[str, torch.Tensor] = dict(module.named_parameters(remove_duplicate=False))
-    state.update((n, b) for n, b in module.named_buffers() if b.is_floating_point())
-    return state
+    return {n: b for n, b in module.named_buffers() if b.is_floating_point()}
 
 
 def capture(fn, example: list):

@@ -72,6 +72,7 @@ class Chunks:
         self.key: tuple | None = None
         self.program: Callable | None = None
         self.state: dict[str, torch.Tensor] = {}
+        self._scalars: tuple[torch.Tensor, ...] | None = None  # the graph's first sample and seed
         #: why the chunks run eager, once that is settled
         self.reason: str | None = None if mode else "not asked to compile"
 
@@ -111,9 +112,10 @@ class Chunks:
         return log_w
 
     def _inputs(self, x, points, first_sample) -> list:
-        device = x.device
-        seed = torch.tensor(self.seed, dtype=torch.int64, device=device)
-        start = torch.tensor(first_sample, dtype=torch.int64, device=device)
+        if self._scalars is None or self._scalars[0].device != x.device:
+            self._scalars = torch.tensor([0, self.seed], dtype=torch.int64, device=x.device).unbind()
+        start, seed = self._scalars
+        start.fill_(first_sample)  # a scalar kernel argument: no host-to-device copy per chunk
         return [*self.state.values(), x, points, start, seed]
 
     def _compiled(self, x, points, first_sample, k) -> torch.Tensor:
