@@ -65,6 +65,30 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+@register_network("gated")
+def gated(
+    in_features: Features,
+    out_features: Features,
+    /,
+    *,
+    hidden: list[PositiveInt] = (300, 300),  # type: ignore[assignment]  # as mlp's hidden
+) -> nn.Sequential:
+    """Gated dense layers, then an affine map to the outputs.
+
+    Each hidden layer is h = (W x + b) ⊙ σ(V x + c), a gated linear unit (Dauphin et al.
+    2017, "Language Modeling with Gated Convolutional Networks"), the ``GatedDense`` layers of
+    Tomczak & Welling (2018), "VAE with a VampPrior", section 4: two of 300 units in the
+    encoder and in the decoder. W and V are one ``Linear`` of twice the width, split by
+    ``nn.GLU``, so that a layer is one matrix product.
+    """
+    sizes = [count(in_features), *hidden]
+    layers: list[nn.Module] = []
+    for n_in, n_out in itertools.pairwise(sizes):
+        layers += [nn.Linear(n_in, 2 * n_out), nn.GLU(dim=-1)]  # [W; V] x + [b; c], then h ⊙ σ(g)
+    layers.append(nn.Linear(sizes[-1], count(out_features)))
+    return nn.Sequential(*layers)
+
+
 def _conv_out(n: int, kernel: int, padding: int) -> int:
     return (n + 2 * padding - kernel) // 2 + 1
 

@@ -1,17 +1,48 @@
-"""Networks: the MLP and the convolutional encoder/decoder, their shapes and their errors."""
+"""Networks: the MLP, the gated dense layers and the convolutional encoder/decoder, their shapes
+and their errors."""
 
 import pytest
 import torch
 from torch import nn
 
 from pyro_vae import VAE, ConfigError, ModelConfig
-from pyro_vae.networks import conv, mlp
+from pyro_vae.networks import conv, gated, mlp
 
 
 def test_mlp_takes_counts_or_shapes():
     net = mlp((1, 8, 8), 10, hidden=[16])
     assert [m.in_features for m in net if isinstance(m, nn.Linear)] == [64, 16]
     assert net(torch.randn(3, 4, 64)).shape == (3, 4, 10)
+
+
+def test_gated_layers_are_a_linear_map_times_a_sigmoid_gate():
+    torch.manual_seed(0)
+    net = gated((1, 8, 8), 10, hidden=[16, 12])
+    x = torch.randn(3, 4, 64, dtype=torch.float64)
+    net = net.double()
+    h = x
+    for linear in [m for m in net if isinstance(m, nn.Linear)][:-1]:
+        w, v = linear.weight.chunk(2, 0)  # (units, in) each: the value's and the gate's
+        b, c = linear.bias.chunk(2, 0)
+        h = (h @ w.T + b) * torch.sigmoid(h @ v.T + c)  # Tomczak & Welling 2018, GatedDense
+    out = net[-1]
+    expected = h @ out.weight.T + out.bias
+    assert torch.allclose(net(x), expected, rtol=1e-12, atol=1e-12)
+    assert [m.out_features for m in net if isinstance(m, nn.Linear)] == [32, 24, 10]
+
+
+def test_gated_networks_build_the_vampprior_papers_vae():
+    config = ModelConfig(
+        latent_dim=40,
+        data_dim=784,
+        likelihood={"kind": "bernoulli"},
+        encoder={"kind": "gated"},
+        decoder={"kind": "gated"},
+    )
+    vae = VAE(config)
+    sizes = [(m.in_features, m.out_features) for m in vae.modules() if isinstance(m, nn.Linear)]
+    # encoder 784 → 300 → 300 → (μ, σ) of 40; decoder 40 → 300 → 300 → 784 logits
+    assert sizes == [(784, 600), (300, 600), (300, 80), (40, 600), (300, 600), (300, 784)]
 
 
 def test_conv_on_mnist_is_the_classic_tutorial_network():
