@@ -13,13 +13,16 @@ checks and registries); the parts (``networks``, ``priors``, ``likelihoods``, ``
 with ``numeric``, ``distributions``, ``flows``, ``kl``); ``sections`` and ``config``;
 ``traces`` (per-particle, per-point densities); ``objectives/`` and ``estimators/``;
 ``schedules`` (learning rates) and ``loggers`` (experiment trackers); ``model`` (the VAE),
-``data``, ``measure``; ``files``, ``checkpoint``, ``run``, ``interrupts``, ``step``, ``loop``,
-``callbacks``, ``training``; ``evaluate``, ``comparison``, ``report``; ``cli``.
+``data``, ``downloads`` and ``catalog`` (datasets fetched by name), ``measure``; ``files``,
+``checkpoint``, ``run``, ``interrupts``, ``step``, ``loop``, ``callbacks``, ``training``;
+``evaluate``, ``comparison``, ``report``; ``cli``.
 """
 
+from .catalog import Download, register_download
 from .comparison import Comparison, compare
 from .config import Config, DataConfig, ModelConfig, Spec, TrainConfig
 from .data import Data, load_data, register_dataset
+from .downloads import RemoteFile
 from .errors import ConfigError, DataError, PyroVAEError, RunDirError
 from .estimators import (
     AISEstimate,
@@ -55,12 +58,14 @@ __all__ = [
     "Data",
     "DataConfig",
     "DataError",
+    "Download",
     "Interrupted",
     "Logger",
     "MarginalLikelihood",
     "Measurement",
     "ModelConfig",
     "PyroVAEError",
+    "RemoteFile",
     "Run",
     "RunDirError",
     "Spec",
@@ -77,6 +82,7 @@ __all__ = [
     "make_objective",
     "measure",
     "register_dataset",
+    "register_download",
     "register_estimator",
     "register_guide",
     "register_likelihood",

@@ -8,7 +8,8 @@
   then the values, big-endian. For ``…-images-idx3-ubyte[.gz]`` the labels are read from the
   ``…-labels-idx1-ubyte[.gz]`` beside it, when there is one.
 
-:func:`read_array_file` returns the arrays unchecked; :mod:`pyro_vae.data` checks and splits them.
+:func:`read_array_file` returns the arrays unchecked (:func:`read_idx` one IDX file's);
+:mod:`pyro_vae.data` checks and splits them.
 """
 
 import gzip
@@ -100,13 +101,13 @@ def _starts_like_idx(path: Path) -> bool:
 
 def _read_idx_with_labels(path: Path) -> dict:
     """An IDX file's array as the data, and the labels file beside it (if any) as its labels."""
-    data = _read_idx(path, f"data.path = {str(path)!r}")
+    data = read_idx(path, f"data.path = {str(path)!r}")
     labels_name = re.sub(r"images([-.])idx3", r"labels\1idx1", path.name, count=1)
     labels_path = path.with_name(labels_name)
     if labels_name == path.name or not labels_path.is_file():
         return {"data": data}
     where = f"labels file {str(labels_path)!r} (beside data.path)"
-    labels = _read_idx(labels_path, where)
+    labels = read_idx(labels_path, where)
     if labels.shape != data.shape[:1] or labels.dtype.kind not in "iu":
         raise DataError(
             f"{where} holds {labels.dtype.name} of shape {labels.shape}; "
@@ -115,7 +116,7 @@ def _read_idx_with_labels(path: Path) -> dict:
     return {"data": data, "labels": labels}
 
 
-def _read_idx(path: Path, where: str) -> np.ndarray:
+def read_idx(path: Path, where: str) -> np.ndarray:
     """Read one IDX file (gzip-compressed or not): header, big-endian sizes, big-endian values."""
     try:
         raw = path.read_bytes()

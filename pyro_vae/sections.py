@@ -220,13 +220,14 @@ class DataConfig(_Section):
     """What the model is trained on.
 
     With ``path`` unset, ``name`` picks a built-in dataset (``"digits"``: scikit-learn's
-    8×8 handwritten digits). With ``path`` set to a ``.npy``/``.npz`` file, ``name`` is
-    only a label for the run.
+    8×8 handwritten digits) or one fetched into the user's cache on first use
+    (``"binarized_mnist"``, ``"mnist"`` ...; ``pyro-vae data list``). With ``path`` set to a
+    ``.npy``/``.npz`` file, ``name`` is only a label for the run.
     """
 
     _key = "data"
 
-    #: a built-in dataset when path is unset, otherwise the run's label for the data
+    #: a built-in or fetched dataset when path is unset, otherwise the run's label for the data
     name: str = "digits"
     #: a .npy/.npz array file or an IDX file (MNIST's format, gzipped or not)
     path: str | None = None

@@ -1,5 +1,7 @@
-"""Shared test setup: seeds, isolated Pyro state, devices, the shared data directory."""
+"""Shared test setup: seeds, isolated Pyro state, devices, the shared data directory, no internet."""
 
+import urllib.error
+import urllib.parse
 from pathlib import Path
 
 import pyro
@@ -24,6 +26,25 @@ def _isolate():
     with pyro.validation_enabled(True):
         yield
     pyro.clear_param_store()
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path_factory):
+    """No test reaches the internet (only loopback and file URLs open) or the user's dataset
+    cache (an empty directory of its own stands in; tests that fetch set their own)."""
+    from pyro_vae import downloads
+
+    real = downloads.open_url
+
+    def loopback_only(url: str, timeout: float):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "file" and parts.hostname not in ("127.0.0.1", "localhost"):
+            raise urllib.error.URLError("tests stay off the internet")
+        return real(url, timeout)
+
+    monkeypatch.setattr(downloads, "open_url", loopback_only)
+    monkeypatch.setenv(downloads.DATA_ENV, str(tmp_path_factory.mktemp("no-cache")))
+    monkeypatch.delenv(downloads.MIRROR_ENV, raising=False)
 
 
 @pytest.fixture(params=DEVICES)

@@ -313,7 +313,7 @@ BAD_TRAIN = [
         ["--model.data_dim", "10"], None, ["model.data_dim = 10", "64 values per point"], id="data-dim"
     ),
     pytest.param(
-        ["--data.name", "mnist"], None, ['data.name = "mnist" is not a known dataset'], id="dataset"
+        ["--data.name", "cifar10"], None, ['data.name = "cifar10" is not a known dataset'], id="dataset"
     ),
     pytest.param(["--config", "nope.toml"], None, ["config file 'nope.toml' does not exist"], id="no-config"),
     pytest.param(["--bogus"], None, ["unrecognized argument '--bogus'"], id="bogus"),

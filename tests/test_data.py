@@ -85,8 +85,9 @@ def test_data_to_moves_every_tensor(digits):
 
 
 def test_unknown_dataset_name_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r'data\.name = "mnist" is not a known dataset; allowed: "digits"'):
-        load_data(DataConfig(name="mnist"))
+    allowed = '"binarized_mnist", "digits", "fashion_mnist", "kmnist", "mnist"'
+    with pytest.raises(ConfigError, match=rf'data\.name = "cifar10" is not a known dataset; allowed: {allowed}$'):
+        load_data(DataConfig(name="cifar10"))
 
 
 # ---------------------------------------------------------------------------------------------
