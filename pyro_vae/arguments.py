@@ -187,6 +187,23 @@ def parser() -> argparse.ArgumentParser:
     add("--out", type=Path, metavar="DIR", help="where to write (default comparisons/<data>-<date>-<time>)")
     add("--overwrite", action="store_true", help="retrain runs in DIR whose recorded config differs")
     add("--quiet", action="store_true", help="no progress bar")
+
+    data = commands.add_parser(
+        "data",
+        help="fetch the datasets data.name can name, or list them",
+        description="Fetch datasets into the cache (default $PYRO_VAE_DATA, else "
+        "$XDG_CACHE_HOME/pyro-vae, else ~/.cache/pyro-vae), checked against their published "
+        "sizes and checksums; training with data.name = NAME reads them there. Mirrors in "
+        "$PYRO_VAE_DATA_MIRROR (base URLs serving NAME/FILE) are tried first.",
+    )
+    actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    where = "where datasets are kept (default: $PYRO_VAE_DATA, else ~/.cache/pyro-vae)"
+    get = actions.add_parser("get", help="fetch datasets (what the cache holds already is kept)")
+    get.add_argument("names", nargs="+", metavar="NAME", help="datasets to fetch (pyro-vae data list)")
+    get.add_argument("--dir", type=Path, metavar="DIR", help=where)
+    get.add_argument("--quiet", action="store_true", help="no progress bar")
+    shown = actions.add_parser("list", help="every dataset pyro-vae can fetch: size, whether cached, where")
+    shown.add_argument("--dir", type=Path, metavar="DIR", help=where)
     return parser
 
 

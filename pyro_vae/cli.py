@@ -9,6 +9,8 @@
     pyro-vae compare --objectives WORD [WORD ...] [--config FILE] [--seeds N] [--epochs N | --seconds S]
                      [--estimator NAME] [--option KEY=VALUE ...] [--eval-samples K] [--eval-points N]
                      [--out DIR] [--overwrite] [--quiet] [--SECTION.KEY VALUE ...]
+    pyro-vae data get NAME [NAME ...] [--dir DIR] [--quiet]
+    pyro-vae data list [--dir DIR]
 
 Estimators and their options come from the registry (:mod:`pyro_vae.estimators`), so one a
 user registers in a plugin file (the run's ``plugins``, or ``--plugins FILE``) is a choice
@@ -120,6 +122,23 @@ def _evaluate(args) -> None:
     print(out)
 
 
+def _data(args) -> None:
+    from . import catalog
+
+    if not distributed.writes():
+        return  # one process fetches
+    if args.data_command == "list":
+        for row in catalog.listing(args.dir):
+            partly = f"{row.present} of {row.files} files"
+            state = {0: "not cached", row.files: "cached"}.get(row.present, partly)
+            print(f"{row.name:<16} {row.size / 1e6:>4.0f} MB  {state:<12} {row.folder}")
+        return
+    for name in args.names:
+        catalog.get_download(name)  # every name is known before anything is fetched
+    for name in args.names:
+        print(catalog.fetch_dataset(name, args.dir, progress=not args.quiet and sys.stderr.isatty()))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if distributed.launched() > 1:
@@ -139,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(
                     f"unrecognized arguments: {' '.join(extra)} (see pyro-vae {args.command} --help)"
                 )
-            {"sample": _sample, "evaluate": _evaluate}[args.command](args)
+            {"sample": _sample, "evaluate": _evaluate, "data": _data}[args.command](args)
         distributed.world().barrier()  # several processes end the command together (rank 0 wrote)
     except Interrupted as e:
         _say(e, "pyro-vae: ")
