@@ -86,7 +86,8 @@ def test_data_to_moves_every_tensor(digits):
 
 def test_unknown_dataset_name_lists_the_known_ones():
     allowed = '"binarized_mnist", "digits", "fashion_mnist", "kmnist", "mnist"'
-    with pytest.raises(ConfigError, match=rf'data\.name = "cifar10" is not a known dataset; allowed: {allowed}$'):
+    message = rf'data\.name = "cifar10" is not a known dataset; allowed: {allowed}$'
+    with pytest.raises(ConfigError, match=message):
         load_data(DataConfig(name="cifar10"))
 
 
