@@ -1,6 +1,7 @@
 """Datasets: built-in ones by name, or an array file by path.
 
-Files are read by :mod:`pyro_vae.array_files` (``.npy``, ``.npz``, IDX).
+Files are read by :mod:`pyro_vae.array_files` (``.npy``, ``.npz``, IDX); the datasets fetched
+by name into the user's cache are registered here by :mod:`pyro_vae.catalog`.
 
 Data is a float32 matrix of shape ``(N, D)``, one data point per row (images are
 flattened, their shape kept for pictures), with a validation split and optional
