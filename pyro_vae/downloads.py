@@ -159,7 +159,7 @@ def _copy(url: str, out: IO[bytes], file: RemoteFile, progress: bool, timeout: f
         total=file.size, unit="B", unit_scale=True, desc=file.name, file=sys.stderr, disable=not progress
     )
     try:
-        with open_url(url, timeout) as response, bar:
+        with bar, open_url(url, timeout) as response:  # the bar closes, whatever fails
             while block := response.read(_BLOCK):
                 if size + len(block) > file.size:  # a wrong file, or an endless one: stop reading
                     raise _Failed(f"more than the published {file.size} bytes")
