@@ -19,7 +19,7 @@ split where the data has one (the fetched amat files do; the papers report test)
 estimate is kept in ``RUNS/ROW/evaluation-is-SPLIT-best.json`` and reused while it is of the
 same epoch, K and points. The table (markdown) is printed, with the machine, and written to
 ``--out``; ``--gallery DIR`` draws samples and reconstructions of the row with the best
-validation log p(x) into DIR.
+validation log p(x) into DIR, and every row's validation ELBO by epoch.
 """
 
 import argparse
@@ -37,12 +37,12 @@ import torch
 from tqdm.auto import tqdm
 
 import pyro_vae
-from pyro_vae import plots
+from pyro_vae import plots, report
 from pyro_vae.checkpoint import load_checkpoint
 from pyro_vae.config import Config
 from pyro_vae.data import load_data
 from pyro_vae.evaluate import evaluate_run
-from pyro_vae.run import Run
+from pyro_vae.run import Run, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "examples" / "paper"
@@ -301,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text)
     if args.gallery and rows:
         best = max(rows, key=lambda r: r["valid_log_px"] if math.isfinite(r["valid_log_px"]) else -math.inf)
-        for path in gallery(args.runs / best["row"], args.gallery):
+        histories = {r["title"]: [read_metrics(args.runs / r["row"] / "metrics.jsonl")] for r in rows}
+        curves = report.comparison_curves(histories, args.gallery / "paper_curves.png")
+        for path in [*gallery(args.runs / best["row"], args.gallery), curves]:
             print(path, file=sys.stderr)
     return 0
 

@@ -93,7 +93,10 @@ def test_the_table_trains_continues_and_reuses(small_data, tmp_path, monkeypatch
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
     # a larger budget continues the unfinished row from its checkpoint; the finished one stays
-    assert paper_table.main([*args, "--budget", "vae=4"]) == 0
+    images = tmp_path / "images"
+    assert paper_table.main([*args, "--budget", "vae=4", "--gallery", str(images)]) == 0
+    for name in ("paper_samples.png", "paper_reconstructions.png", "paper_curves.png"):
+        assert (images / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     second = {r["row"]: r for r in json.loads((runs / "table.json").read_text())}
     assert second["vae"]["epochs"] > first["vae"]["epochs"] and 4 <= second["vae"]["train_seconds"] < 5
     assert second["iwae_k5"] == first["iwae_k5"]
