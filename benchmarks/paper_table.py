@@ -302,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.gallery and rows:
         best = max(rows, key=lambda r: r["valid_log_px"] if math.isfinite(r["valid_log_px"]) else -math.inf)
         histories = {r["title"]: [read_metrics(args.runs / r["row"] / "metrics.jsonl")] for r in rows}
-        curves = report.comparison_curves(histories, args.gallery / "paper_curves.png")
-        for path in [*gallery(args.runs / best["row"], args.gallery), curves]:
+        pictures = gallery(args.runs / best["row"], args.gallery)
+        for path in [*pictures, report.comparison_curves(histories, args.gallery / "paper_curves.png")]:
             print(path, file=sys.stderr)
     return 0
 
