@@ -7,10 +7,11 @@ estimate log p(x) of each by importance sampling, and set the results beside the
 
 Each row is ``examples/paper/ROW.toml``, trained in ``RUNS/ROW``. Rerunning continues what is
 unfinished: a run that reached ``train.epochs`` or stopped early (the VampPrior paper's
-protocol, ``train.patience``) is left as it is; one stopped by its budget or interrupted is
-resumed from its checkpoint, bit for bit. ``--budget SECONDS`` (or ``ROW=SECONDS``, ``none`` for
-no limit) is a row's total seconds of training steps, ``train.max_seconds``: raising it and
-rerunning trains on.
+protocol, ``train.patience``) is left as it is; one interrupted is resumed from its checkpoint
+(bit for bit, as ``pyro-vae train --resume``), and one stopped by its budget trains on from
+there when the budget is raised. ``--budget SECONDS`` (or ``ROW=SECONDS``, ``none`` for no
+limit) is a row's total seconds of training steps, ``train.max_seconds``; a budget ends the
+epoch it runs out in.
 
 log p(x) is estimated for the epoch with the best validation ELBO (``best.pt``, which early
 stopping reports), with K = ``--samples`` (5000, as the papers) importance samples on every
