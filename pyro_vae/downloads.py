@@ -144,6 +144,7 @@ def _download(url: str, file: RemoteFile, directory: Path, progress: bool, timeo
             raise _Failed(f"{size} bytes, not the published {file.size}")
         if digest != file.digest:
             raise _Failed(f"{file.algorithm} {digest} is not the published {file.digest}")
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide a shared cache from others
         os.replace(temporary, directory / file.name)
     finally:
         Path(temporary).unlink(missing_ok=True)  # after a failure, or a Ctrl-C, no partial file
@@ -174,6 +175,12 @@ def _copy(url: str, out: IO[bytes], file: RemoteFile, progress: bool, timeout: f
     except (OSError, ValueError, http.client.HTTPException) as e:  # timeout, reset, cut short; bad URL
         raise _Failed(_reason(e, timeout)) from None
     return hasher.hexdigest(), size
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the mask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _reason(error: BaseException | str, timeout: float) -> str:

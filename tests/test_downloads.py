@@ -7,6 +7,7 @@ import http.server
 import io
 import json
 import math
+import os
 import socket
 import threading
 import types
@@ -129,6 +130,17 @@ def test_a_fetched_file_is_checked_kept_and_not_fetched_again(server, tmp_path):
     assert downloads.fetch(file, tmp_path / "cache") == path
     assert server.requests == ["/m/f.bin"]  # the cache answered
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["f.bin"]
+
+
+def test_a_fetched_file_is_readable_as_the_umask_allows(server, tmp_path):
+    """A cache shared by a group (umask 002) or everyone (022) stays readable by them."""
+    server.files["/m/g.bin"] = body = b"abc" * 10
+    old = os.umask(0o022)
+    try:
+        path = downloads.fetch(remote("g.bin", body, f"{server.url}/m/"), tmp_path / "cache")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 @pytest.mark.parametrize(
