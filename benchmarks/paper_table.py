@@ -304,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         best = max(rows, key=lambda r: r["valid_log_px"] if math.isfinite(r["valid_log_px"]) else -math.inf)
         histories = {r["title"]: [read_metrics(args.runs / r["row"] / "metrics.jsonl")] for r in rows}
         pictures = gallery(args.runs / best["row"], args.gallery)
-        for path in [*pictures, report.comparison_curves(histories, args.gallery / "paper_curves.png")]:
+        for path in [
+            *pictures,
+            report.comparison_curves(histories, args.gallery / "paper_curves.png", legend="row"),
+        ]:
             print(path, file=sys.stderr)
     return 0
 

@@ -77,11 +77,13 @@ def to_csv(summary: list[dict]) -> str:
     return text.getvalue()
 
 
-def comparison_curves(histories_by_label: dict[str, list[list[dict]]], path, *, key="valid_elbo") -> Path:
+def comparison_curves(
+    histories_by_label: dict[str, list[list[dict]]], path, *, key="valid_elbo", legend="objective"
+) -> Path:
     """The validation ELBO by epoch of several runs: one colour per label (objective), one line per seed.
 
     ``histories_by_label`` maps a label to its runs' per-epoch metrics (lists of dicts, as in
-    ``metrics.jsonl``).
+    ``metrics.jsonl``); ``legend`` is what the labels are.
     """
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
@@ -93,7 +95,7 @@ def comparison_curves(histories_by_label: dict[str, list[list[dict]]], path, *, 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.grid(alpha=0.3)
     if ax.get_lines():
-        ax.legend(title="objective")
+        ax.legend(title=legend)
     return save_figure(fig, path)
 
 
