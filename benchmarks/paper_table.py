@@ -192,8 +192,8 @@ def _hours(seconds: float) -> str:
 def table(rows: list[dict], samples: int) -> str:
     """The markdown table: what each row reached, beside the published test log p(x)."""
     head = (
-        "| row | epochs (best) | training | valid ELBO | valid log p(x) | test log p(x) "
-        "| published (test) |\n| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+        "| row | epochs (best) | training steps | valid ELBO | valid log p(x) | test log p(x) "
+        "| estimate | published (test) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     )
     lines = [head]
     for r in rows:
@@ -204,13 +204,14 @@ def table(rows: list[dict], samples: int) -> str:
             f"| {r['title']} (`{r['row']}.toml`) | {r['epochs']} ({r['best_epoch']}) | "
             f"{_hours(r['train_seconds'])}, {r['stopped']} | {r['valid_elbo']:.2f} | "
             f"**{r['valid_log_px']:.2f}** ± {r['valid_log_px_stderr']:.2f} ({r['valid_points']}) | {test} | "
-            f"{r['published']:.2f} ({r['source']}) |"
+            f"{_hours(r['eval_seconds'])} | {r['published']:.2f} ({r['source']}) |"
         )
     lines.append("")
     lines.append(
         f"log p(x) in nats per point, importance sampling with K = {samples}, ± the standard error "
         "over the points (how many in brackets); the validation ELBO of the same epoch (best.pt) "
-        "on the same points."
+        "on the same points. Training steps: the seconds of steps (not of the per-epoch "
+        "validation) and why training stopped; estimate: the seconds log p(x) took."
     )
     return "\n".join(lines)
 
