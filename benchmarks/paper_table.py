@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pyro
 import torch
+from step_overhead import cpu_model  # beside this file: benchmarks/ is the script's own directory
 from tqdm.auto import tqdm
 
 import pyro_vae
@@ -119,6 +120,7 @@ def estimate(run_dir: Path, split: str, samples: int, points: int | None, device
     epoch = recorded(run_dir, "best.pt")[1]["epoch"]
     if kept.is_file():
         record = json.loads(kept.read_text())
+        # a record evaluate wrote without this script has no requested_points: estimate again
         if (record["epoch"], record["num_samples"], record.get("requested_points", 0)) == (
             epoch,
             samples,
@@ -168,14 +170,6 @@ def summary(name: str, run_dir: Path, estimates: dict[str, dict]) -> dict:
         "published": ROWS[name].published,
         "source": ROWS[name].source,
     }
-
-
-def cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def machine(device: str) -> str:

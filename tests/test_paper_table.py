@@ -4,6 +4,7 @@ trains, continues and reuses what it has (on small data, tiny networks)."""
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from pyro_vae import Config, train
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # as when it runs as a script: its helpers beside it
 spec = importlib.util.spec_from_file_location("paper_table", ROOT / "benchmarks" / "paper_table.py")
 assert spec is not None and spec.loader is not None
 paper_table = importlib.util.module_from_spec(spec)
@@ -102,6 +104,26 @@ def test_the_table_trains_continues_and_reuses(small_data, tmp_path, monkeypatch
     assert second["iwae_k5"] == first["iwae_k5"]
     steps = [json.loads(line)["step"] for line in (runs / "vae" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))  # one history, continued, no epoch twice
+
+
+@pytest.mark.parametrize(
+    ("epoch", "best", "patience", "why"),
+    [
+        (40, 30, None, None),  # stopped by its budget or a signal: it trains on
+        (100, 90, None, "reached 100 epochs"),
+        (80, 30, 50, "stopped early at epoch 80"),
+        (79, 30, 50, None),  # one epoch short of the look-ahead
+    ],
+)
+def test_a_row_is_finished_at_its_epochs_or_by_early_stopping(
+    epoch, best, patience, why, tmp_path, monkeypatch
+):
+    (tmp_path / "checkpoint.pt").touch()
+    config = Config().override({"train.epochs": 100, "train.patience": patience})
+    monkeypatch.setattr(
+        paper_table, "recorded", lambda run_dir: (config, {"epoch": epoch, "best_epoch": best})
+    )
+    assert paper_table.finished(tmp_path) == why
 
 
 def test_budgets_name_rows_or_all():
