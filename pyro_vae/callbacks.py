@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from . import plots
+from . import figures
 from .loop import Callback, Epoch, TrainState
 from .measure import measure
 from .run import FIGURES, Run, append_metrics
@@ -235,7 +235,7 @@ class Messages(Callback):
 
 
 class Figures(Callback):
-    """The pictures of a trained VAE in its run directory, at the end (:func:`plots.write_run_figures`)."""
+    """The pictures of a trained VAE in its run directory, at the end (:func:`figures.write_run_figures`)."""
 
     def __init__(self, run: Run, data):
         self.run, self.data = run, data
@@ -245,7 +245,7 @@ class Figures(Callback):
         assert self.run.vae is not None  # Figures are made for a VAE built from the config
         self.run.vae.eval()
         if all(math.isfinite(p.sum().item()) for p in self.run.vae.parameters()):
-            plots.write_run_figures(self.run, self.data)
+            figures.write_run_figures(self.run, self.data)
 
 
 __all__ = ["Checkpoints", "EarlyStopping", "Figures", "Messages", "Metrics", "ProgressBar", "Tracking"]
