@@ -135,6 +135,34 @@ def parser() -> argparse.ArgumentParser:
         "--checkpoint", default="checkpoint.pt", help="checkpoint.pt (default: the last) or best.pt"
     )
 
+    interpolate = commands.add_parser(
+        "interpolate",
+        help="decode the paths between the codes of pairs of data points of a trained run",
+        description="Decode E[x|z] along the straight line (and, for a Gaussian prior, the spherical "
+        "path) between the latent codes of pairs of data points, drawn at random with different labels "
+        "where the data have them; the two points at the ends of each row.",
+    )
+    interpolate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    interpolate.add_argument("--pairs", type=int, default=8, help="how many pairs (default 8)")
+    interpolate.add_argument(
+        "--steps", type=int, default=10, help="points on each path, ends included (default 10)"
+    )
+    interpolate.add_argument(
+        "--path",
+        choices=["linear", "spherical"],
+        action="append",
+        help="linear or spherical; repeat for both (default: every path the prior allows)",
+    )
+    interpolate.add_argument("--split", default="valid", help="train, valid or test (default valid)")
+    interpolate.add_argument(
+        "--out", type=Path, metavar="FILE", help="a .png (default RUN_DIR/interpolation-PAIRS.png)"
+    )
+    interpolate.add_argument("--seed", type=int, default=0, help="seed of the choice of pairs (default 0)")
+    interpolate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    interpolate.add_argument(
+        "--checkpoint", default="checkpoint.pt", help="checkpoint.pt (default: the last) or best.pt"
+    )
+
     evaluate = commands.add_parser(
         "evaluate",
         help="estimate log p(x) of a trained run, with error bars",

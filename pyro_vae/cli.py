@@ -6,6 +6,8 @@
                       [--split valid|test|train] [--points N] [--batch-size N] [--seed N]
                       [--device DEVICE] [--out FILE] [--plugins FILE ...] [--quiet]
     pyro-vae sample RUN_DIR [-n 64] [--out FILE] [--seed N] [--device DEVICE]
+    pyro-vae interpolate RUN_DIR [--pairs 8] [--steps 10] [--path linear|spherical ...]
+                         [--split valid] [--out FILE] [--seed N] [--device DEVICE]
     pyro-vae compare --objectives WORD [WORD ...] [--config FILE] [--seeds N] [--epochs N | --seconds S]
                      [--estimator NAME] [--option KEY=VALUE ...] [--eval-samples K] [--eval-points N]
                      [--out DIR] [--overwrite] [--quiet] [--SECTION.KEY VALUE ...]
@@ -78,6 +80,25 @@ def _sample(args) -> None:
         return  # one process draws
     out = sample_run(
         args.run_dir, args.n, out=args.out, seed=args.seed, device=args.device, checkpoint=args.checkpoint
+    )
+    print(out)
+
+
+def _interpolate(args) -> None:
+    from .latent_plots import interpolate_run
+
+    if not distributed.writes():
+        return  # one process draws
+    out = interpolate_run(
+        args.run_dir,
+        args.pairs,
+        steps=args.steps,
+        paths=args.path,
+        split=args.split,
+        out=args.out,
+        seed=args.seed,
+        device=args.device,
+        checkpoint=args.checkpoint,
     )
     print(out)
 
@@ -158,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(
                     f"unrecognized arguments: {' '.join(extra)} (see pyro-vae {args.command} --help)"
                 )
-            {"sample": _sample, "evaluate": _evaluate, "data": _data}[args.command](args)
+            {"sample": _sample, "interpolate": _interpolate, "evaluate": _evaluate, "data": _data}[
+                args.command
+            ](args)
         distributed.world().barrier()  # several processes end the command together (rank 0 wrote)
     except Interrupted as e:
         _say(e, "pyro-vae: ")
