@@ -15,3 +15,15 @@ class DataError(PyroVAEError, ValueError):
 
 class RunDirError(PyroVAEError, FileExistsError):
     """The run directory already holds another run, or holds no run where one is expected."""
+
+
+class NotDefined(PyroVAEError, ValueError):
+    """A quantity asked for does not exist for this model: log p(x), the ELBO or a KL when the
+    guide has no density (a point estimate, the ``delta`` guide).
+
+    ``reason`` is the why in a few words, for a table that shows the quantity as absent.
+    """
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message

@@ -4,10 +4,13 @@ A guide entry is called as ``entry(latent_dim, **options)`` and returns a
 ``torch.nn.Module`` with ``param_features`` (how many numbers per data point the
 encoder must output) and ``forward(out)`` giving a reparameterizable distribution
 with ``event_shape == (latent_dim,)`` whose ``log_prob`` is exact for the samples it
-draws (importance sampling and the IWAE bound rely on it).
+draws (importance sampling and the IWAE bound rely on it). The one exception is the
+point mass ``delta``, which has no density at all: an entry that is one says so with
+``has_density = False``, and what needs q's density refuses it (objectives, log p(x)
+estimators, the ELBO and KL of the metrics); an entry without it has a density.
 
-Registered here: ``normal`` (diagonal Gaussian), ``full_normal`` (full-covariance Gaussian)
-and ``iaf`` (inverse autoregressive flow).
+Registered here: ``normal`` (diagonal Gaussian), ``full_normal`` (full-covariance Gaussian),
+``iaf`` (inverse autoregressive flow) and ``delta`` (a point estimate: the plain autoencoder).
 """
 
 import pyro.distributions as dist
@@ -177,3 +180,35 @@ class InverseAutoregressiveFlow(nn.Module):
             # order: over Python integers, a graph capture follows it (a tensor's are data to it)
             flow.arn.permutation = order
         return BroadcastingFlow(base, flows)
+
+
+@register_guide("delta")
+class PointEstimate(nn.Module):
+    """q_φ(z|x) = δ(z − f_φ(x)): the encoder's output is the code, z = f_φ(x), with no noise.
+
+    Pyro's ``Delta(f_φ(x), event_dim=1)``; the encoder gives Z numbers per data point. With
+    the ``autoencoder`` objective (the reconstruction term alone) this is the standard,
+    deterministic autoencoder (Hinton & Salakhutdinov 2006; Goodfellow, Bengio & Courville
+    2016, ch. 14), trained and compared within the same framework as the VAEs.
+
+    A point mass has no density with respect to Lebesgue measure on ℝ^Z, and so
+
+        KL(δ_{f(x)} ‖ p) = ∫ log(dδ/dp) dδ = +∞       for any p with a density,
+
+    (δ is not absolutely continuous with respect to p), the ELBO
+    E_q[log p(x|z)] − KL(q ‖ p) is −∞, and log p(x) by importance sampling with q as the
+    proposal, E_q[p(x, z) / q(z|x)], does not exist: there is no q(z|x) to divide by.
+    Pyro's ``Delta.log_prob`` is 0 at its own value, which would make log p(x|z) + log p(z)
+    look like an ELBO and −log p(z) like a KL; pyro-vae reports both as not defined instead
+    (``has_density = False``), and its log p(x) estimators refuse this guide. What is defined
+    is the reconstruction term log p(x | f(x)), which the metrics keep.
+    """
+
+    has_density = False
+
+    def __init__(self, latent_dim: int, /):
+        super().__init__()
+        self.param_features = latent_dim
+
+    def forward(self, out: torch.Tensor) -> dist.Distribution:
+        return dist.Delta(out, event_dim=1)  # batch shape (...,), event shape (Z,)

@@ -6,11 +6,19 @@ Importing this module registers them with ``torch.distributions.kl.register_kl``
 ``local_terms(analytic_kl=True)``) finds them; :mod:`pyro_vae.guides` imports it, so they
 are active whenever ``pyro_vae`` is. Registration is on torch's classes, which Pyro's
 ``MultivariateNormal`` and ``Independent`` subclass, so both dispatch here.
+
+A point mass q = δ_v (the ``delta`` guide, :func:`is_point_mass`) has no KL to a prior with a
+density: KL(δ_v ‖ p) = +∞. Pyro registers KL(Delta ‖ p) = −log p(v), the cross-entropy term
+alone (δ's differential entropy, −∞, left out), which is finite and would read as a KL;
+:func:`site_kl` refuses it instead.
 """
 
 import torch
+from pyro.distributions import Delta
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 from torch.distributions.kl import register_kl
+
+from .errors import NotDefined
 
 
 @register_kl(MultivariateNormal, Independent)
@@ -61,7 +69,14 @@ def site_kl(q, p, z: torch.Tensor, closed_form: bool, log_densities=None) -> tup
 
     :param log_densities: ``(log q(z), log p(z))`` where the caller has them already, so that
         the Monte-Carlo estimate costs nothing more (a VampPrior's density is expensive).
+    :raises NotDefined: for a point mass q, whose KL to a density is infinite (module docstring).
     """
+    if is_point_mass(q):
+        raise NotDefined(
+            "KL(q(z|x) || p(z)) is not defined: q is a point mass (the delta guide, "
+            "q(z|x) = δ(z − f(x)), has no density), so the KL to a prior with a density is infinite",
+            reason=POINT_MASS,
+        )
     if closed_form:
         try:
             return kl_divergence(q, p), True
@@ -69,3 +84,15 @@ def site_kl(q, p, z: torch.Tensor, closed_form: bool, log_densities=None) -> tup
             pass
     log_q, log_p = log_densities if log_densities is not None else (q.log_prob(z), p.log_prob(z))
     return log_q - log_p, False
+
+
+#: why a density, a KL or log p(x) is absent for a point-mass guide, in a few words
+POINT_MASS = "the delta guide is a point estimate: q(z|x) has no density"
+
+
+def is_point_mass(fn) -> bool:
+    """Whether a distribution is a point mass: Pyro's ``Delta``, or one reshaped, masked or
+    pushed through a transform (anything whose ``base_dist`` chain ends at one)."""
+    while not isinstance(fn, Delta) and hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return isinstance(fn, Delta)

@@ -18,8 +18,14 @@ log-mean-exp would change the bound (Burda et al. 2016; Pyro issue 3104).
 
 Particles are vectorized with a plate named ``"particles"`` to the left of the
 model's plates, as Pyro's ``vectorize_particles`` does: one pass, no Python loop.
+
+A guide site that is a point mass (the ``delta`` guide, :func:`pyro_vae.kl.is_point_mass`)
+has no density: its ``log_q`` is Pyro's 0 at its own value, which is no log-density, so
+``log_w`` and the KL are not defined there (they raise :class:`~pyro_vae.errors.NotDefined`),
+while ``recon`` is log p(x_n | z_n) as for any guide.
 """
 
+import contextlib
 from dataclasses import dataclass, field
 
 import pyro
@@ -28,7 +34,8 @@ from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
-from .kl import site_kl
+from .errors import NotDefined
+from .kl import POINT_MASS, is_point_mass, site_kl
 from .numeric import masked
 
 PARTICLES = "particles"
@@ -44,14 +51,21 @@ def latent_sites(trace) -> dict:
     return {n: s for n, s in sample_sites(trace).items() if not s["is_observed"]}
 
 
+@contextlib.contextmanager
+def _aside(*args):
+    """No gradients, no effects seen outside, and draws from a fork of torch's generators."""
+    cuda = {a.device for a in args if torch.is_tensor(a) and a.device.type == "cuda"}
+    with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=list(cuda)):
+        yield
+
+
 def max_plate_nesting(model, guide, *args, **kwargs) -> int:
     """How many plates deep the pair's sites sit (one trace of each, without gradients).
 
     The traces' draws come from a fork of torch's generators, which are left as they were: a
     seeded estimate that calls this does not move the global stream.
     """
-    cuda = {a.device for a in args if torch.is_tensor(a) and a.device.type == "cuda"}
-    with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=list(cuda)):
+    with _aside(*args):
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     depth = 0
@@ -60,6 +74,22 @@ def max_plate_nesting(model, guide, *args, **kwargs) -> int:
             frames = [f.dim for f in site["cond_indep_stack"] if f.vectorized]
             depth = max(depth, len(site["fn"].batch_shape), *(-d for d in frames))
     return depth
+
+
+def point_mass_sites(guide, *args, **kwargs) -> list[str]:
+    """The guide's latent sites that are point masses (one trace, as :func:`max_plate_nesting`'s)."""
+    with _aside(*args):
+        trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    return [name for name, site in latent_sites(trace).items() if is_point_mass(site["fn"])]
+
+
+def not_defined(what: str, sites, why: str = "") -> NotDefined:
+    """The error for ``what`` (a quantity) of a guide whose ``sites`` are point masses."""
+    return NotDefined(
+        f"{what} is not defined for this guide: its site {sites[0]!r} is a point mass ({POINT_MASS}; "
+        f"q(z|x) = δ(z − f(x))){why}",
+        reason=POINT_MASS,
+    )
 
 
 def at_values(fn, values: dict):
@@ -136,14 +166,21 @@ class LocalTerms:
     latent_sites: dict = field(default_factory=dict)
     #: "analytic" or "monte_carlo": how ``kl`` was computed (None when it was not)
     kl_estimator: str | None = None
+    #: the latent sites whose q is a point mass: ``log_q`` is then no density, and ``log_w``,
+    #: ``kl`` and ``kl_term`` are not defined
+    point_masses: tuple[str, ...] = ()
 
     @property
     def log_w(self) -> torch.Tensor:
+        if self.point_masses:
+            raise not_defined("the importance weight p(x, z) / q(z|x)", self.point_masses)
         return self.recon + self.log_prior - self.log_q
 
     @property
     def kl_term(self) -> torch.Tensor:
         """``kl`` where computed, else its Monte-Carlo estimate log q − log p at the same draws."""
+        if self.point_masses:
+            raise not_defined("KL(q(z|x) || p(z))", self.point_masses)
         return self.kl if self.kl is not None else self.log_q - self.log_prior
 
 
@@ -177,7 +214,8 @@ def local_terms(
         the distribution: log q(z) − log q(z̄) + stop(log q(z̄)) with z̄ = stop(z) has the
         value of log q(z) and only the pathwise gradient.
     :param analytic_kl: also give ``kl``: in closed form where every latent site has one
-        registered and unbiased (:func:`closed_form_sites`), estimated at the draw otherwise.
+        registered and unbiased (:func:`closed_form_sites`), estimated at the draw otherwise;
+        None where a site is a point mass (``point_masses``), whose KL is not defined.
 
     A guide run at given latent values (:class:`at_values`) gives the densities at those
     values: what annealed importance sampling moves along.
@@ -194,7 +232,7 @@ def local_terms(
     zero = x.new_zeros(particles, x.shape[0])
     recon, log_prior, log_q, kl = zero, zero, zero, zero
     closed = closed_form_sites(model_trace, guide_trace) if analytic_kl else set()
-    used, latents, how = [], {}, set()
+    used, latents, how, points = [], {}, set(), []
 
     def per_datum(value, site):
         return per_particle_datum(masked(value, site["mask"]), site, plate)  # (k, B)
@@ -220,12 +258,14 @@ def local_terms(
             lq_bar = q_site["fn"].log_prob(z_bar)
             lq = lq - (lq_bar - lq_bar.detach())
         log_q = log_q + per_datum(lq, q_site)
-        if analytic_kl:
+        if is_point_mass(q_site["fn"]):
+            points.append(name)
+        elif analytic_kl:
             site_value, exact = site_kl(q_site["fn"], site["fn"], z, name in closed, (lq, lp_raw))
             kl = kl + per_datum(site_value, q_site)
             how.add(exact)
     estimator = None
-    if analytic_kl:
+    if analytic_kl and not points:
         # all sites in closed form, or none: a sum of closed forms and draws is no longer exact
         # at the posterior for every draw, which the Monte-Carlo ELBO is
         estimator = "analytic" if how == {True} else "monte_carlo"
@@ -234,10 +274,11 @@ def local_terms(
         recon=recon,
         log_prior=log_prior,
         log_q=log_q,
-        kl=kl if analytic_kl else None,
+        kl=kl if analytic_kl and not points else None,
         scale=site_scale(used),
         latent_sites=latents,
         kl_estimator=estimator,
+        point_masses=tuple(points),
     )
 
 

@@ -7,7 +7,9 @@ normal noise ε from a counter-based generator: each ε is a hash of the seed, t
 point's index in the dataset, the sample's index among the K, the latent site's name and the coordinate
 (splitmix64, Steele et al. 2014, then Box–Muller), so the same seed gives the same estimate
 whatever the chunk and batch sizes. It covers Normal, MultivariateNormal, Independent and
-TransformedDistribution guides; any other site draws from the global stream as usual.
+TransformedDistribution guides; any other site draws from the global stream as usual. A
+point mass (the ``delta`` guide) draws nothing, so there is nothing to key, and it is not
+reported as missed.
 
 Training draws the same way, with the seed of each step :func:`step_seed` (train.seed, step):
 a point's noise in a step then does not depend on its place in the minibatch, nor on which
@@ -24,6 +26,7 @@ from pyro.distributions import Independent, MultivariateNormal, Normal, Transfor
 from pyro.poutine.messenger import Messenger
 from torch.fx.experimental.proxy_tensor import get_proxy_mode
 
+from ..kl import is_point_mass
 from ..traces import PARTICLES
 
 _M1, _M2 = -4658895280553007687, -7723592293110705685  # splitmix64 constants, as int64
@@ -104,8 +107,8 @@ class IndexedNoise(Messenger):
         if msg["is_observed"] or msg["value"] is not None:
             return
         frames = {f.name: f.dim for f in msg["cond_indep_stack"] if f.vectorized}
-        if self.plate not in frames:
-            return
+        if self.plate not in frames or is_point_mass(msg["fn"]):
+            return  # a point mass's value is its parameter: no noise to draw
         if not msg["fn"].has_rsample:
             self._missed(msg)
             return
