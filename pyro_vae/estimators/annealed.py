@@ -24,6 +24,9 @@ The C chains of B data points run as one ``(C, B, ...)`` tensor (a ``particles``
 :mod:`pyro_vae.traces`); the Python loop is over annealing and leapfrog steps only. HMC's
 step size is adapted per data point toward an acceptance rate of 0.65 (× 1.02 above it,
 × 0.98 below). Latent sites must have real support (unconstrained values).
+
+The path starts at q and every weight holds log q, so a guide with no density (the point
+mass ``delta``) is refused, as importance sampling refuses it.
 """
 
 from dataclasses import dataclass
@@ -45,7 +48,7 @@ from ..traces import (
     sample_sites,
     to_site_layout,
 )
-from .base import MarginalLikelihood, register_estimator
+from .base import MarginalLikelihood, register_estimator, require_density
 from .noise import IndexedNoise, step_seed
 from .weights import WeightStats
 
@@ -147,6 +150,7 @@ def ais(
         a generator keyed by the seed and its first point, as its initial draws.
     """
     device = device or x.device
+    require_density(guide, x[:1].to(device), "ais")  # the path starts at q and weighs by log q
     nesting = max_plate_nesting(model, guide, x[:1].to(device))
     seed = int(torch.randint(2**62, ())) if seed is None else seed
     betas = sigmoid_schedule(steps)

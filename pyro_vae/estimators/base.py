@@ -18,6 +18,11 @@ With several processes (:mod:`pyro_vae.distributed`), :func:`estimate` gives eac
 whole batches and gathers the per-point results: an estimator whose draws are keyed by point
 (``first_point``) then gives each point the estimate one process gives it. One that does not
 take ``first_point`` runs on every point in every process.
+
+An estimator that uses q(z|x)'s density (as a proposal, or along an annealing path from it)
+calls :func:`require_density` first: a point-mass guide (``delta``) has none, and log p(x)
+is then refused with :class:`~pyro_vae.errors.NotDefined` rather than computed from Pyro's
+log δ = 0, which is no density.
 """
 
 import dataclasses
@@ -30,6 +35,7 @@ import torch
 
 from ..distributed import world
 from ..registry import Registry, Spec
+from ..traces import not_defined, point_mass_sites
 
 ESTIMATORS = Registry(
     "estimator", reserved=("seed", "batch_size", "device", "progress", "plate", "first_point")
@@ -73,6 +79,20 @@ class MarginalLikelihood:
     def trusted(self) -> torch.Tensor:
         """Points whose Monte-Carlo error could be estimated, (N,) bool."""
         return torch.isfinite(self.mc_stderr)
+
+
+def require_density(guide, x: torch.Tensor, estimator: str) -> None:
+    """Refuse a guide with a point-mass site: ``estimator`` needs q(z|x)'s density.
+
+    :raises NotDefined: naming the estimator, the site and why (one trace of the guide on a point).
+    """
+    sites = point_mass_sites(guide, x[:1])
+    if sites:
+        why = (
+            f"; {estimator} weighs its samples by q's density, and an autoencoder's decoder was "
+            "never fitted as a generative model p(z) p(x|z)"
+        )
+        raise not_defined(f"log p(x) by the estimator {estimator!r}", sites, why)
 
 
 def estimate(

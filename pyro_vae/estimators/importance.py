@@ -17,7 +17,7 @@ import torch
 
 from ..options import PositiveInt
 from ..traces import max_plate_nesting
-from .base import MarginalLikelihood, register_estimator
+from .base import MarginalLikelihood, register_estimator, require_density
 from .chunks import Chunks, chunk_length
 from .weights import WeightStats
 
@@ -55,6 +55,7 @@ def importance_sampling(
     :class:`~pyro_vae.estimators.weights.WeightStats`'.
     """
     device = device or x.device
+    require_density(guide, x[:1].to(device), "is")  # the proposal is q: a point mass has no density
     nesting = max_plate_nesting(model, guide, x[:1].to(device))  # with validation: shapes checked
     seed = int(torch.randint(2**62, ())) if seed is None else seed
     length = chunk_length(samples, chunk_size, min(batch_size, len(x)), math.prod(x.shape[1:]))
