@@ -105,6 +105,7 @@ OBJECTIVES = {
     "tail_adaptive": {"particles": 4},
     "tracegraph": {},
     "elbo+warmup+free_bits": {"kl_warmup": 4, "free_bits": 0.2},
+    "autoencoder": {},  # with the normal guide; the delta guide's step: tests/test_autoencoder.py
 }
 
 

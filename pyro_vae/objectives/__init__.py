@@ -21,10 +21,18 @@ name               what                                                        m
 ``tail_adaptive``  tail-adaptive f-divergence (Wang et al. 2018)                tail_adaptive
 ``iwae_dreg``      IWAE with doubly-reparameterized gradients (Tucker 2019)     dreg
 ``elbo_stl``       ELBO with sticking-the-landing gradients (Roeder 2017)       stl
+``autoencoder``    reconstruction term alone: with the ``delta`` guide, the     autoencoder
+                   plain autoencoder (Hinton & Salakhutdinov 2006)
 =================  ==========================================================  =========
 
 Every objective also takes the modifiers ``kl_warmup``, ``kl_warmup_unit`` and
-``free_bits`` (see :mod:`pyro_vae.objectives.modifiers`).
+``free_bits`` (see :mod:`pyro_vae.objectives.modifiers`), but for one with no KL term to act
+on (``has_kl = False``: ``autoencoder``), which refuses them.
+
+Every objective but ``autoencoder`` scores z under q(z|x) and so needs a guide with a density
+(``needs_density``, :func:`check_guide`): the ``delta`` guide, a point mass, trains with
+``autoencoder`` only. An objective may name the guide it is meant with (``implied_guide``:
+``autoencoder``'s is ``delta``), which ``pyro-vae compare`` gives its runs (:func:`paired_guide`).
 """
 
 import importlib
@@ -34,6 +42,7 @@ from typing import Annotated, Any, Literal
 import pyro.infer
 
 from ..errors import ConfigError
+from ..guides import GUIDES
 from ..options import NonNegativeFloat, Range, parse_value, show
 from ..registry import Spec
 from .base import OBJECTIVES, LocalBound, register_objective
@@ -65,9 +74,43 @@ def make_objective(kind: str, **params) -> pyro.infer.ELBO:
     options = dict(checked.params)
     mods = {name: options.pop(name) for name in OBJECTIVES.shared_option_names()}
     objective = OBJECTIVES.get(checked.kind)(**options)
-    if mods["kl_warmup"] or mods["free_bits"]:
+    given = [name for name in ("kl_warmup", "free_bits") if mods[name]]
+    if given and not getattr(objective, "has_kl", True):
+        raise ConfigError(
+            f"objective.{given[0]} = {show(mods[given[0]])} is not allowed for {checked.kind}: it has no "
+            "KL term for KL warm-up or free bits to act on"
+        )
+    if given:
         objective = Modified(objective, **mods)
     return objective
+
+
+def check_guide(objective: pyro.infer.ELBO, kind: str, point_masses: list[str], guide: str) -> None:
+    """Refuse an objective that scores z under q(z|x) (``needs_density``, every one but
+    ``autoencoder``) with a guide whose sites ``point_masses`` have no density.
+
+    :param kind: the objective's name; ``guide``: the guide in words (``model.guide.kind = "delta"``).
+    """
+    if point_masses and getattr(objective, "needs_density", True):
+        raise ConfigError(
+            f'objective.kind = "{kind}" needs the density of q(z|x), which {guide} does not have (its site '
+            f'{point_masses[0]!r} is a point mass); train it with objective.kind = "autoencoder" (the '
+            "reconstruction term alone), or choose a guide with a density"
+        )
+
+
+def paired_guide(spec: dict, guide: Spec) -> Spec:
+    """The guide a comparison trains the objective ``spec`` with: the one it implies
+    (``implied_guide``: ``delta`` for ``autoencoder``), else the base config's ``guide``,
+    refused where the objective needs a density that guide does not have (:func:`check_guide`)."""
+    objective = make_objective(**spec)
+    implied = getattr(objective, "implied_guide", None)
+    if implied is not None:
+        return Spec(implied)
+    densities = getattr(GUIDES.get(guide.kind), "has_density", True)
+    words = f'model.guide.kind = "{guide.kind}"'
+    check_guide(objective, spec["kind"], [] if densities else ["z"], words)
+    return guide
 
 
 #: short names in objective words (``iwae:k=5``)
@@ -107,4 +150,13 @@ def parse_objective(word: str | dict) -> tuple[str, dict]:
     return label, spec
 
 
-__all__ = ["OBJECTIVES", "LocalBound", "Modified", "make_objective", "parse_objective", "register_objective"]
+__all__ = [
+    "OBJECTIVES",
+    "LocalBound",
+    "Modified",
+    "check_guide",
+    "make_objective",
+    "paired_guide",
+    "parse_objective",
+    "register_objective",
+]

@@ -120,6 +120,8 @@ def definition(name, options, t):
         value = log_w.mean(0)
     elif name == "meanfield":  # E_q[log p(x|z)] − KL(q || p), the KL in closed form
         value = t["recon"].mean(0) - t["kl"]
+    elif name == "autoencoder":  # the reconstruction term alone (with this Gaussian guide: stochastic)
+        value = t["recon"].mean(0)
     elif name == "beta":  # Higgins et al. 2017, eq. 4
         value = t["recon"].mean(0) - options["beta"] * t["kl"]
     elif name == "iwae":  # Burda et al. 2016, eq. 8
@@ -161,6 +163,7 @@ CASES = [
     ("tail_adaptive", {"beta": -0.5, "particles": K}),
     ("elbo_stl", {"particles": K}),
     ("iwae_dreg", {"particles": K}),
+    ("autoencoder", {}),
 ]
 
 
