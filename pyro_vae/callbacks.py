@@ -28,7 +28,9 @@ class Metrics(Callback):
     on the validation points (:func:`pyro_vae.measure.measure`, draws keyed by ``seed``), the
     seconds of training and items per second, and whether the step ran compiled with the seconds
     spent compiling it (:mod:`pyro_vae.compiled`). It also keeps the state's best epoch: the one
-    with the highest validation ELBO.
+    with the highest validation ELBO, or for a guide with no ELBO (the delta guide, whose rows
+    hold None for the ELBO, its error and the KL) the highest validation reconstruction term
+    (:func:`criterion`).
     """
 
     def __init__(
@@ -65,15 +67,23 @@ class Metrics(Callback):
 
     def on_epoch_end(self, state, epoch: Epoch):
         row = self._record(state, epoch)
-        if row["valid_elbo"] > state.best_elbo:
-            state.best_epoch, state.best_elbo = state.epoch, row["valid_elbo"]
+        key, _ = criterion(row)
+        if row[key] > state.best_elbo:
+            state.best_epoch, state.best_elbo = state.epoch, row[key]
+
+
+def criterion(row: dict) -> tuple[str, str]:
+    """What a run's epochs are judged by, higher being better: the row key and its name in
+    messages. The validation ELBO; for a guide with no density (the delta guide, an
+    autoencoder), whose ELBO is not defined, the validation reconstruction term log p(x|z)."""
+    return ("valid_elbo", "ELBO") if row.get("valid_elbo") is not None else ("valid_recon", "reconstruction")
 
 
 class Checkpoints(Callback):
     """``checkpoint.pt`` after the first epoch, then every ``epochs`` epochs and/or ``seconds``
     seconds (whichever comes first), on an interrupt and at the end; ``best.pt`` whenever the
-    validation ELBO is the best so far. ``save(path, state)`` writes one
-    (:func:`pyro_vae.checkpoint.save_checkpoint`)."""
+    validation ELBO (or reconstruction, :func:`criterion`) is the best so far. ``save(path,
+    state)`` writes one (:func:`pyro_vae.checkpoint.save_checkpoint`)."""
 
     def __init__(
         self,
@@ -118,19 +128,21 @@ class Checkpoints(Callback):
 
 
 class EarlyStopping(Callback):
-    """Stop when the validation ELBO has not improved for ``patience`` epochs (the protocol of
-    Tomczak & Welling 2018, "VAE with a VampPrior", §4: a look-ahead of 50 epochs)."""
+    """Stop when the validation ELBO (or reconstruction, :func:`criterion`, read from the rows of
+    ``metrics``) has not improved for ``patience`` epochs (the protocol of Tomczak & Welling
+    2018, "VAE with a VampPrior", §4: a look-ahead of 50 epochs)."""
 
-    def __init__(self, patience: int):
-        self.patience = patience
+    def __init__(self, patience: int, metrics: Metrics | None = None):
+        self.patience, self.metrics = patience, metrics
 
     def on_start(self, state):
         self.on_epoch_end(state, None)  # a resumed run that had stopped early stays stopped
 
     def on_epoch_end(self, state, epoch):
         if state.best_epoch is not None and state.epoch - state.best_epoch >= self.patience:
+            name = criterion(self.metrics.history[-1])[1] if self.metrics and self.metrics.history else "ELBO"
             state.stop = (
-                f"stopped early: the validation ELBO has not improved for {self.patience} epochs "
+                f"stopped early: the validation {name} has not improved for {self.patience} epochs "
                 f"(best {state.best_elbo:.2f} at epoch {state.best_epoch}, kept in best.pt)"
             )
 
@@ -164,7 +176,7 @@ class Tracking(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar of epochs on a terminal: loss, validation ELBO, items/s."""
+    """A tqdm bar of epochs on a terminal: loss, validation ELBO (or reconstruction), items/s."""
 
     def __init__(self, epochs: int, metrics: Metrics, *, quiet: bool):
         self.epochs, self.metrics, self.quiet = epochs, metrics, quiet
@@ -178,11 +190,12 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, state, epoch):
         row = self.metrics.history[-1]
+        key, _ = criterion(row)
         assert self.bar is not None  # made in on_start
         self.bar.set_postfix(
             {
                 "loss": f"{epoch.loss:.2f}",
-                "valid ELBO": f"{row['valid_elbo']:.2f}",
+                "valid ELBO" if key == "valid_elbo" else "valid recon": f"{row[key]:.2f}",
                 "items/s": f"{row['items_per_second'] or 0:.0f}",
             }
         )
@@ -195,8 +208,8 @@ class ProgressBar(Callback):
 
 class Messages(Callback):
     """Lines on stderr: how the KL is estimated, after the untrained model's metrics; at the
-    end, the result, why training stopped early, and a warning when the validation ELBO ended
-    below the untrained model's."""
+    end, the result, why training stopped early, and a warning when the validation ELBO (or
+    reconstruction, :func:`criterion`) ended below the untrained model's."""
 
     def __init__(self, metrics: Metrics, run_dir: Path, *, lr: float, layered: bool, quiet: bool):
         self.metrics, self.run_dir, self.lr, self.layered, self.quiet = metrics, run_dir, lr, layered, quiet
@@ -221,15 +234,16 @@ class Messages(Callback):
         path = last.get("step_path") or "eager"
         doing = "compiling" if path == "compiled" else "capturing"
         how = f"{path} step" + (f", {compiling:.1f} s of it {doing}" if compiling else "")
+        key, name = criterion(last)
+        error = f" ± {last['valid_elbo_stderr']:.2f}" if key == "valid_elbo" else ""
         self.say(
-            f"{last['epoch']} epochs in {state.seconds:.1f} s ({how}); validation ELBO "
-            f"{last['valid_elbo']:.2f} ± {last['valid_elbo_stderr']:.2f} nats per point (untrained: "
-            f"{first['valid_elbo']:.2f}); results in {self.run_dir}"
+            f"{last['epoch']} epochs in {state.seconds:.1f} s ({how}); validation {name} "
+            f"{last[key]:.2f}{error} nats per point (untrained: {first[key]:.2f}); results in {self.run_dir}"
         )
-        if last["epoch"] > 0 and not last["valid_elbo"] >= first["valid_elbo"]:
+        if last["epoch"] > 0 and not last[key] >= first[key]:
             self.say(
-                f"the validation ELBO ended below the untrained model's ({last['valid_elbo']:.4g} < "
-                f"{first['valid_elbo']:.4g}): the learning rate may be too large (train.lr = {self.lr:g})",
+                f"the validation {name} ended below the untrained model's ({last[key]:.4g} < "
+                f"{first[key]:.4g}): the learning rate may be too large (train.lr = {self.lr:g})",
                 warning=True,
             )
 
@@ -248,4 +262,13 @@ class Figures(Callback):
             figures.write_run_figures(self.run, self.data)
 
 
-__all__ = ["Checkpoints", "EarlyStopping", "Figures", "Messages", "Metrics", "ProgressBar", "Tracking"]
+__all__ = [
+    "Checkpoints",
+    "EarlyStopping",
+    "Figures",
+    "Messages",
+    "Metrics",
+    "ProgressBar",
+    "Tracking",
+    "criterion",
+]

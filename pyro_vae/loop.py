@@ -58,7 +58,9 @@ class TrainState:
     epoch_loss: torch.Tensor | None = None
     epoch_points: int = 0
     epoch_seconds: float = 0.0
-    #: the epoch with the highest validation ELBO so far (set by the metrics), and that ELBO
+    #: the epoch with the best validation score so far (set by the metrics), and that score: the
+    #: ELBO, or for a guide with no ELBO (the delta guide) the reconstruction term
+    #: (:func:`pyro_vae.callbacks.criterion`); named for the ELBO, as checkpoints hold it
     best_epoch: int | None = None
     best_elbo: float = -math.inf
     #: why training stops before its last epoch (early stopping); not saved

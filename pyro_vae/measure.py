@@ -10,6 +10,12 @@ ELBO and its parts, for each data point x_n with one draw z ~ q(z|x_n)::
 
 Both are unbiased estimates of the same bound (Kingma & Welling 2014, eqs. 6–7); the closed
 form only has less variance. Which one was used is reported (:func:`pyro_vae.kl.site_kl`).
+
+For a guide with no density (the point mass ``delta``, an autoencoder) only recon(x_n) =
+log p(x_n | f(x_n)) is defined: KL(δ ‖ p) is infinite, and Pyro's log δ = 0 would turn
+log p(x|z) + log p(z) into a number that looks like an ELBO and bounds nothing. The ELBO and
+KL are then None, and so is log p(x), with the reason in ``log_px_absent`` (the estimators
+refuse such a guide, :func:`pyro_vae.estimators.base.require_density`).
 log p(x) is estimated by a registered estimator (:mod:`pyro_vae.estimators`), and active
 units are counted as Burda et al. (2016) count them. :func:`measure` returns all of it as one
 :class:`Measurement`.
@@ -34,6 +40,7 @@ import pyro
 import torch
 
 from .distributed import world
+from .errors import NotDefined
 from .estimators import IndexedNoise, MarginalLikelihood, estimate
 from .traces import local_terms, max_plate_nesting
 
@@ -52,10 +59,13 @@ def elbo_parts(
 
     With ``analytic_kl=False`` the KL is always the Monte-Carlo estimate, so that the
     ELBO is log p(x, z) − log q(z|x) at one z (exact at the true posterior, whatever z).
-    Also returns ``"kl_estimator"``: ``"analytic"`` or ``"monte_carlo"``.
+    Also returns ``"kl_estimator"``: ``"analytic"`` or ``"monte_carlo"``. For a point-mass
+    guide the ELBO, the KL and their estimator are None (the module docstring).
     """
     nesting = max_plate_nesting(model, guide, x) if nesting is None else nesting
     t = local_terms(model, guide, x, nesting=nesting, plate=plate, analytic_kl=analytic_kl)
+    if t.point_masses:
+        return {"elbo": None, "recon": t.recon[0], "kl": None, "kl_estimator": None}
     kl, recon = t.kl_term[0], t.recon[0]
     return {"elbo": recon - kl, "recon": recon, "kl": kl, "kl_estimator": t.kl_estimator or "monte_carlo"}
 
@@ -95,11 +105,11 @@ def evaluate_elbo(
             with keyed or contextlib.nullcontext():
                 xb = data[i : min(i + batch_size, hi)] if hi > lo else data[:1]
                 chunks.append(elbo_parts(model, guide, xb.to(device), **options))
-    out = {key: torch.cat([c[key] for c in chunks])[: hi - lo] for key in ("elbo", "recon", "kl")}
+    keys = [key for key in ("elbo", "recon", "kl") if chunks[0][key] is not None]  # recon alone: no density
+    out = {key: torch.cat([c[key] for c in chunks])[: hi - lo] for key in keys}
     if seed is not None:
         out = {key: w.gather(value, len(data), batch_size) for key, value in out.items()}
-    out["kl_estimator"] = chunks[0]["kl_estimator"]
-    return out
+    return {"elbo": None, "kl": None, **out, "kl_estimator": chunks[0]["kl_estimator"]}
 
 
 @torch.no_grad()
@@ -118,17 +128,21 @@ class Measurement:
     """What :func:`measure` found on ``points`` data points, in nats per data point."""
 
     points: int
-    elbo: float
-    elbo_stderr: float
+    #: the ELBO, its standard error, the KL and how it was estimated: None for a guide with no
+    #: density (the delta guide), where only the reconstruction term is defined
+    elbo: float | None
+    elbo_stderr: float | None
     recon: float
-    kl: float
-    kl_estimator: str
+    kl: float | None
+    kl_estimator: str | None
     #: the log p(x) estimator's name and options, None when log p(x) was not estimated
     estimator: str | None = None
     options: dict = field(default_factory=dict)
     log_px: float | None = None
     log_px_stderr: float | None = None
     log_px_mc_stderr: float | None = None
+    #: why log p(x) is not defined when the estimator refused the guide (a point mass), else None
+    log_px_absent: str | None = None
     ess_mean: float | None = None
     ess_min: float | None = None
     #: points whose weights were too degenerate for a Monte-Carlo error (it is then NaN)
@@ -166,31 +180,41 @@ def measure(
     (x → posterior means) is given.
 
     The ELBO's draws, like the estimator's, are keyed by ``seed``: torch's global generator is
-    not used (for guides that :class:`~pyro_vae.estimators.IndexedNoise` covers).
+    not used (for guides that :class:`~pyro_vae.estimators.IndexedNoise` covers). For a guide
+    with no density the ELBO and KL are None, and log p(x) is None with the estimator's reason
+    in ``log_px_absent``.
     """
     device = device or x.device
     parts = evaluate_elbo(model, guide, x, batch_size=elbo_batch_size, plate=plate, device=device, seed=seed)
-    n = parts["elbo"].numel()
-    elbo, elbo_stderr, recon, kl = torch.stack(
-        [parts["elbo"].mean(), parts["elbo"].std() / n**0.5, parts["recon"].mean(), parts["kl"].mean()]
-    ).tolist()  # one host read
-    result = Measurement(n, elbo, elbo_stderr, recon, kl, kl_estimator=parts["kl_estimator"])
+    n = parts["recon"].numel()
+    if parts["elbo"] is None:
+        result = Measurement(n, None, None, parts["recon"].mean().item(), None, kl_estimator=None)
+    else:
+        elbo, elbo_stderr, recon, kl = torch.stack(
+            [parts["elbo"].mean(), parts["elbo"].std() / n**0.5, parts["recon"].mean(), parts["kl"].mean()]
+        ).tolist()  # one host read
+        result = Measurement(n, elbo, elbo_stderr, recon, kl, kl_estimator=parts["kl_estimator"])
     if estimator is not None:
         start = time.perf_counter()
-        ml = estimate(
-            estimator,
-            model,
-            guide,
-            x,
-            seed=seed,
-            batch_size=batch_size,
-            device=device,
-            progress=progress,
-            plate=plate,
-            **(options or {}),
-        )
+        result.estimator, result.options = estimator, dict(options or {})
+        try:
+            ml = estimate(
+                estimator,
+                model,
+                guide,
+                x,
+                seed=seed,
+                batch_size=batch_size,
+                device=device,
+                progress=progress,
+                plate=plate,
+                **(options or {}),
+            )
+        except NotDefined as e:  # a guide with no density: there is no log p(x) to report
+            result.log_px_absent = e.reason
+            return _with_active_units(result, encode, x, device)
         ess = ml.ess
-        result.estimator, result.options, result.marginal = estimator, dict(options or {}), ml
+        result.marginal = ml
         result.log_px, result.log_px_stderr, result.log_px_mc_stderr = (
             ml.mean,
             ml.stderr,
@@ -199,6 +223,10 @@ def measure(
         result.ess_mean, result.ess_min = ess.mean().item(), ess.min().item()
         result.untrusted_points = int((~ml.trusted).sum())
         result.seconds = time.perf_counter() - start
+    return _with_active_units(result, encode, x, device)
+
+
+def _with_active_units(result: Measurement, encode, x: torch.Tensor, device) -> Measurement:
     if encode is not None:
         result.active_units = active_units(encode, x.to(device))
     return result

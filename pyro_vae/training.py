@@ -32,7 +32,7 @@ from .estimators.noise import step_seed
 from .loggers import check_loggers, open_loggers
 from .loop import Diverged, TrainState, fit
 from .model import VAE
-from .objectives import make_objective
+from .objectives import check_guide, make_objective
 from .resolve import place, resolve_config, resolve_device
 from .resume import check_resumable, restore, resumed_history
 from .run import (
@@ -49,6 +49,7 @@ from .run import (
 )
 from .schedules import make_lr_schedule
 from .step import TrainStep, check_programs, check_synchronised, declared_params, owners, stepping
+from .traces import point_mass_sites
 
 
 def train(
@@ -114,6 +115,10 @@ def train(
             model, guide = vae.programs(param_sites=False)  # the optimizer holds vae.parameters()
         data = place(data, device)
         objective = make_objective(config.objective.kind, **config.objective.params)
+        # an objective that scores z under q refused for a point-mass guide (the delta guide)
+        guide_words = f'model.guide.kind = "{config.model.guide.kind}"' if vae is not None else "the guide"
+        points = point_mass_sites(guide, data.train[:1].to(device))
+        check_guide(objective, config.objective.kind, points, guide_words)
         params = _parameters(vae, model, guide, objective, data.train[: tc.batch_size].to(device))
         modules = owners(model, guide)
         if world.size > 1:
@@ -288,7 +293,7 @@ def _callbacks(
         history=history,
     )
     run.history = metrics.history  # one list, filled as training goes
-    stopping = [cb.EarlyStopping(tc.patience)] if tc.patience else []
+    stopping = [cb.EarlyStopping(tc.patience, metrics)] if tc.patience else []
     if not world.main:
         return [metrics, *stopping]
     layered = vae is not None and len(vae.config.layers) > 1
