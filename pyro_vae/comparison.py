@@ -5,11 +5,15 @@
 trains one VAE per objective and seed. Every run has the same network, the same data (split
 once, with ``data.split_seed``), the same budget (epochs, or seconds of training) and, for
 seed s, the same initialization: ``train.seed = base seed + s`` whatever the objective. The
-objective only decides the gradient each run follows. Each trained model is then measured
+objective only decides the gradient each run follows, but for one that implies its own guide
+(:func:`pyro_vae.objectives.paired_guide`): ``autoencoder`` trains the ``delta`` guide, so
+``--objectives elbo autoencoder`` sets the plain autoencoder, labelled ``autoencoder (delta
+guide)``, beside the VAE. Each trained model is then measured
 the same way on the same validation points x_1..x_N:
 
 * log p̂(x) by a registered estimator (:mod:`pyro_vae.estimators`); by default the IWAE bound
-  with K = ``eval_samples`` importance samples (Burda et al. 2016);
+  with K = ``eval_samples`` importance samples (Burda et al. 2016); where it is not defined
+  (the delta guide), None, with the reason in ``log_px_absent`` (and the ELBO and KL None);
 * the ELBO at one draw z ~ q(z|x) and its two terms, E_q[log p(x|z)] and KL(q(z|x) ‖ p(z)),
   the KL in closed form where one is registered (:func:`pyro_vae.evaluate_elbo`);
 * active units: latent dimensions u with Cov_x(E_q[z_u|x]) > 0.01 (Burda et al. 2016, §5.2);
@@ -61,7 +65,7 @@ from .estimators import ESTIMATORS
 from .files import InUse, make_dir
 from .interrupts import Interrupted
 from .measure import measure
-from .objectives import parse_objective
+from .objectives import paired_guide, parse_objective
 from .options import PositiveFloat, PositiveInt, check_value
 from .registry import Spec
 from .resolve import resolve_device
@@ -135,13 +139,16 @@ def compare(
     base = base.override(budget)
     if not objectives:
         raise ConfigError("no objectives to compare")
-    parsed = {}  # label -> spec
+    parsed, guides, names = {}, {}, {}  # label -> spec, guide kind, safe directory name
     for word in objectives:
         label, spec = parse_objective(word)
+        guide = paired_guide(spec, base.model.guide).kind
+        name = re.sub(r"[^\w.=,+-]+", "_", label)
+        if guide != base.model.guide.kind:
+            label += f" ({guide} guide)"  # the objective's own guide, shown where its numbers are
         if label in parsed:
             raise ConfigError(f"objective {label!r} is given twice")
-        parsed[label] = spec
-    names = {label: re.sub(r"[^\w.=,+-]+", "_", label) for label in parsed}  # safe directory names
+        parsed[label], guides[label], names[label] = spec, guide, name
     if len(set(names.values())) < len(names):
         raise ConfigError(f"objectives {', '.join(parsed)} do not name distinct run directories")
     device = resolve_device(base.train.device)
@@ -156,7 +163,12 @@ def compare(
         for label, spec in parsed.items():
             run_dir = out / "runs" / f"{names[label]}-seed{s}"
             run_config = base.override(
-                {"objective": spec, "train.seed": base.train.seed + s, "train.run_dir": str(run_dir)}
+                {
+                    "objective": spec,
+                    "model.guide.kind": guides[label],  # the base config's own, with its options, or implied
+                    "train.seed": base.train.seed + s,
+                    "train.run_dir": str(run_dir),
+                }
             )
             request = {
                 "config": _without_run_dir(run_config),
@@ -254,7 +266,9 @@ def _train_and_measure(
         {
             "train_seed": config.train.seed,
             "run_dir": str(run.dir),
+            "guide": config.model.guide.kind,
             "log_px": m.log_px,
+            "log_px_absent": m.log_px_absent,  # why log_px is None where it is not defined
             "log_px_stderr": m.log_px_stderr,  # over the points
             "log_px_mc_stderr": m.log_px_mc_stderr,  # Monte Carlo, of the mean
             "ess_mean": m.ess_mean,

@@ -23,7 +23,7 @@ import torch
 
 from . import distributed, plots
 from .data import Data, load_data
-from .errors import ConfigError, DataError, RunDirError
+from .errors import ConfigError, DataError, NotDefined, RunDirError
 from .estimators import ESTIMATORS
 from .files import atomic_write, make_dir
 from .measure import measure
@@ -61,6 +61,9 @@ def evaluate_run(
     :returns: the record written (numbers, diagnostics, every point's log p̂) and its path,
         ``RUN_DIR/evaluation-ESTIMATOR-SPLIT.json`` unless ``out`` is given (``…-best.json`` for
         ``checkpoint="best.pt"``, the epoch with the best validation ELBO).
+    :raises NotDefined: for a run whose guide has no density (an autoencoder, the delta guide):
+        log p(x) and the ELBO are not defined; the message gives its reconstruction term, and
+        nothing is written.
     """
     check_value("--batch-size", batch_size, PositiveInt)
     check_value("--points", points, PositiveInt | None)
@@ -101,6 +104,13 @@ def evaluate_run(
         device=torch_device,
         progress=progress,
     )
+    if m.log_px_absent is not None:  # a guide with no density: the estimator refused it
+        raise NotDefined(
+            f"log p(x) is not defined for the run {str(run_dir)!r}: {m.log_px_absent}, so neither the "
+            f"estimator {estimator} nor the ELBO applies (an autoencoder); its reconstruction term "
+            f"log p(x | f(x)) is {m.recon:.2f} nats per point on {m.points} {split} points",
+            reason=m.log_px_absent,
+        )
     assert m.marginal is not None  # an estimator was given
     record = {
         "run_dir": str(run_dir),
