@@ -47,5 +47,5 @@ class AutoencoderLoss(LocalBound):
 @register_objective("autoencoder")
 def autoencoder() -> AutoencoderLoss:
     """The reconstruction term E_q[log p(x|z)] alone, no KL: with the ``delta`` guide, the plain
-    autoencoder (Hinton & Salakhutdinov 2006)."""
+    autoencoder (Hinton & Salakhutdinov 2006). Non-zero ``kl_warmup`` or ``free_bits`` is refused."""
     return AutoencoderLoss()
