@@ -1,5 +1,11 @@
-"""Every picture of a trained run's directory (``run.FIGURES``), drawn with :mod:`pyro_vae.plots`."""
+"""Every picture of a trained run's directory (``run.FIGURES``), drawn with :mod:`pyro_vae.plots`.
 
+Each figure is one step of :func:`write_run_figures`, drawn independently: a figure that the
+data cannot be drawn as (an image shape that is no picture, say) is skipped with one line on
+stderr saying why, after training, rather than failing the run and losing the others.
+"""
+
+import sys
 from pathlib import Path
 
 import torch
@@ -10,7 +16,7 @@ from .run import CURVES, LATENT, LATENT_GRID, RECONSTRUCTIONS, SAMPLES
 
 @torch.no_grad()
 def write_run_figures(run, data) -> list[Path]:
-    """Every picture of a trained VAE's run directory (``run.FIGURES``); returns their paths."""
+    """Every picture of a trained VAE's run directory (``run.FIGURES``); returns the paths written."""
     vae, out = run.vae, run.dir
     lo, hi = data.train.min().item(), data.train.max().item()  # the data's own value range
     shape = data.image_shape
@@ -19,28 +25,45 @@ def write_run_figures(run, data) -> list[Path]:
     if len(points) < 1000:
         points, labels, which = data.train, data.train_labels, "training"
     points, labels = points[:5000], None if labels is None else labels[:5000]
-    written = [
-        training_curves(run.history, out / CURVES),
-        image_grid(
-            vae.sample(64),
-            shape,
-            out / SAMPLES,
-            title="Samples: E[x|z], z ~ p(z)",
-            vmin=lo,
-            vmax=hi,
+    steps = [  # (file name, how to draw it)
+        (CURVES, lambda: training_curves(run.history, out / CURVES)),
+        (
+            SAMPLES,
+            lambda: image_grid(
+                vae.sample(64), shape, out / SAMPLES, title="Samples: E[x|z], z ~ p(z)", vmin=lo, vmax=hi
+            ),
         ),
-        reconstructions(
-            data.valid[:16], vae.reconstruct(data.valid[:16]), shape, out / RECONSTRUCTIONS, vmin=lo, vmax=hi
+        (
+            RECONSTRUCTIONS,
+            lambda: reconstructions(
+                data.valid[:16],
+                vae.reconstruct(data.valid[:16]),
+                shape,
+                out / RECONSTRUCTIONS,
+                vmin=lo,
+                vmax=hi,
+            ),
         ),
-        latent_space(
-            vae.encode(points),
-            labels,
-            out / LATENT,
-            title=f"Posterior means E[z|x] of {which} points",
+        (
+            LATENT,
+            lambda: latent_space(
+                vae.encode(points), labels, out / LATENT, title=f"Posterior means E[z|x] of {which} points"
+            ),
         ),
     ]
     if vae.config.layers == (2,) and shape is not None:
         param = next(vae.parameters())
         decode = lambda z: vae.decode(torch.as_tensor(z, dtype=param.dtype, device=param.device))  # noqa: E731
-        written.append(decoded_grid(decode, out / LATENT_GRID, image_shape=shape, vmin=lo, vmax=hi))
+        steps.append(
+            (
+                LATENT_GRID,
+                lambda: decoded_grid(decode, out / LATENT_GRID, image_shape=shape, vmin=lo, vmax=hi),
+            )
+        )
+    written = []
+    for name, draw in steps:
+        try:
+            written.append(draw())
+        except ValueError as e:  # the plots' word for data they cannot draw so
+            print(f"pyro-vae: skipped {name}: {e}", file=sys.stderr)
     return written

@@ -1,9 +1,11 @@
 """The pictures a training run leaves in its run directory.
 
 * :func:`training_curves`: the ELBO per data point on training and validation data by
-  epoch, and its two terms, the reconstruction term E_q[log p(x|z)] and KL(q(z|x) ‖ p(z)).
-  A gap between training and validation shows overfitting; a KL near zero shows latent
-  dimensions the model has stopped using (posterior collapse).
+  epoch, and its two terms, the reconstruction term E_q[log p(x|z)] and KL(q(z|x) ‖ p(z)),
+  each on its own axis (a KL ten times smaller than the reconstruction term looks ten times
+  smaller). A gap between training and validation shows overfitting; a KL near zero shows
+  latent dimensions the model has stopped using (posterior collapse). The axes follow
+  :func:`pyro_vae.axes.fit_y`: a point left off an axis is marked at its edge and named.
 * :func:`image_grid`: data points or decoded draws from the prior, tiled; samples show what
   the model believes the data look like, which the ELBO alone does not.
 * :func:`reconstructions`: data points above the means of p(x|z) at their encodings: what
@@ -12,6 +14,11 @@
   labels were never used in training, so classes that separate here were found unsupervised.
 * :func:`decoded_grid`: for a 2-D latent space, the decoder over a grid of z at quantiles
   of the standard normal: how the decoder fills the space between the data.
+
+Tiled images are upsampled (nearest neighbour) to at least ``TILE_PIXELS`` a side, so that
+the 1-pixel grey gap between two tiles is a thin line beside them rather than an eighth of
+an 8×8 digit. Shapes that cannot be drawn as images raise ValueError saying why
+(:func:`image_problem`).
 
 Figures are :class:`matplotlib.figure.Figure` objects saved directly, never through
 ``pyplot``: importing this module selects no backend and registers no figures, so it runs
@@ -32,10 +39,13 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 
+from .axes import curve, fit_y, note_below, number
 from .files import atomic_write
 
 DPI = 120
 TILE_INCHES = 0.5  # an 8x8 digit is legible at half an inch
+TILE_PIXELS = 24  # tiles are upsampled to at least this: a 1-pixel gap is then a 24th of a tile
+GAP, GREY = 1, 0.5  # the pixels between tiles, and their value (that of blank tiles too)
 
 
 def _np(x) -> np.ndarray:
@@ -49,24 +59,59 @@ def save_figure(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _tile(images, image_shape, ncols: int, vmin: float, vmax: float) -> np.ndarray:
-    """Rows of ``images`` as one picture in [0, 1], ``ncols`` tiles wide with 1-pixel grey gaps.
+def image_problem(image_shape, values: int | None = None) -> str | None:
+    """Why rows of ``values`` numbers cannot be drawn as images of ``image_shape``, or None.
 
-    A row of NaN (padding) shows as a blank grey tile.
+    Drawable: (H, W), or (C, H, W) with C = 1, 3 or 4 channels (grey, RGB, RGBA).
     """
-    x = _np(images).reshape(-1, *image_shape)
+    if image_shape is None:
+        return "the data are not images (no image shape)"
+    shape = tuple(image_shape)
+    if len(shape) not in (2, 3):
+        return f"image shape {list(shape)} is neither (H, W) nor (C, H, W)"
+    if len(shape) == 3 and shape[0] not in (1, 3, 4):
+        return f"image shape {list(shape)} has {shape[0]} channels; images show 1, 3 or 4 (grey, RGB, RGBA)"
+    if values is not None and math.prod(shape) != values:
+        return f"image shape {list(shape)} holds {math.prod(shape)} values, the data {values} a point"
+    return None
+
+
+def _scale(image_shape) -> int:
+    """The integer factor that brings a tile to at least ``TILE_PIXELS`` on its longer side."""
+    return max(1, math.ceil(TILE_PIXELS / max(image_shape[-2:])))
+
+
+def _centres(count: int, size: int) -> list[float]:
+    """The canvas coordinates of the centres of ``count`` tiles of ``size`` pixels in a row."""
+    return [(size + GAP) * i + (size - 1) / 2 for i in range(count)]
+
+
+def _tile(
+    images, image_shape, ncols: int, vmin: float, vmax: float, *, scale: int | None = None
+) -> np.ndarray:
+    """Rows of ``images`` as one picture in [0, 1], ``ncols`` tiles wide with ``GAP``-pixel grey gaps.
+
+    Each image is upsampled ``scale`` times (nearest; by default :func:`_scale`), so a tile is
+    ``scale·H`` by ``scale·W`` pixels. A row of NaN (padding) shows as a blank grey tile.
+    """
+    x = _np(images)
+    if problem := image_problem(image_shape, x[0].size if len(x) else None):
+        raise ValueError(problem)
+    s = scale or _scale(image_shape)
+    x = x.reshape(-1, *image_shape)
     x = np.clip((x - vmin) / (vmax - vmin), 0.0, 1.0)
     if x.ndim == 4:
         x = x.transpose(0, 2, 3, 1)  # (N, C, H, W) → (N, H, W, C), as imshow wants colour
         if x.shape[-1] == 1:
             x = x[..., 0]
+    x = x.repeat(s, axis=1).repeat(s, axis=2)  # (N, s·H, s·W[, C])
     n, h, w = x.shape[:3]
     nrows = math.ceil(n / ncols)
-    canvas = np.full((nrows * (h + 1) - 1, ncols * (w + 1) - 1, *x.shape[3:]), 0.5)
+    canvas = np.full((nrows * (h + GAP) - GAP, ncols * (w + GAP) - GAP, *x.shape[3:]), GREY)
     for i, image in enumerate(x):
         r, c = divmod(i, ncols)
-        canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = image
-    return np.nan_to_num(canvas, nan=0.5)
+        canvas[r * (h + GAP) : r * (h + GAP) + h, c * (w + GAP) : c * (w + GAP) + w] = image
+    return np.nan_to_num(canvas, nan=GREY)
 
 
 def _tile_figure(canvas: np.ndarray, nrows: int, ncols: int, title) -> tuple[Figure, Axes]:
@@ -135,10 +180,8 @@ def reconstructions(
     blocks = [np.concatenate([a, padding]).reshape(nblocks, ncols, d) for a in (inputs, recons)]
     rows = np.stack(blocks, axis=1).reshape(-1, d)  # data row, its reconstructions, next block…
     fig, ax = _tile_figure(_tile(rows, image_shape, ncols, vmin, vmax), 2 * nblocks, ncols, title)
-    h = image_shape[-2]
     ax.set_yticks(
-        [(h + 1) * r + (h - 1) / 2 for r in range(2 * nblocks)],
-        ["data", "reconstruction"] * nblocks,
+        _centres(2 * nblocks, _scale(image_shape) * image_shape[-2]), ["data", "reconstruction"] * nblocks
     )
     ax.tick_params(length=0)
     return save_figure(fig, path)
@@ -188,77 +231,79 @@ def latent_space(z, labels, path, *, title="Latent space") -> Path:
     return save_figure(fig, path)
 
 
-def curve(ax, history, key, sign=1.0, **style) -> None:
-    """Plot ``sign * row[key]`` by epoch over the rows that have it; nothing if none do."""
-    rows = [(row.get("epoch", i), row.get(key)) for i, row in enumerate(history)]
-    points = [(epoch, sign * value) for epoch, value in rows if value is not None]
-    if points:
-        marker = "o" if len(points) == 1 else None  # a single epoch is otherwise invisible
-        ax.plot(*zip(*points, strict=True), marker=marker, **style)
+#: the panels of :func:`training_curves`: title and the term of the metrics' keys (``train_<term>``)
+PANELS = (
+    ("ELBO per data point", "elbo"),
+    ("Reconstruction term E_q[log p(x|z)]", "recon"),
+    ("KL(q(z|x) ‖ p(z))", "kl"),
+)
+SPLITS = (("train", "train", "C0"), ("valid", "validation", "C1"))  # key prefix, words, colour
+OBJECTIVE = "training objective (−loss)"
 
 
-def focus(ax: Axes, histories, keys, *, lowest: float = 0.0) -> None:
-    """Fit the y-axis to the curves of ``histories`` (lists of rows) after their first few epochs.
-
-    The untrained model's bound is often hundreds of nats below the rest, which would
-    flatten every later change into a line; its point is still drawn, off the axis. With
-    ``lowest`` > 0 the axis starts at that quantile of the values, so that a few slow starts
-    among many runs leave the bottom of the plot instead of flattening the others.
-    """
-    values = [
-        r[k] for h in histories for r in h[max(1, len(h) // 20) :] for k in keys if r.get(k) is not None
-    ]
-    if len(values) > 1:
-        lo, hi = float(np.quantile(values, lowest)), max(values)
-        pad = 0.05 * (hi - lo) or 1.0
-        ax.set_ylim(lo - pad, hi + pad)
+def training_curves_figure(history) -> Figure:
+    """The figure :func:`training_curves` saves: one panel, and one y-axis, per quantity."""
+    fig = Figure(figsize=(13, 4.8), layout="constrained")
+    for ax, (title, term) in zip(fig.subplots(1, len(PANELS)), PANELS, strict=True):
+        drawn = [
+            (words, curve(ax, history, f"{split}_{term}", color=color, label=words))
+            for split, words, color in SPLITS
+        ]
+        if term == "elbo":  # the bound the run maximised, which may be another than the ELBO
+            drawn.append(
+                (
+                    "training objective",
+                    curve(ax, history, "train_loss", -1.0, color="C2", lw=0.8, label=OBJECTIVE),
+                )
+            )
+        shown = [(words, line) for words, line in drawn if line is not None]
+        if term == "elbo" and [words for words, _ in shown] == ["training objective"]:
+            title = "Training objective per data point\n(the ELBO is not defined for this run)"
+        ax.set_title(title)
+        if not shown:
+            ax.text(
+                0.5,
+                0.5,
+                "not defined for this run",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="0.4",
+            )
+            ax.set(xticks=[], yticks=[])
+            continue
+        note_below(ax, fit_y(ax, shown), width=55)
+        ax.set(xlabel="epoch", ylabel="nats per data point")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.grid(alpha=0.3)
+    lines = {line.get_label(): line for ax in fig.axes for line in ax.get_lines()}
+    if keys := [lines[label] for label in (*(words for _, words, _ in SPLITS), OBJECTIVE) if label in lines]:
+        fig.legend(handles=keys, loc="outside lower center", ncols=len(keys), frameon=False)
+    return fig
 
 
 def training_curves(history, path) -> Path:
     """Per-epoch metrics (a list of dicts, as in ``metrics.jsonl``): the ELBO, and its two terms."""
-    fig = Figure(figsize=(11, 4.5), layout="constrained")
-    left, right = fig.subplots(1, 2)
-    curve(left, history, "train_elbo", color="C0", label="train ELBO")
-    curve(left, history, "valid_elbo", color="C1", label="validation ELBO")
-    objective = "training objective (−loss)"
-    curve(left, history, "train_loss", -1.0, color="C2", lw=0.8, label=objective)
-    left.set(title="ELBO per data point", ylabel="nats per data point")
-
-    kl = right.twinx()  # the KL term is often an order of magnitude smaller
-    curve(right, history, "train_recon", color="C0", ls="--", label="train E[log p(x|z)]")
-    curve(right, history, "valid_recon", color="C0", label="validation E[log p(x|z)]")
-    curve(kl, history, "train_kl", color="C3", ls="--", label="train KL(q‖p)")
-    curve(kl, history, "valid_kl", color="C3", label="validation KL(q‖p)")
-    right.set(title="The ELBO's terms", ylabel="reconstruction term (nats per data point)")
-    kl.set_ylabel("KL term (nats per data point)", color="C3")
-
-    focus(left, [history], ("train_elbo", "valid_elbo"))
-    focus(right, [history], ("train_recon", "valid_recon"))
-    for ax in (left, right):
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-        ax.grid(alpha=0.3)
-    if left.get_lines():
-        left.legend()
-    if terms := [*right.get_lines(), *kl.get_lines()]:  # one legend for both y-axes
-        right.legend(handles=terms, loc="center right")
-    return save_figure(fig, path)
+    return save_figure(training_curves_figure(history), path)
 
 
 def decoded_grid(decode, path, *, image_shape, n=15, title="Decoded latent grid", vmin=0.0, vmax=1.0) -> Path:
     """Decode an n×n grid of a 2-D latent space at standard-normal quantiles 5%…95%.
 
     ``decode`` maps (n·n, 2) float32 points to (n·n, D) images; z₁ grows to the right and
-    z₂ upwards, so the picture reads like a plot of the latent space.
+    z₂ upwards, so the picture reads like a plot of the latent space. The ticks name the
+    prior's quantiles (5 %, 50 % when n is odd, 95 %) with their values.
     """
-    q = [statistics.NormalDist().inv_cdf(p) for p in np.linspace(0.05, 0.95, n)]
+    levels = np.linspace(0.05, 0.95, n)
+    q = [statistics.NormalDist().inv_cdf(p) for p in levels]
     z = np.array([(z1, z2) for z2 in reversed(q) for z1 in q], dtype=np.float32)  # (n·n, 2)
     with torch.no_grad():
         images = _np(decode(z))
     fig, ax = _tile_figure(_tile(images, image_shape, n, vmin, vmax), n, n, title)
-    h, w = image_shape[-2:]
-    ends = [0, n - 1]
-    ax.set_xticks([(w + 1) * i + (w - 1) / 2 for i in ends], [f"{q[i]:.2f}" for i in ends])
-    ax.set_yticks([(h + 1) * i + (h - 1) / 2 for i in ends], [f"{q[-1 - i]:.2f}" for i in ends])
-    ax.set(xlabel="z₁", ylabel="z₂")
+    s = _scale(image_shape)
+    at = sorted({0, n // 2, n - 1} if n % 2 else {0, n - 1})
+    words = lambda i: f"{100 * levels[i]:.0f} % ({number(q[i], 2)})"  # noqa: E731
+    ax.set_xticks([_centres(n, s * image_shape[-1])[i] for i in at], [words(i) for i in at])
+    ax.set_yticks([_centres(n, s * image_shape[-2])[n - 1 - i] for i in at], [words(i) for i in at])
+    ax.set(xlabel="z₁ (quantile of the prior N(0, 1))", ylabel="z₂ (quantile of the prior N(0, 1))")
     return save_figure(fig, path)
