@@ -15,7 +15,7 @@ with ``numeric``, ``distributions``, ``flows``, ``kl``); ``sections`` and ``conf
 ``schedules`` (learning rates) and ``loggers`` (experiment trackers); ``model`` (the VAE),
 ``data``, ``downloads`` and ``catalog`` (datasets fetched by name), ``measure``; ``files``,
 ``checkpoint``, ``run``, ``interrupts``, ``step``, ``loop``, ``callbacks``, ``training``;
-``evaluate``, ``comparison``, ``report``; ``cli``.
+``evaluate``, ``latent_paths``, ``comparison``, ``report``, ``figures``, ``latent_plots``; ``cli``.
 """
 
 from .catalog import Download, register_download
@@ -36,6 +36,8 @@ from .estimators import (
 )
 from .guides import register_guide
 from .interrupts import Interrupted
+from .latent_paths import interpolate, traverse
+from .latent_plots import interpolate_run
 from .likelihoods import register_likelihood
 from .loggers import Logger, register_logger
 from .measure import Measurement, active_units, elbo_parts, evaluate_elbo, measure
@@ -77,6 +79,8 @@ __all__ = [
     "estimate",
     "evaluate_elbo",
     "importance_sampling",
+    "interpolate",
+    "interpolate_run",
     "load_data",
     "log_marginal_likelihood",
     "make_objective",
@@ -93,4 +97,5 @@ __all__ = [
     "register_prior",
     "simulate",
     "train",
+    "traverse",
 ]

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import torch
 
+from .latent_paths import PATHS, gaussian_prior, interpolate, pick_pairs, traverse
+from .latent_plots import interpolation_grid, traversal_grid
 from .plots import decoded_grid, image_grid, latent_space, reconstructions, training_curves
-from .run import CURVES, LATENT, LATENT_GRID, RECONSTRUCTIONS, SAMPLES
+from .run import CURVES, INTERPOLATION, LATENT, LATENT_GRID, RECONSTRUCTIONS, SAMPLES, TRAVERSALS
 
 
 @torch.no_grad()
@@ -60,6 +62,18 @@ def write_run_figures(run, data) -> list[Path]:
                 lambda: decoded_grid(decode, out / LATENT_GRID, image_shape=shape, vmin=lo, vmax=hi),
             )
         )
+    if shape is not None:
+        steps.append((INTERPOLATION, lambda: _interpolation(vae, data, out / INTERPOLATION, lo, hi)))
+        if vae.config.layers[0] > 2:  # a 2-D space has its decoded grid instead
+            traverse_from = data.valid[0].to(points)
+            steps.append(
+                (
+                    TRAVERSALS,
+                    lambda: traversal_grid(
+                        traverse(vae, traverse_from, points), shape, out / TRAVERSALS, vmin=lo, vmax=hi
+                    ),
+                )
+            )
     written = []
     for name, draw in steps:
         try:
@@ -67,3 +81,13 @@ def write_run_figures(run, data) -> list[Path]:
         except ValueError as e:  # the plots' word for data they cannot draw so
             print(f"pyro-vae: skipped {name}: {e}", file=sys.stderr)
     return written
+
+
+def _interpolation(vae, data, path: Path, lo: float, hi: float) -> Path:
+    """Eight pairs of validation points (of different labels where known), on every path the
+    prior allows."""
+    pairs = pick_pairs(len(data.valid), min(8, len(data.valid) // 2), labels=data.valid_labels)
+    idx = torch.as_tensor(pairs)
+    paths = [p for p in PATHS if p == "linear" or gaussian_prior(vae) is not None]
+    result = interpolate(vae, data.valid[idx[:, 0]], data.valid[idx[:, 1]], paths=paths)
+    return interpolation_grid(result, data.image_shape, path, vmin=lo, vmax=hi)

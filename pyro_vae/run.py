@@ -13,6 +13,9 @@ Layout of a run directory::
     reconstructions.png  validation points beside their reconstructions
     latent.png           posterior means of the validation points
     latent_grid.png      the decoder over a grid of z (2-D latent spaces only)
+    interpolation.png    decoded paths between the codes of pairs of validation points (images)
+    traversals.png       one latent direction at a time through the prior's quantiles (images,
+                         latent spaces of more than 2 dimensions)
     .lock                held by the process training in the directory (pyro_vae.files)
 
 Every file but ``metrics.jsonl`` is written to a temporary name and renamed, so a reader
@@ -44,7 +47,8 @@ CONFIG = "config.toml"
 METRICS = "metrics.jsonl"
 CURVES, SAMPLES, RECONSTRUCTIONS = "curves.png", "samples.png", "reconstructions.png"
 LATENT, LATENT_GRID = "latent.png", "latent_grid.png"
-FIGURES = (CURVES, SAMPLES, RECONSTRUCTIONS, LATENT, LATENT_GRID)
+INTERPOLATION, TRAVERSALS = "interpolation.png", "traversals.png"
+FIGURES = (CURVES, SAMPLES, RECONSTRUCTIONS, LATENT, LATENT_GRID, INTERPOLATION, TRAVERSALS)
 ARTEFACTS = (CONFIG, METRICS, CHECKPOINT, BEST, *FIGURES)
 #: what experiment trackers write in a run directory (pyro_vae.loggers)
 TRACKERS = ("tensorboard", "mlflow.db", "mlartifacts")

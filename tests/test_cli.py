@@ -22,7 +22,14 @@ from pyro_vae.likelihoods import LIKELIHOODS
 from pyro_vae.measure import measure
 
 TINY = ["--model.encoder.hidden", "[16]", "--model.decoder.hidden", "[16]"]
-FIGURES = ("curves.png", "samples.png", "reconstructions.png", "latent.png", "latent_grid.png")
+FIGURES = (
+    "curves.png",
+    "samples.png",
+    "reconstructions.png",
+    "latent.png",
+    "latent_grid.png",
+    "interpolation.png",
+)
 ARTEFACTS = ("config.toml", "metrics.jsonl", "checkpoint.pt", "best.pt", ".lock", *FIGURES)
 METRIC_KEYS = ("train_elbo", "valid_elbo", "train_recon", "train_kl", "valid_recon", "valid_kl", "seconds")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -220,3 +220,8 @@ def test_interpolate_command_refuses_bad_input_in_one_line(run8, args, fragment,
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(["interpolate", run8, *args])
     assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_run_of_more_than_two_latent_dimensions_draws_its_paths(run8):
+    names = {p.name for p in run8.iterdir()}
+    assert {"interpolation.png", "traversals.png"} <= names and "latent_grid.png" not in names

@@ -5,6 +5,7 @@ import re
 from types import SimpleNamespace
 
 import numpy as np
+import pyro.distributions as dist
 import pytest
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -132,6 +133,9 @@ class FakeVAE:
     def __init__(self, d):
         self.d, self.config = d, SimpleNamespace(layers=(2,))
 
+    def prior(self):
+        return dist.Normal(torch.zeros(2), torch.ones(2)).to_event(1)
+
     def sample(self, n):
         return torch.rand(n, self.d)
 
@@ -142,7 +146,7 @@ class FakeVAE:
         return x[:, :2]
 
     def decode(self, z):
-        return torch.rand(len(z), self.d)
+        return torch.rand(*z.shape[:-1], self.d)
 
     def parameters(self):
         return iter([torch.zeros(1)])
@@ -179,6 +183,7 @@ def test_figures_the_data_cannot_be_drawn_as_are_skipped_in_one_line_each(tmp_pa
         " skipped samples.png",
         " skipped reconstructions.png",
         " skipped latent_grid.png",
+        " skipped interpolation.png",
     ]
     assert all(line.startswith("pyro-vae: skipped ") and line.endswith(f".png: {why}") for line in lines), (
         lines
@@ -197,7 +202,7 @@ def test_run_figures_of_drawable_data_are_all_written(tmp_path, capsys):
     run = SimpleNamespace(vae=FakeVAE(60), dir=tmp_path, history=history(epochs=3))
     written = figures.write_run_figures(run, data)
     names = ["curves.png", "samples.png", "reconstructions.png", "latent.png", "latent_grid.png"]
-    assert [p.name for p in written][:5] == names and capsys.readouterr().err == ""
+    assert [p.name for p in written] == [*names, "interpolation.png"] and capsys.readouterr().err == ""
 
 
 # ---------------------------------------------------------------------------------------------
