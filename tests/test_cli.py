@@ -122,8 +122,8 @@ def test_train_help_lists_every_config_key_and_kind(capsys):
     assert "  --data.path (unset)" in out
     assert "  likelihood: " + ", ".join(LIKELIHOODS.names()) in out
     assert (
-        "  objective: beta, elbo, elbo_stl, iwae, iwae_dreg, meanfield, renyi, tail_adaptive, tracegraph"
-        in out
+        "  objective: autoencoder, beta, elbo, elbo_stl, iwae, iwae_dreg, meanfield, renyi, tail_adaptive, "
+        "tracegraph" in out
     )
 
 

@@ -89,6 +89,7 @@ def test_to_dict(f64):
     fields = {f.name for f in dataclasses.fields(Measurement)} - {"marginal"}
     assert set(values) == fields
     assert all(not isinstance(v, torch.Tensor) for v in values.values())
+    assert values.pop("log_px_absent") is None  # log p(x) is defined for this guide
     assert all(v is not None for v in values.values())
     assert values["log_px"] == m.log_px and values["points"] == N
     assert set(m.to_dict("valid/")) == {f"valid/{k}" for k in fields}
