@@ -23,7 +23,7 @@ from .comparison import Comparison, compare
 from .config import Config, DataConfig, ModelConfig, Spec, TrainConfig
 from .data import Data, load_data, register_dataset
 from .downloads import RemoteFile
-from .errors import ConfigError, DataError, PyroVAEError, RunDirError
+from .errors import ConfigError, DataError, NotDefined, PyroVAEError, RunDirError
 from .estimators import (
     AISEstimate,
     MarginalLikelihood,
@@ -34,10 +34,10 @@ from .estimators import (
     register_estimator,
     simulate,
 )
+from .evaluate import evaluate_run, interpolate_run, sample_run
 from .guides import register_guide
 from .interrupts import Interrupted
 from .latent_paths import interpolate, traverse
-from .latent_plots import interpolate_run
 from .likelihoods import register_likelihood
 from .loggers import Logger, register_logger
 from .measure import Measurement, active_units, elbo_parts, evaluate_elbo, measure
@@ -66,6 +66,7 @@ __all__ = [
     "MarginalLikelihood",
     "Measurement",
     "ModelConfig",
+    "NotDefined",
     "PyroVAEError",
     "RemoteFile",
     "Run",
@@ -78,6 +79,7 @@ __all__ = [
     "elbo_parts",
     "estimate",
     "evaluate_elbo",
+    "evaluate_run",
     "importance_sampling",
     "interpolate",
     "interpolate_run",
@@ -95,6 +97,7 @@ __all__ = [
     "register_network",
     "register_objective",
     "register_prior",
+    "sample_run",
     "simulate",
     "train",
     "traverse",

@@ -85,7 +85,7 @@ def _sample(args) -> None:
 
 
 def _interpolate(args) -> None:
-    from .latent_plots import interpolate_run
+    from .evaluate import interpolate_run
 
     if not distributed.writes():
         return  # one process draws

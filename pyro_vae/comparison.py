@@ -22,14 +22,18 @@ the same way on the same validation points x_1..x_N:
   that never goes down, so it bounds each run's footprint from above.
 
 Each measure of a run (a mean over the points, or over the epochs for the time) is summarised
-over seeds as mean ± standard error, std / √n with n − 1 degrees of freedom (none for one seed).
+over seeds as mean ± standard error, std / √n with n − 1 degrees of freedom. With one seed there
+is none over seeds; log p(x) and the ELBO then show their standard error over the points.
 
 Layout of the output directory::
 
     runs/<objective>-seed<s>/   a training run; result.json once it has been measured
     comparison.md, .csv         the table (one row per objective); .json adds every run's row
-    validation_curves.png       validation ELBO by epoch, every run
-    log_likelihood.png          log p̂(x) per objective, ± SE over seeds, each seed a dot
+    validation_curves.png       validation ELBO and reconstruction term by epoch, every run
+    log_likelihood.png          log p̂(x) per objective, ± SE over seeds (each seed a dot), or
+                                over the points for one seed
+    samples.png                 each objective's samples, from the same draws of the prior
+    reconstructions.png         the same validation points reconstructed by each objective
     base_config.toml            the base config with the budget applied
 
 Running the same comparison again (``--out`` the same directory) reuses every run with a
@@ -70,6 +74,7 @@ from .options import PositiveFloat, PositiveInt, check_value
 from .registry import Spec
 from .resolve import resolve_device
 from .run import CHECKPOINT, METRICS, atomic_write, first_difference, fresh_dir, read_metrics
+from .side_by_side import write_side_by_side
 from .training import train
 
 RESULT = "result.json"
@@ -233,9 +238,10 @@ def compare(
     _write(out / MARKDOWN, markdown)
     _write(out / CSV, report.to_csv(summary))
     _write(out / JSON, json.dumps({**about, "summary": summary, "runs": rows}, indent=2) + "\n")
-    report.comparison_curves(histories, out / CURVES)
+    report.comparison_curves(histories, out / CURVES, key=("valid_elbo", "valid_recon"))
     title = f"log p̂(x) by {report.estimator_words(about)}, on {len(x)} validation points"
     report.log_likelihood_bars(summary, out / LOG_LIKELIHOOD, title=title)
+    write_side_by_side(out, {r["objective"]: Path(r["run_dir"]) for r in rows if r["seed"] == 0}, data)
     return Comparison(rows=rows, summary=summary, dir=out, markdown=markdown)
 
 

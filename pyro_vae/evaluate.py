@@ -1,8 +1,10 @@
-"""What ``pyro-vae evaluate`` and ``pyro-vae sample`` do with a run directory, as functions.
+"""What ``pyro-vae evaluate``, ``sample`` and ``interpolate`` do with a run directory, as functions.
 
 :func:`evaluate_run` measures a trained run on a split of its data with a registered
 estimator of log p(x) (:func:`pyro_vae.measure.measure`) and writes the record as JSON beside
-the run; :func:`sample_run` decodes draws from its prior into a picture or an array.
+the run; :func:`sample_run` decodes draws from its prior into a picture or an array, and
+:func:`interpolate_run` the paths between the codes of pairs of its data points
+(:mod:`pyro_vae.latent_paths`) into a picture.
 
 Both check where they will write (``--out``) before they start: a directory in the way, a
 file where a directory should be, or a directory that cannot be written in is refused in one
@@ -15,7 +17,9 @@ single process writes, and rank 0 writes it. Sampling is one process's work.
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pyro
@@ -26,8 +30,10 @@ from .data import Data, load_data
 from .errors import ConfigError, DataError, NotDefined, RunDirError
 from .estimators import ESTIMATORS
 from .files import atomic_write, make_dir
+from .latent_paths import PATHS, gaussian_prior, interpolate, pick_pairs
+from .latent_plots import interpolation_grid
 from .measure import measure
-from .options import PositiveInt, check_value, show
+from .options import PositiveInt, Range, check_value, show
 from .registry import Spec
 from .resolve import resolve_device
 from .run import CHECKPOINT, Run
@@ -208,6 +214,50 @@ def sample_run(
         x = np.concatenate(list(draws()))  # (n, D), n <= MAX_GRID
         plots.image_grid(x, run.config.data.image_shape, out, title=f"{n} samples from p(x)")
     return out
+
+
+def interpolate_run(
+    run_dir,
+    pairs: int = 8,
+    *,
+    steps: int = 10,
+    paths: Sequence[str] | None = None,
+    split: str = "valid",
+    out=None,
+    seed: int = 0,
+    device: str = "cpu",
+    checkpoint: str = CHECKPOINT,
+) -> Path:
+    """Draw the decoded paths between ``pairs`` pairs of ``split`` points of a trained run.
+
+    The pairs are drawn with ``seed`` (of different labels where the data have labels);
+    ``paths`` defaults to every path the prior allows: linear, and spherical for a Gaussian
+    prior. Writes ``out`` (default ``RUN_DIR/interpolation-PAIRS.png``) and returns its path.
+    """
+    check_value("--pairs", pairs, PositiveInt)
+    check_value("--steps", steps, Annotated[int, Range(lo=2)])
+    out = Path(out) if out is not None else Path(run_dir) / f"interpolation-{pairs}.png"
+    if out.suffix != ".png":
+        raise ConfigError(f"--out {str(out)!r}: unknown format {out.suffix!r}; allowed: .png")
+    run = Run.load(run_dir, device=resolve_device(device, key="--device"), checkpoint=checkpoint)
+    vae = run.vae
+    assert vae is not None  # Run.load builds the VAE
+    data = _data_of(run)
+    if split not in ("train", "valid", "test") or getattr(data, split) is None:
+        available = ", ".join(s for s in ("train", "valid", "test") if getattr(data, s) is not None)
+        raise DataError(f"the data of this run has no {split} split; available: {available}")
+    if data.image_shape is None:
+        raise DataError(f"the data of run {str(run_dir)!r} are not images: there is no picture to draw")
+    x, labels = getattr(data, split), getattr(data, f"{split}_labels")
+    allowed = [p for p in PATHS if p == "linear" or gaussian_prior(vae) is not None]
+    paths = allowed if paths is None else list(paths)
+    _check_writable(out)
+    idx = torch.as_tensor(pick_pairs(len(x), pairs, labels=labels, seed=seed))
+    param = next(vae.parameters())
+    xa, xb = (x[idx[:, i]].to(param) for i in (0, 1))
+    result = interpolate(vae, xa, xb, steps=steps, paths=paths)
+    lo, hi = data.train.min().item(), data.train.max().item()
+    return interpolation_grid(result, data.image_shape, out, vmin=lo, vmax=hi)
 
 
 def _write_npy(path: Path, n: int, chunks) -> None:

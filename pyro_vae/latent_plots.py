@@ -9,19 +9,10 @@
   (flat rows) which the model does not use.
 """
 
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Annotated
-
 import numpy as np
-import torch
 
-from .errors import ConfigError, DataError
-from .latent_paths import PATHS, Interpolation, Traversal, gaussian_prior, interpolate, pick_pairs
-from .options import PositiveInt, Range, check_value
+from .latent_paths import Interpolation, Traversal
 from .plots import _np, _tile, _tile_figure, save_figure
-from .resolve import resolve_device
-from .run import CHECKPOINT, Run
 
 
 def _row_centres(canvas: np.ndarray, nrows: int) -> list[float]:
@@ -76,49 +67,3 @@ def traversal_grid(result: Traversal, image_shape, path, *, title=None, vmin=0.0
     ax.set_xlabel("prior quantile of the direction")
     ax.tick_params(length=0)
     return save_figure(fig, path)
-
-
-def interpolate_run(
-    run_dir,
-    pairs: int = 8,
-    *,
-    steps: int = 10,
-    paths: Sequence[str] | None = None,
-    split: str = "valid",
-    out=None,
-    seed: int = 0,
-    device: str = "cpu",
-    checkpoint: str = CHECKPOINT,
-) -> Path:
-    """Draw the decoded paths between ``pairs`` pairs of ``split`` points of a trained run.
-
-    The pairs are drawn with ``seed`` (of different labels where the data have labels);
-    ``paths`` defaults to every path the prior allows: linear, and spherical for a Gaussian
-    prior. Writes ``out`` (default ``RUN_DIR/interpolation-PAIRS.png``) and returns its path.
-    """
-    from .evaluate import _check_writable, _data_of
-
-    check_value("--pairs", pairs, PositiveInt)
-    check_value("--steps", steps, Annotated[int, Range(lo=2)])
-    out = Path(out) if out is not None else Path(run_dir) / f"interpolation-{pairs}.png"
-    if out.suffix != ".png":
-        raise ConfigError(f"--out {str(out)!r}: unknown format {out.suffix!r}; allowed: .png")
-    run = Run.load(run_dir, device=resolve_device(device, key="--device"), checkpoint=checkpoint)
-    vae = run.vae
-    assert vae is not None  # Run.load builds the VAE
-    data = _data_of(run)
-    if split not in ("train", "valid", "test") or getattr(data, split) is None:
-        available = ", ".join(s for s in ("train", "valid", "test") if getattr(data, s) is not None)
-        raise DataError(f"the data of this run has no {split} split; available: {available}")
-    if data.image_shape is None:
-        raise DataError(f"the data of run {str(run_dir)!r} are not images: there is no picture to draw")
-    x, labels = getattr(data, split), getattr(data, f"{split}_labels")
-    allowed = [p for p in PATHS if p == "linear" or gaussian_prior(vae) is not None]
-    paths = allowed if paths is None else list(paths)
-    _check_writable(out)
-    idx = torch.as_tensor(pick_pairs(len(x), pairs, labels=labels, seed=seed))
-    param = next(vae.parameters())
-    xa, xb = (x[idx[:, i]].to(param) for i in (0, 1))
-    result = interpolate(vae, xa, xb, steps=steps, paths=paths)
-    lo, hi = data.train.min().item(), data.train.max().item()
-    return interpolation_grid(result, data.image_shape, out, vmin=lo, vmax=hi)

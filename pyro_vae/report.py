@@ -126,34 +126,55 @@ def to_csv(summary: list[dict]) -> str:
     return text.getvalue()
 
 
+#: the titles of the validation curves a comparison draws, one panel each
+CURVE_TITLES = {
+    "valid_elbo": "Validation ELBO",
+    "valid_recon": "Validation reconstruction term E_q[log p(x|z)]",
+}
+
+
 def comparison_curves_figure(
     histories_by_label: dict[str, list[list[dict]]], *, key="valid_elbo", legend="objective"
 ) -> Figure:
-    """The figure :func:`comparison_curves` saves."""
-    fig = Figure(figsize=(9, 5), layout="constrained")
-    ax = fig.add_subplot()
-    named = []  # (which run, its line): the names of points left off the axis
-    for i, (label, histories) in enumerate(histories_by_label.items()):
-        for j, history in enumerate(histories):
-            line = curve(ax, history, key, color=f"C{i % 10}", lw=1.2, alpha=0.8, label=None if j else label)
-            if line is not None:
-                named.append((label if len(histories) == 1 else f"{label} seed {j}", line))
-    note_below(ax, fit_y(ax, named, lowest=0.02), width=100)
-    ax.set(xlabel="epoch", ylabel="nats per data point", title="Validation ELBO, one line per run")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    ax.grid(alpha=0.3)
-    if named:  # outside the axes, to the right: never on a curve
-        ax.legend(title=legend, loc="upper left", bbox_to_anchor=(1.01, 1))
+    """The figure :func:`comparison_curves` saves: one panel per key of ``key`` (a name or a tuple)."""
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    fig = Figure(figsize=(9 if len(keys) == 1 else 6.5 * len(keys), 5), layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, k in zip(axes, keys, strict=True):
+        named = []  # (which run, its line): the names of points left off the axis
+        missing = []  # labels with no value of k: the quantity is not defined for them
+        for i, (label, histories) in enumerate(histories_by_label.items()):
+            for j, history in enumerate(histories):
+                line = curve(ax, history, k, color=f"C{i % 10}", lw=1.2, alpha=0.8, label=label)
+                if line is not None:
+                    named.append((label if len(histories) == 1 else f"{label} seed {j}", line))
+                elif j == 0:
+                    missing.append(label)
+        notes = fit_y(ax, named, lowest=0.02) if named else []
+        if missing:
+            notes.append(f"not defined for {', '.join(missing)}")
+        note_below(ax, notes, width=100 if len(keys) == 1 else 70)
+        title = CURVE_TITLES.get(k, k)
+        ax.set(xlabel="epoch", ylabel="nats per data point", title=f"{title}, one line per run")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.grid(alpha=0.3)
+    handles = [
+        Line2D([], [], color=f"C{i % 10}", lw=1.2, label=label) for i, label in enumerate(histories_by_label)
+    ]
+    if handles:  # outside the axes, to the right: never on a curve
+        axes[-1].legend(handles=handles, title=legend, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
 def comparison_curves(
     histories_by_label: dict[str, list[list[dict]]], path, *, key="valid_elbo", legend="objective"
 ) -> Path:
-    """The validation ELBO by epoch of several runs: one colour per label (objective), one line per seed.
+    """Validation metrics by epoch of several runs: one colour per label (objective), one line per
+    seed, one panel per metric of ``key`` (a name, or a tuple such as ``("valid_elbo", "valid_recon")``).
 
     ``histories_by_label`` maps a label to its runs' per-epoch metrics (lists of dicts, as in
-    ``metrics.jsonl``), in seed order; ``legend`` is what the labels are. The axis follows
+    ``metrics.jsonl``), in seed order; ``legend`` is what the labels are. A label with no value
+    of a metric (the ELBO of an autoencoder) is named under its panel. Each axis follows
     :func:`pyro_vae.axes.fit_y` (the lowest 2 % of the later epochs' values may be left off,
     marked and named).
     """

@@ -132,6 +132,23 @@ def test_comparison_curves_name_the_points_they_leave_off_the_axis():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["elbo", "iwae:k=5"]
 
 
+def test_comparison_curves_give_each_metric_a_panel_and_name_who_lacks_it():
+    autoencoder = [{**row, "valid_elbo": None, "valid_kl": None} for row in history(first=-300.0)]
+    histories = {"elbo": [history()], "autoencoder": [autoencoder]}
+    fig = report.comparison_curves_figure(histories, key=("valid_elbo", "valid_recon"))
+    elbo_ax, recon_ax = fig.axes[:2]
+    curves = [
+        [line for line in ax.get_lines() if line.get_label() in histories] for ax in (elbo_ax, recon_ax)
+    ]
+    assert [[line.get_label() for line in c] for c in curves] == [["elbo"], ["elbo", "autoencoder"]]
+    assert list(curves[0][0].get_ydata()) == [r["valid_elbo"] for r in history()]
+    assert list(curves[1][1].get_ydata()) == [r["valid_recon"] for r in autoencoder]
+    assert "not defined for autoencoder" in texts(fig)
+    assert assert_every_point_shown_or_named(fig) == 3  # epoch 0 of each line, named
+    assert points_in_legends(fig) == []
+    assert [t.get_text() for t in recon_ax.get_legend().get_texts()] == ["elbo", "autoencoder"]
+
+
 def bars_summary(seeds: int) -> list[dict]:
     rows = [run_row("elbo", s, -96.0 - s, -101.0) for s in range(seeds)]
     rows += [run_row("iwae:k=5", s, -93.5 + 0.5 * s, -100.0) for s in range(seeds)]
