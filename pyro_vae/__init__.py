@@ -14,8 +14,9 @@ with ``numeric``, ``distributions``, ``flows``, ``kl``); ``sections`` and ``conf
 ``traces`` (per-particle, per-point densities); ``objectives/`` and ``estimators/``;
 ``schedules`` (learning rates) and ``loggers`` (experiment trackers); ``model`` (the VAE),
 ``data``, ``downloads`` and ``catalog`` (datasets fetched by name), ``measure``; ``files``,
-``checkpoint``, ``run``, ``interrupts``, ``step``, ``loop``, ``callbacks``, ``training``;
-``evaluate``, ``latent_paths``, ``comparison``, ``report``, ``figures``, ``latent_plots``; ``cli``.
+``checkpoint``, ``run``, ``interrupts``; ``latent_paths``, ``axes``, ``plots``, ``latent_plots``,
+``figures`` (paths through the latent space; the pictures); ``step``, ``loop``, ``callbacks``,
+``training``; ``evaluate``, ``comparison``, ``report``, ``side_by_side``; ``cli``.
 """
 
 from .catalog import Download, register_download
