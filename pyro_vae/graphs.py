@@ -15,6 +15,7 @@ Compiling costs seconds to tens of seconds (cached across runs by Inductor), so 
 compiles only work whose eager time left is at least :data:`AUTO_SECONDS`.
 """
 
+import contextlib
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -86,9 +87,9 @@ def compile_graph(graph, static: list, device: torch.device):
     Adam's state, which it updates in place), so that only the others (the minibatch) are
     copied in. On the CPU the graph, already ATen operations, goes to Inductor's own entry
     point (``compile_fx``) rather than through ``torch.compile``, whose frame evaluation and
-    guards cost 6 % of the MNIST step; and the loops are vectorized 256 bits wide at most:
-    with torch 2.13 the 512-bit (AVX-512) code Inductor writes for the noise's int64 hash
-    corrupts the heap (``malloc(): unaligned tcache chunk``) where the 256-bit code is right.
+    guards cost 6 % of the MNIST step; its C++ is compiled with int64 arithmetic that wraps
+    (:func:`_wrapping`), as torch's does; and the loops are vectorized 256 bits wide at most
+    (set when the 512-bit code corrupted the heap, most likely by the same overflow).
     """
     if device.type == "cuda":
         for tensor in static:
@@ -109,11 +110,45 @@ class _Inductor:
             from torch._inductor import config
             from torch._inductor.compile_fx import compile_fx
 
-            with config.patch(_cpu_options()):
+            with config.patch(_cpu_options()), _wrapping():
                 compiled = compile_fx(self.graph, list(inputs))
             assert callable(compiled)  # typed as a union of what its modes return
             self.compiled = compiled
         return self.compiled(*inputs)
+
+
+@contextlib.contextmanager
+def _wrapping():
+    """Inductor's C++ compiled with ``-fwrapv`` (signed overflow wraps) while this is open.
+
+    The keyed noise (:mod:`pyro_vae.estimators.noise`) multiplies int64 counters by the
+    golden gamma, wrapping as torch's int64 arithmetic does. Inductor folds ``arange(d) * γ``
+    into the loop index, C++ ``(-7046029254386353131L)*x1``, which overflows from the second
+    vector of coordinates on (latent dimension d > 8 at 256 bits, > 16 at 512): undefined
+    behaviour in C++, from which g++ -O3 (``-faggressive-loop-optimizations``) bounds the
+    loop's trip count and miscompiles it. The guide's kernel then stores a whole vector past
+    the end of each (B, d) output, 16 bytes for the MNIST VAE's d = 20, and glibc aborts
+    (``free(): invalid next size``, ``malloc_consolidate(): invalid chunk size``,
+    ``munmap_chunk(): invalid pointer``) at a later allocation. With ``-fwrapv`` the C++
+    means what the graph means. Inductor has no option for compiler flags, so its (private)
+    flag list is extended for this compile only; the flags are part of its kernel cache key.
+    """
+    from torch._inductor import cpp_builder
+
+    flags = getattr(cpp_builder, "_get_optimization_cflags", None)
+    if flags is None:  # another torch: compile as it does (tests/test_compiled.py would fail)
+        yield
+        return
+
+    def wrapping(*args, **kwargs):
+        cflags, ldflags = flags(*args, **kwargs)
+        return [*cflags, "fwrapv"], ldflags
+
+    cpp_builder._get_optimization_cflags = wrapping
+    try:
+        yield
+    finally:
+        cpp_builder._get_optimization_cflags = flags
 
 
 def _cpu_options() -> dict:

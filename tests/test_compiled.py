@@ -202,6 +202,54 @@ def test_graph_adam_follows_torch_adam(no_compiler):
 # ---------------------------------------------------------------------------------------------
 
 
+# Run in a child process: the miscompiled kernel corrupts the heap, and glibc aborts.
+WIDE_LATENT = """
+import json, sys, torch
+from pyro_vae import VAE, ModelConfig, make_objective
+from pyro_vae.compiled import CompiledStep
+from pyro_vae.step import TrainStep, stepping
+
+torch.manual_seed(0)
+config = ModelConfig(latent_dim=20, data_dim=16, encoder={"kind": "mlp", "hidden": [8]},
+                     decoder={"kind": "mlp", "hidden": [8]}, likelihood={"kind": "bernoulli"})
+vae, twin = VAE(config), VAE(config)
+twin.load_state_dict(vae.state_dict())
+steps = []
+for v in (vae, twin):
+    model, guide = v.programs(param_sites=False)
+    optimizer = torch.optim.Adam(v.parameters(), lr=1e-3, fused=True)
+    steps.append(TrainStep(make_objective("elbo"), model, guide, optimizer, seed=7))
+graphed = CompiledStep(steps[0], True)
+x, index = (torch.rand(100, 16) > 0.5).float(), torch.arange(100)
+losses = []
+with stepping():
+    for t in range(3):
+        losses.append([float(s(x, index=index, epoch=0.0, step=t)) for s in (graphed, steps[1])])
+gap = max((p - q).abs().max().item() for p, q in zip(vae.parameters(), twin.parameters()))
+print(json.dumps({"path": graphed.path, "losses": losses, "gap": gap}))
+"""
+
+
+def test_compiled_noise_of_a_wide_latent_keeps_the_heap(tmp_path):
+    """The keyed noise of 20 latent dimensions, compiled for the CPU: Inductor folds the int64
+    counter times the golden gamma into its loop index, which overflows, and without -fwrapv
+    g++ made the guide's kernel write past its outputs (a glibc abort, as on binarized MNIST).
+    The compiled steps then give the eager losses and parameters."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    child = [sys.executable, "-c", WIDE_LATENT]
+    done = subprocess.run(child, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["path"] == "compiled"
+    for fast, eager in result["losses"]:
+        assert fast == pytest.approx(eager, rel=1e-4)
+    assert result["gap"] < 1e-5
+
+
 @pytest.fixture
 def no_compiler(monkeypatch):
     monkeypatch.setattr(capture, "compile_graph", lambda graph, example, device: graph)
