@@ -16,7 +16,7 @@ with ``numeric``, ``distributions``, ``flows``, ``kl``); ``sections`` and ``conf
 ``data``, ``downloads`` and ``catalog`` (datasets fetched by name), ``measure``; ``files``,
 ``checkpoint``, ``run``, ``interrupts``; ``latent_paths``, ``axes``, ``plots``, ``latent_plots``,
 ``figures`` (paths through the latent space; the pictures); ``step``, ``loop``, ``callbacks``,
-``training``; ``evaluate``, ``comparison``, ``report``, ``side_by_side``; ``cli``.
+``training``; ``evaluate``, ``comparison_run``, ``comparison``, ``report``, ``side_by_side``; ``cli``.
 """
 
 from .catalog import Download, register_download

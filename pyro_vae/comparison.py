@@ -49,33 +49,28 @@ Rank 0 decides what is to be done from the files, and alone writes.
 """
 
 import json
-import math
 import re
 import signal
-import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyro
-import torch
 from tqdm.auto import tqdm
 
 from . import distributed, report
+from .comparison_run import memory_measure, train_and_measure
 from .config import Config
 from .data import load_data
 from .errors import ConfigError, RunDirError
 from .estimators import ESTIMATORS
-from .files import InUse, make_dir
+from .files import make_dir
 from .interrupts import Interrupted
-from .measure import measure
 from .objectives import paired_guide, parse_objective
 from .options import PositiveFloat, PositiveInt, check_value
 from .registry import Spec
 from .resolve import resolve_device
-from .run import CHECKPOINT, METRICS, atomic_write, first_difference, fresh_dir, read_metrics
+from .run import METRICS, atomic_write, first_difference, fresh_dir, read_metrics
 from .side_by_side import write_side_by_side
-from .training import train
 
 RESULT = "result.json"
 MARKDOWN, CSV, JSON = "comparison.md", "comparison.csv", "comparison.json"
@@ -199,7 +194,7 @@ def compare(
             if w.main:
                 (run_dir / RESULT).unlink(missing_ok=True)
             try:
-                measured = _train_and_measure(run_config, data, x, device, estimator, options, stale)
+                measured = train_and_measure(run_config, data, x, device, estimator, options, stale)
             except (Interrupted, KeyboardInterrupt) as e:
                 signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
                 raise Interrupted(
@@ -231,7 +226,7 @@ def compare(
         "eval_samples": options.get("samples"),
         "eval_points": len(x),
         "device": str(device),
-        "memory": _memory_measure(device),
+        "memory": memory_measure(device),
     }
     markdown = report.markdown(about, summary)
     base.save(out / BASE_CONFIG)
@@ -243,70 +238,6 @@ def compare(
     report.log_likelihood_bars(summary, out / LOG_LIKELIHOOD, title=title)
     write_side_by_side(out, {r["objective"]: Path(r["run_dir"]) for r in rows if r["seed"] == 0}, data)
     return Comparison(rows=rows, summary=summary, dir=out, markdown=markdown)
-
-
-def _train_and_measure(
-    config: Config, data, x: torch.Tensor, device: torch.device, estimator: str, options: dict, fresh: bool
-) -> dict:
-    """Train one run quietly, then measure it on the points ``x``: one row of numbers."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    run = _train_or_resume(config, data, fresh)
-    memory = _peak_memory_mb(device)
-    vae, x = run.vae, x.to(device)
-    assert vae is not None  # train builds a VAE from a config
-    pyro.set_rng_seed(config.train.seed)  # guides the keyed noise does not cover draw reproducibly
-    m = measure(
-        vae.model,
-        vae.guide,
-        x,
-        estimator=estimator,
-        options=options,
-        encode=vae.encode,
-        seed=config.train.seed,
-        elbo_batch_size=config.train.eval_batch_size,
-        device=device,
-    )
-    epoch_seconds = [row["seconds"] for row in run.history if row["epoch"] >= 1]
-    return _finite(
-        {
-            "train_seed": config.train.seed,
-            "run_dir": str(run.dir),
-            "guide": config.model.guide.kind,
-            "log_px": m.log_px,
-            "log_px_absent": m.log_px_absent,  # why log_px is None where it is not defined
-            "log_px_stderr": m.log_px_stderr,  # over the points
-            "log_px_mc_stderr": m.log_px_mc_stderr,  # Monte Carlo, of the mean
-            "ess_mean": m.ess_mean,
-            "untrusted_points": m.untrusted_points,
-            "valid_elbo": m.elbo,
-            "valid_elbo_stderr": m.elbo_stderr,
-            "recon": m.recon,
-            "kl": m.kl,
-            "active_units": m.active_units,
-            "epochs": run.history[-1]["epoch"],
-            "train_seconds": sum(epoch_seconds),
-            "seconds_per_epoch": statistics.fmean(epoch_seconds),
-            "peak_memory_mb": memory,
-            "memory": _memory_measure(device),
-            "estimator": estimator,
-            "eval_points": len(x),
-        }
-    )
-
-
-def _train_or_resume(config: Config, data, fresh: bool):
-    """Continue a run an interrupted comparison left a checkpoint of, when it is this same run;
-    train it afresh otherwise (and when ``fresh``)."""
-    run_dir = Path(config.train.run_dir)
-    if distributed.world().broadcast(not fresh and (run_dir / CHECKPOINT).is_file()):
-        try:
-            return train(config, data=data, resume=run_dir, quiet=True)
-        except InUse:
-            raise
-        except (ConfigError, RunDirError):
-            pass  # another run's checkpoint, or a damaged one: train this run afresh
-    return train(config, data=data, overwrite=True, quiet=True)
 
 
 def _measured_otherwise(run_dir: Path) -> bool:
@@ -336,31 +267,11 @@ def _finished(run_dir: Path, request: dict, overwrite: bool) -> dict | None:
     )
 
 
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource  # POSIX only
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
-
-
-def _memory_measure(device: torch.device) -> str:
-    if device.type == "cuda":
-        return "CUDA memory allocated while training (torch.cuda.max_memory_allocated)"
-    return "peak resident set size of the whole process (CPU high-water mark, not per run)"
-
-
 def _without_run_dir(config: Config) -> dict:
     """The config that decides a run's results: its directory may move."""
     values = config.to_dict()
     values["train"].pop("run_dir")
     return values
-
-
-def _finite(row: dict) -> dict:
-    """NaN and infinities become None (JSON has neither)."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
 def _write(path: Path, text: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_cli import PNG_MAGIC, run_cli
 
-from pyro_vae import Config, ConfigError, Run, compare, comparison
+from pyro_vae import Config, ConfigError, Run, compare, comparison_run
 from pyro_vae.checkpoint import load_checkpoint
 from pyro_vae.comparison import parse_objective
 from pyro_vae.data import load_data
@@ -33,13 +33,13 @@ def compare_argv(out, objectives=("elbo", "iwae:k=3"), seeds=2, extra=()) -> lis
 @pytest.fixture
 def count_training(monkeypatch) -> list[str]:
     """The run directories that ``compare`` trains, in order."""
-    trained, real = [], comparison.train
+    trained, real = [], comparison_run.train
 
     def counting(config, **kwargs):
         trained.append(config.train.run_dir)
         return real(config, **kwargs)
 
-    monkeypatch.setattr(comparison, "train", counting)
+    monkeypatch.setattr(comparison_run, "train", counting)
     return trained
 
 
