@@ -8,9 +8,10 @@ stderr saying why, after training, rather than failing the run and losing the ot
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .latent_paths import PATHS, gaussian_prior, interpolate, pick_pairs, traverse
+from .latent_paths import PATHS, gaussian_prior, interpolate, pick_pairs, prior_quantiles, traverse
 from .latent_plots import interpolation_grid, traversal_grid
 from .plots import decoded_grid, image_grid, latent_space, reconstructions, training_curves
 from .run import CURVES, INTERPOLATION, LATENT, LATENT_GRID, RECONSTRUCTIONS, SAMPLES, TRAVERSALS
@@ -59,7 +60,9 @@ def write_run_figures(run, data) -> list[Path]:
         steps.append(
             (
                 LATENT_GRID,
-                lambda: decoded_grid(decode, out / LATENT_GRID, image_shape=shape, vmin=lo, vmax=hi),
+                lambda: decoded_grid(
+                    decode, out / LATENT_GRID, image_shape=shape, vmin=lo, vmax=hi, **_grid_quantiles(vae)
+                ),
             )
         )
     if shape is not None:
@@ -91,3 +94,14 @@ def _interpolation(vae, data, path: Path, lo: float, hi: float) -> Path:
     paths = [p for p in PATHS if p == "linear" or gaussian_prior(vae) is not None]
     result = interpolate(vae, data.valid[idx[:, 0]], data.valid[idx[:, 1]], paths=paths)
     return interpolation_grid(result, data.image_shape, path, vmin=lo, vmax=hi)
+
+
+def _grid_quantiles(vae) -> dict:
+    """The decoded grid's axes at the quantiles of the prior's marginals, where it is not N(0, I)."""
+    if vae.config.prior.kind == "normal" and len(vae.config.layers) == 1:
+        return {}
+    param = next(vae.parameters())
+    axes = torch.eye(2, dtype=param.dtype, device=param.device)
+    levels = np.linspace(0.05, 0.95, 15).tolist()
+    quantiles = prior_quantiles(vae, axes, levels).cpu().numpy()  # (2, 15)
+    return {"quantiles": quantiles, "prior": f"{vae.config.prior.kind!r}, its marginal"}

@@ -287,23 +287,37 @@ def training_curves(history, path) -> Path:
     return save_figure(training_curves_figure(history), path)
 
 
-def decoded_grid(decode, path, *, image_shape, n=15, title="Decoded latent grid", vmin=0.0, vmax=1.0) -> Path:
-    """Decode an n×n grid of a 2-D latent space at standard-normal quantiles 5%…95%.
+def decoded_grid(
+    decode,
+    path,
+    *,
+    image_shape,
+    n=15,
+    title="Decoded latent grid",
+    vmin=0.0,
+    vmax=1.0,
+    quantiles=None,
+    prior="N(0, 1)",
+) -> Path:
+    """Decode an n×n grid of a 2-D latent space at the prior's quantiles 5%…95%.
 
     ``decode`` maps (n·n, 2) float32 points to (n·n, D) images; z₁ grows to the right and
-    z₂ upwards, so the picture reads like a plot of the latent space. The ticks name the
-    prior's quantiles (5 %, 50 % when n is odd, 95 %) with their values.
+    z₂ upwards, so the picture reads like a plot of the latent space. ``quantiles`` gives each
+    axis's values at the n levels (two sequences), for a prior other than N(0, I), whose
+    name ``prior`` the axis labels say; by default the standard normal's. The ticks name the
+    quantiles (5 %, 50 % when n is odd, 95 %) with their values.
     """
     levels = np.linspace(0.05, 0.95, n)
-    q = [statistics.NormalDist().inv_cdf(p) for p in levels]
-    z = np.array([(z1, z2) for z2 in reversed(q) for z1 in q], dtype=np.float32)  # (n·n, 2)
+    normal = [statistics.NormalDist().inv_cdf(p) for p in levels]
+    q1, q2 = (normal, normal) if quantiles is None else (list(map(float, q)) for q in quantiles)
+    z = np.array([(z1, z2) for z2 in reversed(q2) for z1 in q1], dtype=np.float32)  # (n·n, 2)
     with torch.no_grad():
         images = _np(decode(z))
     fig, ax = _tile_figure(_tile(images, image_shape, n, vmin, vmax), n, n, title)
     s = _scale(image_shape)
     at = sorted({0, n // 2, n - 1} if n % 2 else {0, n - 1})
-    words = lambda i: f"{100 * levels[i]:.0f} % ({number(q[i], 2)})"  # noqa: E731
-    ax.set_xticks([_centres(n, s * image_shape[-1])[i] for i in at], [words(i) for i in at])
-    ax.set_yticks([_centres(n, s * image_shape[-2])[n - 1 - i] for i in at], [words(i) for i in at])
-    ax.set(xlabel="z₁ (quantile of the prior N(0, 1))", ylabel="z₂ (quantile of the prior N(0, 1))")
+    words = lambda q, i: f"{100 * levels[i]:.0f} % ({number(q[i], 2)})"  # noqa: E731
+    ax.set_xticks([_centres(n, s * image_shape[-1])[i] for i in at], [words(q1, i) for i in at])
+    ax.set_yticks([_centres(n, s * image_shape[-2])[n - 1 - i] for i in at], [words(q2, i) for i in at])
+    ax.set(xlabel=f"z₁ (quantile of the prior {prior})", ylabel=f"z₂ (quantile of the prior {prior})")
     return save_figure(fig, path)

@@ -225,3 +225,28 @@ def test_interpolate_command_refuses_bad_input_in_one_line(run8, args, fragment,
 def test_a_run_of_more_than_two_latent_dimensions_draws_its_paths(run8):
     names = {p.name for p in run8.iterdir()}
     assert {"interpolation.png", "traversals.png"} <= names and "latent_grid.png" not in names
+
+
+def test_the_decoded_grid_of_another_prior_stands_at_its_marginal_quantiles(tmp_path, monkeypatch):
+    from pyro_vae import figures, plots
+
+    model = vae(dim=2, prior="mog")
+    options = figures._grid_quantiles(model)
+    levels = np.linspace(0.05, 0.95, 15).tolist()
+    expected = latent_paths.prior_quantiles(model, torch.eye(2), levels).numpy()
+    assert np.allclose(options["quantiles"], expected) and "'mog'" in options["prior"]
+    seen = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: seen.append(fig) or path)
+
+    def decode(z):
+        seen.append(z)
+        return torch.rand(len(z), 4)
+
+    plots.decoded_grid(decode, tmp_path / "g.png", image_shape=(2, 2), **options)
+    z, fig = seen
+    q1, q2 = expected
+    assert np.allclose(z[:15, 0], q1, atol=1e-6) and np.allclose(z[::15, 1], q2[::-1], atol=1e-6)
+    ax = fig.axes[0]
+    assert ax.get_xticklabels()[0].get_text() == f"5 % ({q1[0]:.2f})".replace("-", "−")
+    assert "quantile of the prior 'mog', its marginal" in ax.get_xlabel()
+    assert figures._grid_quantiles(vae(dim=2)) == {}  # N(0, I): the standard normal's, exactly

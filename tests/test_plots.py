@@ -131,7 +131,7 @@ class FakeVAE:
     """What :func:`write_run_figures` asks of a VAE, for data of ``d`` values a point."""
 
     def __init__(self, d):
-        self.d, self.config = d, SimpleNamespace(layers=(2,))
+        self.d, self.config = d, SimpleNamespace(layers=(2,), prior=SimpleNamespace(kind="normal"))
 
     def prior(self):
         return dist.Normal(torch.zeros(2), torch.ones(2)).to_event(1)
