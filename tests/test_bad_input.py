@@ -8,7 +8,7 @@ import pyro
 import pytest
 import torch
 
-import pyro_vae.comparison
+import pyro_vae.comparison_run
 import pyro_vae.evaluate
 from pyro_vae import Run
 from pyro_vae.cli import main
@@ -67,7 +67,7 @@ def no_work(monkeypatch):
 
     monkeypatch.setattr(pyro_vae.evaluate, "measure", work)
     monkeypatch.setattr(VAE, "sample", work)
-    monkeypatch.setattr(pyro_vae.comparison, "train", work)
+    monkeypatch.setattr(pyro_vae.comparison_run, "train", work)
 
 
 # -- data -------------------------------------------------------------------------------------
