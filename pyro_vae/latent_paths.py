@@ -51,14 +51,16 @@ def lerp(za: torch.Tensor, zb: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def slerp(za: torch.Tensor, zb: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """The spherical path from z_a to z_b about the origin (P, Z), (P, Z), (T,) → (P, T, Z).
 
-    Codes at an angle Ω below 1e-4 (or of norm zero) take the straight line, its limit.
+    Codes at an angle Ω below 1e-4 (or of norm zero) take the straight line, its limit; so do
+    antipodal codes (Ω within 1e-4 of π, as any two codes of opposite sign in one dimension),
+    between which no one great circle runs.
     """
     t = t.to(za)[:, None]  # (T, 1)
     na, nb = za.norm(dim=-1), zb.norm(dim=-1)  # (P,)
     cos = ((za * zb).sum(-1) / (na * nb).clamp_min(torch.finfo(za.dtype).tiny)).clamp(-1, 1)
     omega = torch.arccos(cos)[:, None, None]  # (P, 1, 1)
     sin = torch.sin(omega)
-    straight = (omega < 1e-4) | (na * nb == 0)[:, None, None]
+    straight = (omega < 1e-4) | (omega > torch.pi - 1e-4) | (na * nb == 0)[:, None, None]
     safe = torch.where(straight, torch.ones_like(sin), sin)
     wa = torch.where(straight, 1 - t, torch.sin((1 - t) * omega) / safe)  # (P, T, 1)
     wb = torch.where(straight, t.expand_as(wa), torch.sin(t * omega) / safe)

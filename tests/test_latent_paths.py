@@ -35,9 +35,9 @@ def test_lerp_is_the_straight_line_and_slerp_the_great_circle(f64):
         assert torch.allclose(arc[p], expected, atol=1e-12)
 
 
-def test_slerp_of_parallel_codes_is_the_line(f64):
-    a = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
-    b = torch.tensor([[2.0, 4.0], [1.0, 1.0]])  # the same direction; a zero code
+def test_slerp_of_parallel_or_antipodal_codes_is_the_line(f64):
+    a = torch.tensor([[1.0, 2.0], [0.0, 0.0], [1.0, 2.0]])
+    b = torch.tensor([[2.0, 4.0], [1.0, 1.0], [-3.0, -6.0]])  # the same direction; a zero code; opposite
     t = torch.linspace(0, 1, 5)
     assert torch.allclose(latent_paths.slerp(a, b, t), latent_paths.lerp(a, b, t))
 
@@ -61,9 +61,11 @@ def test_spherical_path_refuses_a_prior_that_is_not_gaussian():
         latent_paths.path_codes(vae(), torch.zeros(1, 3), torch.ones(1, 3), 1)
 
 
-@pytest.mark.parametrize("prior,layers", [("normal", None), ("mog", None), ("normal", [3, 2])])
-def test_interpolation_ends_decode_to_the_reconstructions(prior, layers):
-    model = vae(prior=prior, layers=layers)
+@pytest.mark.parametrize(
+    "dim,prior,layers", [(3, "normal", None), (1, "normal", None), (3, "mog", None), (3, "normal", [3, 2])]
+)
+def test_interpolation_ends_decode_to_the_reconstructions(dim, prior, layers):
+    model = vae(dim=dim, prior=prior, layers=layers)
     x = torch.rand(6, 4)
     paths = ("linear", "spherical") if prior == "normal" and not layers else ("linear",)
     r = latent_paths.interpolate(model, x[:3], x[3:], steps=5, paths=paths)
