@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from .latent_paths import PATHS, gaussian_prior, interpolate, pick_pairs, prior_quantiles, traverse
-from .latent_plots import interpolation_grid, traversal_grid
-from .plots import decoded_grid, image_grid, latent_space, reconstructions, training_curves
+from .latent_plots import decoded_grid, interpolation_grid, traversal_grid
+from .plots import image_grid, latent_space, reconstructions, training_curves
 from .run import CURVES, INTERPOLATION, LATENT, LATENT_GRID, RECONSTRUCTIONS, SAMPLES, TRAVERSALS
 
 

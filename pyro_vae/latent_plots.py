@@ -4,15 +4,22 @@
   the decoded path between them. A decoder that has organised its space shows a smooth change
   of digit; one that has not (an autoencoder without a KL term) shows blurs or non-digits where
   no code was trained.
+* :func:`decoded_grid`: for a 2-D latent space, the decoder over a grid of z at the prior's
+  quantiles: how the decoder fills the space between the data.
 * :func:`traversal_grid`: one row per latent direction, the data point on the left and its code
   decoded with the direction set to each prior quantile: what each direction encodes, and
   (flat rows) which the model does not use.
 """
 
-import numpy as np
+import statistics
+from pathlib import Path
 
+import numpy as np
+import torch
+
+from .axes import number
 from .latent_paths import Interpolation, Traversal
-from .plots import _np, _tile, _tile_figure, save_figure
+from .plots import _centres, _np, _scale, _tile, _tile_figure, save_figure
 
 
 def _row_centres(canvas: np.ndarray, nrows: int) -> list[float]:
@@ -66,4 +73,40 @@ def traversal_grid(result: Traversal, image_shape, path, *, title=None, vmin=0.0
     ax.set_xticks(_col_centres(canvas, ncols, cols), words)
     ax.set_xlabel("prior quantile of the direction")
     ax.tick_params(length=0)
+    return save_figure(fig, path)
+
+
+def decoded_grid(
+    decode,
+    path,
+    *,
+    image_shape,
+    n=15,
+    title="Decoded latent grid",
+    vmin=0.0,
+    vmax=1.0,
+    quantiles=None,
+    prior="N(0, 1)",
+) -> Path:
+    """Decode an n×n grid of a 2-D latent space at the prior's quantiles 5%…95%.
+
+    ``decode`` maps (n·n, 2) float32 points to (n·n, D) images; z₁ grows to the right and
+    z₂ upwards, so the picture reads like a plot of the latent space. ``quantiles`` gives each
+    axis's values at the n levels (two sequences), for a prior other than N(0, I), whose
+    name ``prior`` the axis labels say; by default the standard normal's. The ticks name the
+    quantiles (5 %, 50 % when n is odd, 95 %) with their values.
+    """
+    levels = np.linspace(0.05, 0.95, n)
+    normal = [statistics.NormalDist().inv_cdf(p) for p in levels]
+    q1, q2 = (normal, normal) if quantiles is None else (list(map(float, q)) for q in quantiles)
+    z = np.array([(z1, z2) for z2 in reversed(q2) for z1 in q1], dtype=np.float32)  # (n·n, 2)
+    with torch.no_grad():
+        images = _np(decode(z))
+    fig, ax = _tile_figure(_tile(images, image_shape, n, vmin, vmax), n, n, title)
+    s = _scale(image_shape)
+    at = sorted({0, n // 2, n - 1} if n % 2 else {0, n - 1})
+    words = lambda q, i: f"{100 * levels[i]:.0f} % ({number(q[i], 2)})"  # noqa: E731
+    ax.set_xticks([_centres(n, s * image_shape[-1])[i] for i in at], [words(q1, i) for i in at])
+    ax.set_yticks([_centres(n, s * image_shape[-2])[n - 1 - i] for i in at], [words(q2, i) for i in at])
+    ax.set(xlabel=f"z₁ (quantile of the prior {prior})", ylabel=f"z₂ (quantile of the prior {prior})")
     return save_figure(fig, path)

@@ -12,8 +12,9 @@
   the encoder-decoder pair keeps of a data point and what it blurs away.
 * :func:`latent_space`: the posterior means of data points, coloured by their labels. The
   labels were never used in training, so classes that separate here were found unsupervised.
-* :func:`decoded_grid`: for a 2-D latent space, the decoder over a grid of z at quantiles
-  of the standard normal: how the decoder fills the space between the data.
+
+The pictures of paths through the latent space, and the decoded grid of a 2-D one, are in
+:mod:`pyro_vae.latent_plots`.
 
 Tiled images are upsampled (nearest neighbour) to at least ``TILE_PIXELS`` a side, so that
 the 1-pixel grey gap between two tiles is a thin line beside them rather than an eighth of
@@ -28,7 +29,6 @@ it wrote; a PNG is written under a temporary name and renamed, so a reader never
 """
 
 import math
-import statistics
 from pathlib import Path
 
 import matplotlib
@@ -39,7 +39,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 
-from .axes import curve, fit_y, note_below, number
+from .axes import curve, fit_y, note_below
 from .files import atomic_write
 
 DPI = 120
@@ -285,39 +285,3 @@ def training_curves_figure(history) -> Figure:
 def training_curves(history, path) -> Path:
     """Per-epoch metrics (a list of dicts, as in ``metrics.jsonl``): the ELBO, and its two terms."""
     return save_figure(training_curves_figure(history), path)
-
-
-def decoded_grid(
-    decode,
-    path,
-    *,
-    image_shape,
-    n=15,
-    title="Decoded latent grid",
-    vmin=0.0,
-    vmax=1.0,
-    quantiles=None,
-    prior="N(0, 1)",
-) -> Path:
-    """Decode an n×n grid of a 2-D latent space at the prior's quantiles 5%…95%.
-
-    ``decode`` maps (n·n, 2) float32 points to (n·n, D) images; z₁ grows to the right and
-    z₂ upwards, so the picture reads like a plot of the latent space. ``quantiles`` gives each
-    axis's values at the n levels (two sequences), for a prior other than N(0, I), whose
-    name ``prior`` the axis labels say; by default the standard normal's. The ticks name the
-    quantiles (5 %, 50 % when n is odd, 95 %) with their values.
-    """
-    levels = np.linspace(0.05, 0.95, n)
-    normal = [statistics.NormalDist().inv_cdf(p) for p in levels]
-    q1, q2 = (normal, normal) if quantiles is None else (list(map(float, q)) for q in quantiles)
-    z = np.array([(z1, z2) for z2 in reversed(q2) for z1 in q1], dtype=np.float32)  # (n·n, 2)
-    with torch.no_grad():
-        images = _np(decode(z))
-    fig, ax = _tile_figure(_tile(images, image_shape, n, vmin, vmax), n, n, title)
-    s = _scale(image_shape)
-    at = sorted({0, n // 2, n - 1} if n % 2 else {0, n - 1})
-    words = lambda q, i: f"{100 * levels[i]:.0f} % ({number(q[i], 2)})"  # noqa: E731
-    ax.set_xticks([_centres(n, s * image_shape[-1])[i] for i in at], [words(q1, i) for i in at])
-    ax.set_yticks([_centres(n, s * image_shape[-2])[n - 1 - i] for i in at], [words(q2, i) for i in at])
-    ax.set(xlabel=f"z₁ (quantile of the prior {prior})", ylabel=f"z₂ (quantile of the prior {prior})")
-    return save_figure(fig, path)

@@ -230,7 +230,7 @@ def test_a_run_of_more_than_two_latent_dimensions_draws_its_paths(run8):
 
 
 def test_the_decoded_grid_of_another_prior_stands_at_its_marginal_quantiles(tmp_path, monkeypatch):
-    from pyro_vae import figures, plots
+    from pyro_vae import figures
 
     model = vae(dim=2, prior="mog")
     options = figures._grid_quantiles(model)
@@ -238,13 +238,13 @@ def test_the_decoded_grid_of_another_prior_stands_at_its_marginal_quantiles(tmp_
     expected = latent_paths.prior_quantiles(model, torch.eye(2), levels).numpy()
     assert np.allclose(options["quantiles"], expected) and "'mog'" in options["prior"]
     seen = []
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: seen.append(fig) or path)
+    monkeypatch.setattr(latent_plots, "save_figure", lambda fig, path: seen.append(fig) or path)
 
     def decode(z):
         seen.append(z)
         return torch.rand(len(z), 4)
 
-    plots.decoded_grid(decode, tmp_path / "g.png", image_shape=(2, 2), **options)
+    latent_plots.decoded_grid(decode, tmp_path / "g.png", image_shape=(2, 2), **options)
     z, fig = seen
     q1, q2 = expected
     assert np.allclose(z[:15, 0], q1, atol=1e-6) and np.allclose(z[::15, 1], q2[::-1], atol=1e-6)

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 from matplotlib.text import Text
 
-from pyro_vae import figures, plots
+from pyro_vae import figures, latent_plots, plots
 
 
 def test_tile_places_each_image_upsampled_at_its_position():
@@ -104,14 +104,14 @@ def test_latent_space_writes_a_file(tmp_path, dim):
 
 
 def test_decoded_grid_names_the_prior_quantiles_it_spans(tmp_path, monkeypatch):
-    seen, figures, save = [], [], plots.save_figure
+    seen, figures, save = [], [], latent_plots.save_figure
 
     def decode(z):
         seen.append(z)
         return np.tile(z[:, :1], (1, 4 * 4)) * 0.1 + 0.5
 
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or save(fig, path))
-    path = plots.decoded_grid(decode, tmp_path / "grid.png", image_shape=(4, 4), n=5)
+    monkeypatch.setattr(latent_plots, "save_figure", lambda fig, path: figures.append(fig) or save(fig, path))
+    path = latent_plots.decoded_grid(decode, tmp_path / "grid.png", image_shape=(4, 4), n=5)
     assert path.is_file() and imread(path).ndim == 3
     (z,) = seen
     assert z.shape == (25, 2) and z.dtype == np.float32
