@@ -113,7 +113,7 @@ def evaluate_run(
     if m.log_px_absent is not None:  # a guide with no density: the estimator refused it
         raise NotDefined(
             f"log p(x) is not defined for the run {str(run_dir)!r}: {m.log_px_absent}, so neither the "
-            f"estimator {estimator} nor the ELBO applies (an autoencoder); its reconstruction term "
+            f"estimator {estimator!r} nor the ELBO applies (an autoencoder); its reconstruction term "
             f"log p(x | f(x)) is {m.recon:.2f} nats per point on {m.points} {split} points",
             reason=m.log_px_absent,
         )
