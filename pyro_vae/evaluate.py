@@ -30,7 +30,7 @@ from .data import Data, load_data
 from .errors import ConfigError, DataError, NotDefined, RunDirError
 from .estimators import ESTIMATORS
 from .files import atomic_write, make_dir
-from .latent_paths import PATHS, gaussian_prior, interpolate, pick_pairs
+from .latent_paths import interpolate_pairs
 from .latent_plots import interpolation_grid
 from .measure import measure
 from .options import PositiveInt, Range, check_value, show
@@ -92,10 +92,7 @@ def evaluate_run(
     if w.main:
         _check_writable(out, _where(out, run_dir))  # before the estimation, which may take hours
     data = _data_of(run)
-    if split not in ("train", "valid", "test") or getattr(data, split) is None:
-        available = ", ".join(s for s in ("train", "valid", "test") if getattr(data, s, None) is not None)
-        raise DataError(f"the data of this run has no {split} split; available: {available}")
-    x = getattr(data, split)[:points].to(torch_device)  # (N, D)
+    x = _split_of(data, split)[:points].to(torch_device)  # (N, D)
     run.vae.likelihood.check_data(x, f"the {split} split of {_data_words(run)}")
     pyro.set_rng_seed(seed)  # guides the keyed noise does not cover draw from the global stream
     m = measure(
@@ -150,6 +147,14 @@ def _data_of(run: Run) -> Data:
             f"but {_data_words(run)} now holds {data.dim} values per point"
         )
     return data
+
+
+def _split_of(data: Data, split: str) -> torch.Tensor:
+    """The points of ``split`` (train, valid or test), or one line saying which splits there are."""
+    if split not in ("train", "valid", "test") or getattr(data, split) is None:
+        available = ", ".join(s for s in ("train", "valid", "test") if getattr(data, s, None) is not None)
+        raise DataError(f"the data of this run has no {split} split; available: {available}")
+    return getattr(data, split)
 
 
 def _data_words(run: Run) -> str:
@@ -243,19 +248,12 @@ def interpolate_run(
     vae = run.vae
     assert vae is not None  # Run.load builds the VAE
     data = _data_of(run)
-    if split not in ("train", "valid", "test") or getattr(data, split) is None:
-        available = ", ".join(s for s in ("train", "valid", "test") if getattr(data, s) is not None)
-        raise DataError(f"the data of this run has no {split} split; available: {available}")
+    x = _split_of(data, split)
     if data.image_shape is None:
         raise DataError(f"the data of run {str(run_dir)!r} are not images: there is no picture to draw")
-    x, labels = getattr(data, split), getattr(data, f"{split}_labels")
-    allowed = [p for p in PATHS if p == "linear" or gaussian_prior(vae) is not None]
-    paths = allowed if paths is None else list(paths)
     _check_writable(out)
-    idx = torch.as_tensor(pick_pairs(len(x), pairs, labels=labels, seed=seed))
-    param = next(vae.parameters())
-    xa, xb = (x[idx[:, i]].to(param) for i in (0, 1))
-    result = interpolate(vae, xa, xb, steps=steps, paths=paths)
+    labels = getattr(data, f"{split}_labels")
+    result = interpolate_pairs(vae, x, pairs, labels=labels, seed=seed, steps=steps, paths=paths)
     lo, hi = data.train.min().item(), data.train.max().item()
     return interpolation_grid(result, data.image_shape, out, vmin=lo, vmax=hi)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .latent_paths import PATHS, gaussian_prior, interpolate, pick_pairs, prior_quantiles, traverse
+from .latent_paths import interpolate_pairs, prior_quantiles, traverse
 from .latent_plots import decoded_grid, interpolation_grid, traversal_grid
 from .plots import image_grid, latent_space, reconstructions, training_curves
 from .run import CURVES, INTERPOLATION, LATENT, LATENT_GRID, RECONSTRUCTIONS, SAMPLES, TRAVERSALS
@@ -89,10 +89,8 @@ def write_run_figures(run, data) -> list[Path]:
 def _interpolation(vae, data, path: Path, lo: float, hi: float) -> Path:
     """Eight pairs of validation points (of different labels where known), on every path the
     prior allows."""
-    pairs = pick_pairs(len(data.valid), min(8, len(data.valid) // 2), labels=data.valid_labels)
-    idx = torch.as_tensor(pairs)
-    paths = [p for p in PATHS if p == "linear" or gaussian_prior(vae) is not None]
-    result = interpolate(vae, data.valid[idx[:, 0]], data.valid[idx[:, 1]], paths=paths)
+    pairs = min(8, len(data.valid) // 2)
+    result = interpolate_pairs(vae, data.valid, pairs, labels=data.valid_labels)
     return interpolation_grid(result, data.image_shape, path, vmin=lo, vmax=hi)
 
 

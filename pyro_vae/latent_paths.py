@@ -123,6 +123,23 @@ def interpolate(
     return Interpolation(xa, xb, t, codes, images)
 
 
+def allowed_paths(vae) -> list[PathKind]:
+    """The paths this model's prior allows: linear, and spherical for a Gaussian prior."""
+    return [p for p in PATHS if p == "linear" or gaussian_prior(vae) is not None]
+
+
+@torch.no_grad()
+def interpolate_pairs(
+    vae, x: torch.Tensor, pairs: int, *, labels=None, seed: int = 0, steps: int = 10, paths=None
+) -> Interpolation:
+    """:func:`interpolate` between ``pairs`` pairs of the points ``x`` (N, D) that
+    :func:`pick_pairs` draws with ``seed``; ``paths`` defaults to :func:`allowed_paths`."""
+    idx = torch.as_tensor(pick_pairs(len(x), pairs, labels=labels, seed=seed))
+    param = next(vae.parameters())
+    xa, xb = (x[idx[:, i]].to(param) for i in (0, 1))
+    return interpolate(vae, xa, xb, steps=steps, paths=allowed_paths(vae) if paths is None else paths)
+
+
 def pick_pairs(n: int, pairs: int, *, labels=None, seed: int = 0) -> np.ndarray:
     """``pairs`` index pairs (pairs, 2) of distinct points among ``n``, in a seeded random order;
     with ``labels``, the two points of a pair have different labels where the data allow."""
@@ -171,12 +188,10 @@ def prior_quantiles(vae, directions: torch.Tensor, probs, *, prior_samples: int 
         mu, sigma = gaussian
         along = dist.Normal(directions @ mu, (directions.square() @ sigma.square()).sqrt())  # (V,)
         return along.icdf(p[:, None]).T  # (V, Q)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(0)  # the same quantiles every time, and the caller's stream left alone
-    try:
+    cuda = [directions.device] if directions.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):  # the same quantiles every time, the caller's stream left alone
+        torch.manual_seed(0)
         z = prior_codes(vae, prior_samples)  # (S, Z)
-    finally:
-        torch.random.set_rng_state(state)
     return torch.quantile(z.to(directions) @ directions.T, p, dim=0).T  # (V, Q)
 
 
