@@ -13,12 +13,12 @@ VAE (784–300–300–40, tanh, Bernoulli likelihood, diagonal Normal guide):
   ``binary_cross_entropy_with_logits`` and Normal log densities, and the same running
   log-sum-exp;
 * ours, compiled: ``pyro_vae.importance_sampling(..., compile=True)``, the chunk captured and
-  compiled by Inductor (:mod:`pyro_vae.estimators.chunks`); its graph is made in the warm-up
+  compiled by Inductor (:mod:`pyro_vae.inference.estimators.chunks`); its graph is made in the warm-up
   round and kept on the VAE, so the timed rounds measure its steady state (the compile time
   is what ``pyro-vae evaluate`` adds once per shape).
 
 Ours sizes its chunks below C where a chunk's (C, B, 784) tensors would exceed
-``pyro_vae.estimators.chunks.ELEMENTS`` (so that the allocator reuses them instead of
+``pyro_vae.inference.estimators.chunks.ELEMENTS`` (so that the allocator reuses them instead of
 faulting in fresh pages from the kernel); the hand-written estimator uses C as given, and a
 second hand-written row uses ours' chunk length, to show what that alone is worth. The
 allocator's state is shared by all in the process, so the kernel shares are indicative;
@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 
 import pyro_vae
-from pyro_vae.estimators.chunks import chunk_length
+from pyro_vae.inference.estimators.chunks import chunk_length
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "binarized_mnist.npz"

@@ -39,12 +39,13 @@ from step_overhead import cpu_model  # beside this file: benchmarks/ is the scri
 from tqdm.auto import tqdm
 
 import pyro_vae
-from pyro_vae import plots, report
-from pyro_vae.checkpoint import load_checkpoint
-from pyro_vae.config import Config
-from pyro_vae.data import load_data
-from pyro_vae.evaluate import evaluate_run
-from pyro_vae.run import Run, read_metrics
+from pyro_vae.comparison import report
+from pyro_vae.config.run_config import Config
+from pyro_vae.data.datasets import load_data
+from pyro_vae.evaluation.evaluate import evaluate_run
+from pyro_vae.pictures import plots
+from pyro_vae.training.checkpoint import load_checkpoint
+from pyro_vae.training.run import Run, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "examples" / "paper"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from pyro_vae.checkpoint import load_checkpoint
+from pyro_vae.training.checkpoint import load_checkpoint
 
 TIMED = {"seconds", "epoch_seconds", "items_per_second"}
 

@@ -2,8 +2,8 @@
 
 What is measured
 ----------------
-The training loop ``pyro_vae.train`` runs (:func:`pyro_vae.loop.fit` over
-:class:`pyro_vae.step.TrainStep`, keyed noise, the per-step stop vote) on the binarized-MNIST
+The training loop ``pyro_vae.train`` runs (:func:`pyro_vae.training.loop.fit` over
+:class:`pyro_vae.training.step.TrainStep`, keyed noise, the per-step stop vote) on the binarized-MNIST
 MLP VAE of ``benchmarks/step_overhead.py`` (784-300-300-40, tanh, Bernoulli likelihood, N(0, I)
 prior, diagonal Normal guide, ``elbo``, Adam), for ``--batch`` points per step in all: the
 global minibatch, of which each of the N processes takes its share and DistributedDataParallel
@@ -44,10 +44,11 @@ def worker(args) -> None:
     import pyro
     import torch
 
-    from pyro_vae import VAE, ModelConfig, distributed, make_objective
-    from pyro_vae.loop import TrainState, fit
-    from pyro_vae.registry import Spec
-    from pyro_vae.step import TrainStep, check_programs, owners, stepping
+    from pyro_vae import VAE, ModelConfig, make_objective
+    from pyro_vae.core import distributed
+    from pyro_vae.core.registry import Spec
+    from pyro_vae.training.loop import TrainState, fit
+    from pyro_vae.training.step import TrainStep, check_programs, owners, stepping
 
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")

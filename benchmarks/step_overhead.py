@@ -13,7 +13,7 @@ One optimisation step on a minibatch of 100 points, for two models:
 * ``vamp``: the ``mnist`` model with a VampPrior of 500 pseudo-inputs (Tomczak & Welling
   2018), whose hand-written log p(z) is the log-mean-exp over a (B, K, Z) table of Normal
   log densities, as the authors' code computes it; ours is two matrix products
-  (``pyro_vae.priors.DiagonalNormalMixture``).
+  (``pyro_vae.models.priors.DiagonalNormalMixture``).
 
 All use a diagonal Normal guide (σ = softplus(·) + 1e-4); ``mnist`` and ``digits`` a N(0, I)
 prior.
@@ -21,11 +21,11 @@ prior.
 "Ours" is exactly the step ``pyro_vae.train`` runs: ``VAE(config.model)``, the objective
 ``make_objective("elbo")`` (Pyro's ``Trace_ELBO`` on the device), the programs
 ``vae.programs(param_sites=False)``, after one loss with validation on
-(``pyro_vae.step.check_programs``), ``torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True)`` and
-``pyro_vae.step.TrainStep``, inside ``pyro_vae.step.stepping`` (Pyro's validation
+(``pyro_vae.training.step.check_programs``), ``torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True)`` and
+``pyro_vae.training.step.TrainStep``, inside ``pyro_vae.training.step.stepping`` (Pyro's validation
 off, no ``param`` sites: the optimizer holds the parameters), given the minibatch's dataset
 indices so that the guide's noise is keyed by (seed, step, point, coordinate)
-(:mod:`pyro_vae.estimators.noise`), as it is in training. "Ours, global noise" is the same
+(:mod:`pyro_vae.inference.noise`), as it is in training. "Ours, global noise" is the same
 step drawing its noise from torch's generator instead: the ratio of the two is what the keyed
 noise costs.
 
@@ -79,8 +79,8 @@ from torch import nn
 
 import pyro_vae
 from pyro_vae import VAE, Config, Data, DataConfig, ModelConfig, Spec
-from pyro_vae.compiled import CompiledStep
-from pyro_vae.step import TrainStep, check_programs, stepping
+from pyro_vae.training.compiled import CompiledStep
+from pyro_vae.training.step import TrainStep, check_programs, stepping
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "binarized_mnist.npz"
@@ -102,7 +102,7 @@ def normal_log_prob(x: torch.Tensor, loc, scale) -> torch.Tensor:
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with tanh between them (the layout of ``pyro_vae.networks.mlp``)."""
+    """Linear layers with tanh between them (the layout of ``pyro_vae.models.networks.mlp``)."""
     layers = []
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
@@ -166,7 +166,7 @@ def our_name(hand_name: str) -> str:
 
 
 def hand_step(vae: HandVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> torch.Tensor:
-    """The hand-written counterpart of ``pyro_vae.step.TrainStep``."""
+    """The hand-written counterpart of ``pyro_vae.training.step.TrainStep``."""
     loss = vae.loss(x)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

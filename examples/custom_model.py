@@ -30,11 +30,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import pyro_vae
-from pyro_vae.guides import GUIDES
-from pyro_vae.likelihoods import LIKELIHOODS
-from pyro_vae.networks import NETWORKS
-from pyro_vae.plots import image_grid
-from pyro_vae.resolve import resolve_device
+from pyro_vae.models.guides import GUIDES
+from pyro_vae.models.likelihoods import LIKELIHOODS
+from pyro_vae.models.networks import NETWORKS
+from pyro_vae.pictures.plots import image_grid
+from pyro_vae.training.resolve import resolve_device
 
 LABELS = 10
 

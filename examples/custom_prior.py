@@ -35,7 +35,7 @@ from torch import nn
 
 import pyro_vae
 from pyro_vae import register_prior
-from pyro_vae.options import PositiveFloat, show
+from pyro_vae.core.options import PositiveFloat, show
 
 
 @register_prior("student_t")

@@ -19,13 +19,15 @@ with ``numeric``, ``distributions``, ``flows``, ``kl``); ``sections`` and ``conf
 ``training``; ``evaluate``, ``comparison_run``, ``comparison``, ``report``, ``side_by_side``; ``cli``.
 """
 
-from .catalog import Download, register_download
-from .comparison import Comparison, compare
-from .config import Config, DataConfig, ModelConfig, Spec, TrainConfig
-from .data import Data, load_data, register_dataset
-from .downloads import RemoteFile
-from .errors import ConfigError, DataError, NotDefined, PyroVAEError, RunDirError
-from .estimators import (
+from pyro_vae.comparison.comparison import Comparison, compare
+from pyro_vae.config.run_config import Config, DataConfig, ModelConfig, Spec, TrainConfig
+from pyro_vae.core.errors import ConfigError, DataError, NotDefined, PyroVAEError, RunDirError
+from pyro_vae.core.interrupts import Interrupted
+from pyro_vae.data.catalog import Download, register_download
+from pyro_vae.data.datasets import Data, load_data, register_dataset
+from pyro_vae.data.downloads import RemoteFile
+from pyro_vae.evaluation.evaluate import evaluate_run, interpolate_run, sample_run
+from pyro_vae.inference.estimators import (
     AISEstimate,
     MarginalLikelihood,
     ais,
@@ -35,20 +37,18 @@ from .estimators import (
     register_estimator,
     simulate,
 )
-from .evaluate import evaluate_run, interpolate_run, sample_run
-from .guides import register_guide
-from .interrupts import Interrupted
-from .latent_paths import interpolate, traverse
-from .likelihoods import register_likelihood
-from .loggers import Logger, register_logger
-from .measure import Measurement, active_units, elbo_parts, evaluate_elbo, measure
-from .model import VAE
-from .networks import register_network
-from .objectives import make_objective, register_objective
-from .priors import register_prior
-from .run import Run
-from .schedules import register_lr_schedule
-from .training import train
+from pyro_vae.inference.measure import Measurement, active_units, elbo_parts, evaluate_elbo, measure
+from pyro_vae.inference.objectives import make_objective, register_objective
+from pyro_vae.models.guides import register_guide
+from pyro_vae.models.likelihoods import register_likelihood
+from pyro_vae.models.networks import register_network
+from pyro_vae.models.priors import register_prior
+from pyro_vae.models.vae import VAE
+from pyro_vae.pictures.latent_paths import interpolate, traverse
+from pyro_vae.training.loggers import Logger, register_logger
+from pyro_vae.training.run import Run
+from pyro_vae.training.schedules import register_lr_schedule
+from pyro_vae.training.trainer import train
 
 __version__ = "0.1.0"
 

@@ -32,7 +32,7 @@ def _isolate():
 def _offline(monkeypatch, tmp_path_factory):
     """No test reaches the internet (only loopback and file URLs open) or the user's dataset
     cache (an empty directory of its own stands in; tests that fetch set their own)."""
-    from pyro_vae import downloads
+    from pyro_vae.data import downloads
 
     real = downloads.open_url
 

@@ -6,7 +6,7 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
 
-from pyro_vae.data import Data
+from pyro_vae.data.datasets import Data
 
 W_TRUE = torch.tensor([2.0, -1.0, 0.5])
 

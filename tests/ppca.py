@@ -14,7 +14,7 @@ import torch
 from pyro.distributions import MultivariateNormal
 
 from pyro_vae import VAE, ModelConfig
-from pyro_vae.numeric import softplus_inverse
+from pyro_vae.core.numeric import softplus_inverse
 
 D, Z, SIGMA, N = 6, 3, 0.5, 40
 

@@ -16,11 +16,11 @@ import os
 import signal
 import sys
 
-import pyro_vae.checkpoint
-import pyro_vae.files
-import pyro_vae.step
-from pyro_vae.cli import main
-from pyro_vae.errors import RunDirError
+import pyro_vae.core.files
+import pyro_vae.training.checkpoint
+import pyro_vae.training.step
+from pyro_vae.cli.main import main
+from pyro_vae.core.errors import RunDirError
 
 counts = {"steps": 0, "saves": 0}
 
@@ -29,7 +29,7 @@ argv = sys.argv[1:] + os.environ.get(f"RANK_ARGS_{rank}", "").split()
 
 if "STOP_AFTER" in os.environ and os.environ.get("STOP_RANK", rank) == rank:
     stop_after, how = int(os.environ["STOP_AFTER"]), os.environ["STOP_SIGNAL"]
-    step = pyro_vae.step.TrainStep.__call__
+    step = pyro_vae.training.step.TrainStep.__call__
 
     def counting_step(self, x, **kwargs):
         loss = step(self, x, **kwargs)
@@ -42,22 +42,22 @@ if "STOP_AFTER" in os.environ and os.environ.get("STOP_RANK", rank) == rank:
             os.kill(os.getpid(), getattr(signal, how))
         return loss
 
-    pyro_vae.step.TrainStep.__call__ = counting_step
+    pyro_vae.training.step.TrainStep.__call__ = counting_step
 
 if "KILL_IN_SAVE" in os.environ:
     kill_in_save = int(os.environ["KILL_IN_SAVE"])
-    write_file = pyro_vae.checkpoint.atomic_write
+    write_file = pyro_vae.training.checkpoint.atomic_write
 
     def dying_write(path, write, **kwargs):
         counts["saves"] += 1
         if counts["saves"] != kill_in_save:
             return write_file(path, write, **kwargs)
-        tmp = pyro_vae.files.temporary(path)
+        tmp = pyro_vae.core.files.temporary(path)
         write(tmp)
         with open(tmp, "r+b") as f:
             f.truncate(os.path.getsize(tmp) // 2)  # half of it reached the disk
         os.kill(os.getpid(), signal.SIGKILL)
 
-    pyro_vae.checkpoint.atomic_write = dying_write
+    pyro_vae.training.checkpoint.atomic_write = dying_write
 
 sys.exit(main(argv))

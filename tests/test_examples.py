@@ -14,8 +14,8 @@ import pytest
 from conftest import SHARED_DATA
 
 from pyro_vae import Config, ModelConfig
-from pyro_vae.catalog import CATALOG
-from pyro_vae.cli import main
+from pyro_vae.cli.main import main
+from pyro_vae.data.catalog import CATALOG
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "examples").glob("*.py"))

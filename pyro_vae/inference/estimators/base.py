@@ -1,0 +1,149 @@
+"""What every estimator of log p(x) shares: the registry, the result, and how one is chosen.
+
+An estimator is a function registered by the name ``pyro-vae evaluate --estimator`` takes::
+
+    @register_estimator("my_estimator")
+    def my_estimator(model, guide, x, /, *, seed, batch_size, device, progress, plate="data",
+                     samples: PositiveInt = 1000) -> MarginalLikelihood: ...
+
+``x`` is ``(N, D)``; ``seed``, ``batch_size`` (points per pass), ``device``, ``progress`` (a
+callable given the number of points done, or None), ``plate`` (the data plate's name) and,
+where the estimator takes it, ``first_point`` (the index of ``x[0]`` among the points
+measured, to key its noise by) are given by the caller; the keyword-only arguments after
+them are the estimator's options, typed and defaulted like a part's, which the command line
+sets as ``--NAME VALUE`` or ``--option NAME=VALUE`` and checks as a config file's. It
+returns log p̂(x_n) for every point with its diagnostics (:class:`MarginalLikelihood`).
+
+With several processes (:mod:`pyro_vae.core.distributed`), :func:`estimate` gives each a block of
+whole batches and gathers the per-point results: an estimator whose draws are keyed by point
+(``first_point``) then gives each point the estimate one process gives it. One that does not
+take ``first_point`` runs on every point in every process.
+
+An estimator that uses q(z|x)'s density (as a proposal, or along an annealing path from it)
+calls :func:`require_density` first: a point-mass guide (``delta``) has none, and log p(x)
+is then refused with :class:`~pyro_vae.core.errors.NotDefined` rather than computed from Pyro's
+log δ = 0, which is no density.
+"""
+
+import dataclasses
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pyro_vae.core.distributed import world
+from pyro_vae.core.registry import Registry, Spec
+from pyro_vae.inference.traces import not_defined, point_mass_sites
+
+ESTIMATORS = Registry(
+    "estimator", reserved=("seed", "batch_size", "device", "progress", "plate", "first_point")
+)
+register_estimator = ESTIMATORS.register
+
+
+@dataclass
+class MarginalLikelihood:
+    """An estimate of log p(x_n) for each data point, with diagnostics of its weights."""
+
+    #: log p̂(x_n), shape (N,)
+    log_px: torch.Tensor
+    #: effective sample size of each data point's K weights, (Σ w)² / Σ w², shape (N,)
+    ess: torch.Tensor
+    #: Monte-Carlo standard error of each log p̂(x_n) (:mod:`pyro_vae.inference.estimators.weights`);
+    #: NaN where the weights are too degenerate for any error to be trusted, shape (N,)
+    mc_stderr: torch.Tensor
+    num_samples: int
+
+    @property
+    def mean(self) -> float:
+        """The average log p̂(x) per data point."""
+        return self.log_px.mean().item()
+
+    @property
+    def stderr(self) -> float:
+        """Standard error of :attr:`mean` over data points (the points' spread, Monte-Carlo
+        noise included)."""
+        n = self.log_px.numel()
+        return (self.log_px.std() / math.sqrt(n)).item() if n > 1 else float("nan")
+
+    @property
+    def mc_stderr_of_mean(self) -> float:
+        """The Monte-Carlo standard error of :attr:`mean`, √(Σ_n mc_stderr_n²) / N: how much the
+        mean would move with another seed on the same points. Untrusted points (NaN) are left
+        out of the sum; :attr:`trusted` says which they are."""
+        return (self.mc_stderr.square().nansum().sqrt() / self.mc_stderr.numel()).item()
+
+    @property
+    def trusted(self) -> torch.Tensor:
+        """Points whose Monte-Carlo error could be estimated, (N,) bool."""
+        return torch.isfinite(self.mc_stderr)
+
+
+def require_density(guide, x: torch.Tensor, estimator: str) -> None:
+    """Refuse a guide with a point-mass site: ``estimator`` needs q(z|x)'s density.
+
+    :raises NotDefined: naming the estimator, the site and why (one trace of the guide on a point).
+    """
+    sites = point_mass_sites(guide, x[:1])
+    if sites:
+        why = (
+            f"; {estimator} weighs its samples by q's density, and an autoencoder's decoder was "
+            "never fitted as a generative model p(z) p(x|z)"
+        )
+        raise not_defined(f"log p(x) by the estimator {estimator!r}", sites, why)
+
+
+def estimate(
+    name: str,
+    model,
+    guide,
+    x: torch.Tensor,
+    *,
+    seed: int,
+    batch_size: int = 100,
+    device=None,
+    progress=None,
+    plate: str = "data",
+    **options,
+) -> MarginalLikelihood:
+    """Run the estimator registered as ``name`` with ``options`` checked as a config's would be.
+
+    :raises ConfigError: naming the estimator, the option and what it allows.
+    """
+    checked = Spec.parse({"kind": name, **options}, "estimator", "estimator")
+    entry = ESTIMATORS.get(checked.kind, key="estimator")
+    w, given = world(), dict(checked.params)
+    shared = w.size > 1 and "first_point" in inspect.signature(entry).parameters
+    lo, hi = w.block(len(x), batch_size) if shared else (0, len(x))
+    if shared:
+        given["first_point"] = lo
+    result = entry(
+        model,
+        guide,
+        x[lo:hi] if hi > lo else x[:1],  # a process with no points measures one, for the shapes
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        plate=plate,
+        **given,
+    )
+    return _gathered(result, len(x), batch_size, hi - lo) if shared else result
+
+
+def _gathered(result: MarginalLikelihood, n: int, batch_size: int, mine: int) -> MarginalLikelihood:
+    """The whole result from each process's: per-point tensors gathered in order, other
+    numbers averaged over the processes weighted by their points (equal ones stay equal)."""
+    w = world()
+    counts = w.objects(mine)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(result):
+        value = getattr(result, f.name)
+        if torch.is_tensor(value) and value.dim() >= 1 and len(value) == max(mine, 1):
+            values[f.name] = w.gather(value[:mine], n, batch_size)
+        elif isinstance(value, float):
+            shares = w.objects(value)
+            values[f.name] = sum(v * c for v, c in zip(shares, counts, strict=True) if c) / n
+    return dataclasses.replace(result, **values)

@@ -1,0 +1,235 @@
+"""A training step without Pyro's Python: captured once, then replayed or compiled.
+
+A built-in VAE's Pyro program has a static structure: the same sites, plates and shapes in
+every step. Its step (the guide's and the model's traces, the objective, the backward pass)
+is then one function of the parameters and the minibatch,
+
+    (L, ∇L) = F(θ, φ, buffers, x_B, index_B, t, β_t),       L = the objective's loss on x_B,
+
+recorded once as a graph of ATen operations (:mod:`pyro_vae.training.capture`,
+:mod:`pyro_vae.inference.graphs`).
+The keyed noise of :mod:`pyro_vae.inference.noise` makes the guide's draws a function of
+(seed, step t, point), so t is an input like any other, as are the schedule's values (β_t of
+KL warm-up). The graph runs one of two ways:
+
+* **replayed**: operation by operation, the eager step's own kernels, bit for bit its result
+  (then the run's optimizer steps): the Python of Pyro's handlers is what it saves;
+* **compiled** by TorchInductor: fused loops, clipping and Adam's update in the graph; on
+  CUDA replayed as a CUDA graph. Float32 rounding then differs from eager's.
+
+Nothing is computed differently without a word: tracing sees no data, so a branch on a
+tensor's value fails the capture instead of being baked in; the first run of a graph is
+checked against the eager step on the same minibatch and noise; and a graph is made for one
+(shape, dtype, device) of the minibatch and one set of parameters and used only for those:
+another shape runs eager until it comes twice in a row (an epoch's last, partial batch stays
+eager), then gets its own.
+
+``train.compile = "auto"`` times the first eager steps: it compiles when the steps left would
+take :data:`~pyro_vae.inference.graphs.AUTO_SECONDS` or more eagerly, replays when they would take
+:data:`REPLAY_SECONDS` or more, and else stays eager; where the step cannot be captured it
+trains eager, saying why in one line. A resumed run keeps a compiled run compiled. ``true``
+compiles or fails with the reason; ``false`` runs Pyro's program every step. With several
+processes the graph's gradients are summed by one all-reduce of one flat buffer, as
+DistributedDataParallel's hook sums them in the eager step, and the processes agree on every
+choice before any of them acts on it.
+"""
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from pyro_vae.inference.graphs import AUTO_SECONDS, Uncompilable
+from pyro_vae.training.capture import Program
+from pyro_vae.training.step import TrainStep
+
+#: ``auto`` replays the captured step when the eager steps left would take this many seconds
+REPLAY_SECONDS = 10.0
+#: eager steps ``auto`` runs before it decides; it times all but the first two
+PROBE = 8
+#: graphs kept for different minibatch shapes; past these, new shapes run eager
+MAX_PROGRAMS = 4
+
+
+class CompiledStep:
+    """A :class:`~pyro_vae.training.step.TrainStep` that runs its graph where it can; the same call.
+
+    :param mode: ``"auto"``, ``True`` or ``False`` (``train.compile``).
+    :param steps_planned: the run's total steps, for ``auto``'s estimate of the time left.
+    :param max_seconds: the run's budget of step seconds, which caps that estimate.
+    :param resumed: the path of the run being resumed (its last metrics row's ``step_path``).
+    :param say: prints a line (of rank 0; None: silent).
+    """
+
+    def __init__(
+        self,
+        eager: TrainStep,
+        mode: bool | str = "auto",
+        *,
+        steps_planned: int | None = None,
+        max_seconds: float | None = None,
+        resumed: str | None = None,
+        say: Callable[[str], None] | None = None,
+    ):
+        self.eager, self.mode = eager, mode
+        self.steps_planned, self.max_seconds, self.say = steps_planned, max_seconds, say
+        self.world = eager.world
+        #: seconds spent capturing and compiling so far
+        self.compile_seconds = 0.0
+        #: why the step runs eager, once that is settled
+        self.reason: str | None = None if mode else "is not compiled (train.compile = false)"
+        free_bits = getattr(eager.objective, "free_bits", None)
+        if mode and self.world.size > 1 and free_bits:
+            # a collective inside the loss: no graph of one process's share can hold it
+            self.reason = "sums free bits' batch statistic across processes inside the loss"
+            if say is not None:
+                say(f"the training step runs eager: it {self.reason}")
+        #: "compiled" or "replayed" once decided
+        self.target: str | None = "compiled" if mode is True or (mode and resumed == "compiled") else None
+        self._programs: dict[tuple, Program] = {}
+        self._last_key: tuple | None = None
+        self._probe: list[float] = []
+        self._t = torch.zeros((), dtype=torch.int64)
+        self._values: dict[str, torch.Tensor] = {}
+
+    @property
+    def path(self) -> str:
+        """ "compiled" or "replayed" once a graph runs the steps (an epoch's partial batch aside),
+        else "eager"."""
+        return self.target if self.target and self._programs and self.reason is None else "eager"
+
+    def inputs(self, epoch: float, step: int) -> dict:
+        return self.eager.inputs(epoch, step)
+
+    def __call__(self, x: torch.Tensor, *, index: torch.Tensor | None = None, epoch: float, step: int):
+        if self.reason is not None or index is None:
+            return self._eager(x, index, epoch, step)
+        if self.target is None:
+            return self._probing(x, index, epoch, step)
+        key = (x.shape, x.dtype, x.device, index.shape, index.dtype)
+        program = self._programs.get(key)
+        if program is not None and program.matches():
+            self._last_key = key
+            return self._run(program, x, index, epoch, step)
+        loss = self._first(key, x, index, epoch, step)
+        return loss if loss is not None else self._eager(x, index, epoch, step)
+
+    def _eager(self, x, index, epoch, step):
+        return self.eager(x, index=index, epoch=epoch, step=step)
+
+    def _probing(self, x, index, epoch, step):
+        """An eager step, timed; after :data:`PROBE` of them, ``auto`` decides (rank 0's clock
+        for every process)."""
+        start = time.perf_counter()
+        loss = self._eager(x, index, epoch, step)
+        if len(self._probe) == PROBE - 1 and x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)  # once: the pace of the steps, not of their launch
+        self._probe.append(time.perf_counter() - start)
+        if len(self._probe) == PROBE:
+            pace = sum(self._probe[2:]) / (PROBE - 2)
+            left = pace * max(0, (self.steps_planned or 0) - step - 1)
+            if self.max_seconds is not None:
+                left = min(left, self.max_seconds)
+            target, reason = "compiled" if left >= AUTO_SECONDS else "replayed", None
+            if left < REPLAY_SECONDS:
+                reason = (
+                    f"would take about {left:.0f} s more eager, under the {REPLAY_SECONDS:.0f} s that "
+                    "repay capturing it (train.compile = true compiles anyway)"
+                )
+            self.target, self.reason = self.world.broadcast((target, reason))
+        return loss
+
+    def _first(self, key, x, index, epoch, step) -> torch.Tensor | None:
+        """This step's loss by a new graph for ``key``, or None to run it eager (and every
+        later one, with the ``reason``, where the step cannot be captured). The processes
+        agree on the outcome before any of them takes part in a collective."""
+        if self._programs and key != self._last_key:
+            self._last_key = key  # a shape seen once (an epoch's last batch) runs eager
+            return None
+        if len(self._programs) >= MAX_PROGRAMS:
+            return None
+        self._last_key = key
+        start = time.perf_counter()
+        failure = None
+        try:
+            t, values = self._step_input(step, x.device), self._input_values(epoch, step, x.device)
+            reduce, compile = self.world.size > 1, self.target == "compiled"
+            program = Program(self.eager, x, index, t, values, reduce=reduce, compile=compile)
+            loss, grads = program(x, index, t, values)
+        except Uncompilable as e:
+            failure = e
+        spent = time.perf_counter() - start
+        self.compile_seconds += spent
+        failures = [f for f in self.world.objects(failure and (str(failure), failure.stage)) if f]
+        if failures:
+            reason = failures[0][0]
+            compiler = all(stage == "compile" for _, stage in failures)
+            if self.target == "compiled" and self.mode is not True and compiler:
+                self.target = "replayed"  # the graph stands; the compiler's code did not
+                if self.say is not None:
+                    self.say(f"the training step is replayed, not compiled: it {reason}")
+            else:
+                self._give_up(reason)
+            return failure.done if failure is not None else None
+        self._programs[key] = program
+        if self.say is not None:
+            how = f"compiled in {program.compile_seconds:.1f} s" if program.compile else "replayed"
+            self.say(
+                f"training step captured for minibatches of {tuple(x.shape)} in "
+                f"{program.capture_seconds:.1f} s, {how}, checked against the eager step "
+                f"({spent:.1f} s in all)"
+            )
+        return self._apply(program, loss, grads)
+
+    def _give_up(self, reason: str) -> None:
+        if self.mode is True:
+            raise Uncompilable(
+                f'train.compile = true, but the training step {reason}; use train.compile = "auto" '
+                "to train eager when it cannot compile"
+            )
+        self.reason = reason
+        if self.say is not None:
+            self.say(f"the training step runs eager: it {reason}")
+
+    def _step_input(self, step: int, device) -> torch.Tensor:
+        if self._t.device != device:
+            self._t = self._t.to(device)
+        return self._t.fill_(step)  # a scalar kernel argument: no host-to-device copy
+
+    def _input_values(self, epoch: float, step: int, device) -> dict:
+        values = self.inputs(epoch, step)
+        for name, value in values.items():
+            held = self._values.get(name)
+            if held is None or held.device != device:
+                held = self._values[name] = torch.zeros((), device=device)
+            held.fill_(value)
+        return {name: self._values[name] for name in values}
+
+    def _run(self, program: Program, x, index, epoch, step):
+        t, values = self._step_input(step, x.device), self._input_values(epoch, step, x.device)
+        return self._apply(program, *program(x, index, t, values))
+
+    def _apply(self, program: Program, loss: torch.Tensor, grads: list) -> torch.Tensor:
+        """The update from a graph's gradients, where the graph did not make it."""
+        optimizer = self.eager.optimizer
+        if program.adam is not None:
+            # the update ran in the graph; a schedule's step then need not warn that it did not
+            optimizer._opt_called = True  # type: ignore[attr-defined]
+            return loss
+        if program.reduce:
+            grads = self._summed(program, grads[0])
+        used = iter(grads)
+        for p, u in zip(program.params, program.used, strict=True):
+            p.grad = next(used) if u else None
+        clipped = program.compile and not program.reduce
+        if self.eager.clip_norm is not None and not clipped:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in program.params if p.grad is not None], self.eager.clip_norm, foreach=True
+            )
+        optimizer.step()
+        return loss
+
+    def _summed(self, program: Program, flat: torch.Tensor) -> list:
+        flat = self.world.sum(flat)
+        shapes = [p.shape for p, u in zip(program.params, program.used, strict=True) if u]
+        return [g.view(s) for g, s in zip(flat.split([s.numel() for s in shapes]), shapes, strict=True)]

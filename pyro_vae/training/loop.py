@@ -1,0 +1,263 @@
+"""The training loop: epochs of minibatch steps, and callbacks at the ends of epochs.
+
+The loop only trains. What changes as it runs is one explicit :class:`TrainState`: epochs
+and steps done, the position within an unfinished epoch, seconds spent, the optimizer, the
+learning-rate schedule and the best epoch so far. Its ``state_dict`` is what a checkpoint
+saves and ``load_state_dict`` what a resumed run restores, so that a run stopped anywhere,
+even between two steps of an epoch, continues bit for bit as if it had never stopped (with
+the RNG state, which the checkpoint holds). The data order of epoch e is a permutation
+drawn from its own generator keyed by (seed, e) (:func:`data_order`), so a resumed epoch
+visits the points in the same order without saving it, and no draw of training moves it.
+
+Metrics, checkpoints, the progress bar and figures are :class:`Callback` objects it calls
+(:mod:`pyro_vae.training.callbacks`). The training loss is summed on the device and read once per
+epoch; between steps the loop reads only host values (the step count, the clock, a flag
+set by SIGINT/SIGTERM, :mod:`pyro_vae.core.interrupts`).
+
+With several processes (:mod:`pyro_vae.core.distributed`) ``batch_size`` is the global minibatch:
+each takes its share of the same global order, the epoch's loss is summed across them once
+per epoch, and a stop is voted on, so that all stop after the same step. The state they hold
+is the same on every process but for ``epoch_loss``, each one's part of the sum.
+"""
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pyro_vae.core.distributed import Vote, World
+from pyro_vae.core.errors import PyroVAEError
+from pyro_vae.core.interrupts import Interrupted, Signals
+
+#: the vote of a process whose time budget (``max_seconds``) is spent; a signal votes its number
+_OUT_OF_TIME = 1
+
+
+class Diverged(PyroVAEError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainState:
+    """Everything about a run that training changes."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    #: epochs completed
+    epoch: int = 0
+    #: optimizer updates made
+    step: int = 0
+    #: seconds spent in training steps (evaluation and callbacks not counted)
+    seconds: float = 0.0
+    #: the unfinished epoch: minibatches done in it, their summed loss (on the device), the
+    #: points they held and the seconds they took
+    batch: int = 0
+    epoch_loss: torch.Tensor | None = None
+    epoch_points: int = 0
+    epoch_seconds: float = 0.0
+    #: the epoch with the best validation score so far (set by the metrics), and that score: the
+    #: ELBO, or for a guide with no ELBO (the delta guide) the reconstruction term
+    #: (:func:`pyro_vae.training.callbacks.criterion`); named for the ELBO, as checkpoints hold it
+    best_epoch: int | None = None
+    best_elbo: float = -math.inf
+    #: why training stops before its last epoch (early stopping); not saved
+    stop: str | None = field(default=None, compare=False)
+
+    def state_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "seconds": self.seconds,
+            "batch": self.batch,
+            "epoch_loss": self.epoch_loss,
+            "epoch_points": self.epoch_points,
+            "epoch_seconds": self.epoch_seconds,
+            "best_epoch": self.best_epoch,
+            "best_elbo": self.best_elbo,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+        }
+
+    def load_state_dict(self, values: dict) -> None:
+        self.optimizer.load_state_dict(values["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(values["scheduler"])
+        for name in ("epoch", "step", "seconds", "batch", "epoch_loss", "epoch_points", "epoch_seconds"):
+            setattr(self, name, values[name])
+        self.best_epoch, self.best_elbo = values["best_epoch"], values["best_elbo"]
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+
+@dataclass
+class Epoch:
+    """What one epoch of training measured: the mean training loss per point (one host read)."""
+
+    loss: float
+    points: int
+    seconds: float
+    #: the learning rate the epoch's steps used
+    lr: float
+    #: what the epoch's last step ran ("compiled" or "eager", :mod:`pyro_vae.training.compiled`) and the
+    #: seconds its steps spent capturing and compiling (part of ``seconds``)
+    path: str = "eager"
+    compile_seconds: float = 0.0
+
+
+class Callback:
+    """Called by :func:`fit`; override what you need."""
+
+    def on_start(self, state: TrainState) -> None:
+        pass
+
+    def on_epoch_end(self, state: TrainState, epoch: Epoch) -> None:
+        pass
+
+    def on_interrupt(self, state: TrainState) -> None:
+        """A signal stopped training at ``state`` (possibly within an epoch): save it now."""
+
+    def on_end(self, state: TrainState) -> None:
+        pass
+
+    def close(self) -> None:
+        """Called last, however training ended (finished, interrupted, diverged, failed)."""
+
+
+def data_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
+    """The order in which epoch ``epoch`` (0-based) visits ``n`` points: a permutation from a
+    generator keyed by ``(seed, epoch)``, on the CPU."""
+    if not shuffle:
+        return torch.arange(n)
+    key = np.random.SeedSequence([seed & (2**64 - 1), epoch]).generate_state(1, np.uint64)[0]
+    return torch.randperm(n, generator=torch.Generator().manual_seed(int(key)))
+
+
+def fit(
+    state: TrainState,
+    step,
+    train: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int = 0,
+    shuffle: bool = True,
+    max_seconds: float | None = None,
+    device: torch.device | None = None,
+    callbacks: Sequence[Callback] = (),
+    signals: Signals | None = None,
+    world: World | None = None,
+) -> TrainState:
+    """Train until ``state.epoch == epochs``, ``max_seconds`` of steps, or a callback sets
+    ``state.stop``; returns ``state``. A signal in ``signals`` stops training after the current
+    step: the callbacks' ``on_interrupt`` saves the state, then :class:`Interrupted` is raised.
+
+    :param step: called as ``step(x, index=..., epoch=..., step=...)`` on each minibatch of
+        points ``index`` (a :class:`~pyro_vae.training.step.TrainStep`), returning the loss on the device.
+    :param world: the processes training together; each holds all of ``train``.
+    """
+    device = device or train.device
+    signals = signals or Signals()
+    world = world or World()
+    vote = Vote(world)
+    n = len(train)
+
+    def out_of_time(extra: float = 0.0) -> bool:
+        return max_seconds is not None and state.seconds + extra >= max_seconds
+
+    def agreed(code: int) -> int:
+        """The agreed vote, which a signal that reached another process sets here too."""
+        if code > _OUT_OF_TIME:
+            signals.received = signals.received or code
+        return code
+
+    def interrupt() -> None:
+        if state.epoch_loss is not None:
+            state.epoch_loss = world.sum(state.epoch_loss)  # the checkpoint holds the whole sum
+        if state.epoch_loss is not None and not math.isfinite(state.epoch_loss.item()):
+            _diverged(state, state.epoch_loss.item())
+        for callback in callbacks:
+            callback.on_interrupt(state)
+        where = (
+            f"in epoch {state.epoch + 1} at step {state.step}"
+            if state.batch
+            else f"after epoch {state.epoch}"
+        )
+        raise Interrupted(f"interrupted by {signals.name} {where}", signals.received or 0)
+
+    try:
+        for callback in callbacks:
+            callback.on_start(state)
+        spent = out_of_time()  # the same on every process: the seconds of the checkpoint
+        while state.epoch < epochs and state.stop is None and not spent:
+            if agreed(vote.settle(signals.received or 0)) > _OUT_OF_TIME:
+                interrupt()
+            order = data_order(n, seed, state.epoch, shuffle).to(train.device)
+            if state.batch == 0:
+                state.epoch_loss, state.epoch_points, state.epoch_seconds = (
+                    torch.zeros((), device=device),
+                    0,
+                    0.0,
+                )
+            assert state.epoch_loss is not None
+            start, compiling = time.perf_counter(), getattr(step, "compile_seconds", 0.0)
+            code = 0
+            for i in range(state.batch * batch_size, n, batch_size):
+                batch = order[i : i + batch_size]  # the global minibatch
+                index = world.share(batch)
+                x = train[index].to(device, non_blocking=True)  # no-op when held there
+                index = index.to(device, non_blocking=True)
+                state.epoch_loss += step(x, index=index, epoch=state.epoch + i / n, step=state.step)
+                state.step, state.batch, state.epoch_points = (
+                    state.step + 1,
+                    state.batch + 1,
+                    state.epoch_points + len(batch),
+                )
+                late = out_of_time(state.epoch_seconds + time.perf_counter() - start)
+                code = agreed(vote(signals.received or (_OUT_OF_TIME if late else 0)))
+                if code:
+                    break
+            state.epoch_seconds += time.perf_counter() - start
+            if not code:  # this step's vote, waited for at the epoch's end
+                spent = out_of_time(state.epoch_seconds)
+                code = agreed(vote.settle(signals.received or (_OUT_OF_TIME if spent else 0)))
+            if code > _OUT_OF_TIME and state.batch * batch_size < n:
+                interrupt()  # within the epoch
+            spent = code == _OUT_OF_TIME  # on one process's clock: all stop after this epoch
+            state.epoch_loss = world.sum(state.epoch_loss)
+            loss = state.epoch_loss.item() / state.epoch_points  # the epoch's one host read of the loss
+            if not math.isfinite(loss):
+                _diverged(state, loss)
+            epoch = Epoch(
+                loss=loss,
+                points=state.epoch_points,
+                seconds=state.epoch_seconds,
+                lr=state.lr,
+                path=getattr(step, "path", "eager"),
+                compile_seconds=getattr(step, "compile_seconds", 0.0) - compiling,
+            )
+            state.epoch, state.seconds = state.epoch + 1, state.seconds + state.epoch_seconds
+            state.batch, state.epoch_loss, state.epoch_points, state.epoch_seconds = 0, None, 0, 0.0
+            if state.scheduler is not None:
+                state.scheduler.step()
+            for callback in callbacks:
+                callback.on_epoch_end(state, epoch)
+        if agreed(vote.settle(signals.received or 0)) > _OUT_OF_TIME:
+            interrupt()
+        for callback in callbacks:
+            callback.on_end(state)
+    finally:
+        for callback in callbacks:
+            callback.close()
+    return state
+
+
+def _diverged(state: TrainState, loss: float):
+    raise Diverged(
+        f"training diverged in epoch {state.epoch + 1}: the loss is {loss}; "
+        f"try a smaller --train.lr (now {state.lr:g})"
+    )

@@ -1,0 +1,327 @@
+"""Several processes (torchrun, gloo on the CPU) train and measure what one process does.
+
+Each job is real: ``python -m torch.distributed.run`` starts the processes, on the loopback
+address, from this test; the one-process references run in this process. Parameters after
+training agree with the one-process run to a relative 1e-5 of their scale (the all-reduce's
+sum order is the only difference), metrics rows agree alike, and evaluation is per point the
+same.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pyro_vae.cli.main import main
+from pyro_vae.core import distributed
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.inference.objectives import make_objective, parse_objective
+from pyro_vae.training.checkpoint import load_checkpoint
+from pyro_vae.training.step import Loss, check_synchronised, declared_params, owners
+from tests import one_factor
+from tests.ppca import ppca
+
+pytestmark = pytest.mark.slow
+
+HOOK = Path(__file__).resolve().parents[1] / "stop_after.py"
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = [
+    "--model.encoder.hidden", "[32]", "--model.decoder.hidden", "[32]", "--train.device", "cpu",
+    "--model.latent_dim", "4",
+]  # fmt: skip
+# KL warm-up over the first 2 epochs and free bits of 0.25 nats per dimension, for each objective
+OBJECTIVES = [
+    "elbo:kl_warmup=2,free_bits=0.25",
+    "meanfield:kl_warmup=2,free_bits=0.25",
+    "iwae:k=5,kl_warmup=2,free_bits=0.25",
+]
+EPOCHS = 3
+TIMED = {"seconds", "items_per_second"}
+TIMEOUT = 240
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(args: list[str], *, nproc: int = 2, env: dict | None = None, launcher: list[str] | None = None):
+    """A job of ``nproc`` processes running the pyro-vae command line (with the test hooks)."""
+    launcher = launcher or ["--standalone", f"--nproc-per-node={nproc}"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", *launcher, str(HOOK), *args, "--quiet"],
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(job: subprocess.Popen, timeout: float = TIMEOUT) -> tuple[int, str, str]:
+    try:
+        out, err = job.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        out, err = job.communicate()
+        pytest.fail(f"the job did not end within {timeout} s:\n{err[-3000:]}")
+    return job.returncode, out, err
+
+
+def run_job(args, **kwargs) -> str:
+    code, out, err = finish(torchrun(args, **kwargs))
+    assert code == 0, err[-3000:]
+    return out
+
+
+def our_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("pyro-vae:")]
+
+
+def assert_same_run(a: Path, b: Path, rtol: float = 1e-5) -> None:
+    """Parameters within ``rtol`` of each tensor's scale; metrics rows alike; the same steps."""
+    ca, cb = load_checkpoint(a / "checkpoint.pt"), load_checkpoint(b / "checkpoint.pt")
+    assert (
+        ca["training"]["step"] == cb["training"]["step"]
+        and ca["training"]["epoch"] == cb["training"]["epoch"]
+    )
+    assert ca["model"].keys() == cb["model"].keys()
+    for name, p in ca["model"].items():
+        assert_close_to_scale(p, cb["model"][name], rtol, name)
+    # Adam's moments carry the gradients' scale, which its updates do not: a sum, not a mean
+    moments_a, moments_b = ca["training"]["optimizer"]["state"], cb["training"]["optimizer"]["state"]
+    assert moments_a.keys() == moments_b.keys()
+    for i, state in moments_a.items():
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert_close_to_scale(state[key], moments_b[i][key], rtol, f"{key} {i}")
+    rows_a = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines()]
+    rows_b = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows_a) == len(rows_b) == ca["training"]["epoch"] + 1
+    for ra, rb in zip(rows_a, rows_b, strict=True):
+        assert ra.keys() == rb.keys()
+        for key, value in ra.items():
+            if key in TIMED or not isinstance(value, float):
+                assert key in TIMED or value == rb[key], key
+            else:
+                assert rb[key] == pytest.approx(value, rel=rtol, abs=rtol), (ra["epoch"], key)
+
+
+def assert_close_to_scale(p: torch.Tensor, q: torch.Tensor, rtol: float, what: str) -> None:
+    scale = p.abs().max().item()
+    assert (p - q).abs().max().item() <= rtol * scale, what
+
+
+def one_process(run_dir: Path, *args) -> Path:
+    assert main(["train", *SMALL, "--train.run_dir", str(run_dir), *args, "--quiet"]) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory) -> Path:
+    """``compare`` on 2 processes: each objective's run trained on both, in turn."""
+    out = tmp_path_factory.mktemp("compare")
+    args = ["compare", "--objectives", *OBJECTIVES, "--epochs", str(EPOCHS), "--eval-samples", "10"]
+    run_job([*args, "--eval-points", "60", "--out", str(out), *SMALL])
+    return out
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_two_processes_train_the_one_process_model(compared, tmp_path, objective):
+    kind, _, options = objective.partition(":")
+    overrides = ["--objective.kind", kind, "--train.epochs", str(EPOCHS)]
+    for pair in options.split(","):
+        key, _, value = pair.partition("=")
+        overrides += [f"--objective.{'particles' if key == 'k' else key}", value]
+    reference = one_process(tmp_path / "one", *overrides)
+    name = objective.replace(":", "_")
+    assert_same_run(compared / "runs" / f"{name}-seed0", reference)
+
+
+def test_compare_on_two_processes_writes_its_table(compared):
+    table = json.loads((compared / "comparison.json").read_text())
+    assert [row["objective"] for row in table["summary"]] == OBJECTIVES
+    assert all(row["epochs"] == EPOCHS for row in table["runs"])
+
+
+def test_evaluate_on_two_processes_equals_one_process_per_point(compared, tmp_path):
+    run = compared / "runs" / f"{OBJECTIVES[2].replace(':', '_')}-seed0"
+    for estimator in (
+        ["--estimator", "is", "--samples", "30"],
+        ["--estimator", "ais", "--chains", "3", "--steps", "4"],
+    ):
+        args = ["evaluate", str(run), *estimator, "--points", "130", "--batch-size", "40", "--device", "cpu"]
+        run_job([*args, "--out", str(tmp_path / "two.json")])
+        assert main([*args, "--out", str(tmp_path / "one.json"), "--quiet"]) == 0
+        two, one = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("two", "one"))
+        assert len(two["log_px_per_point"]) == 130
+        torch.testing.assert_close(
+            torch.tensor(two["log_px_per_point"]), torch.tensor(one["log_px_per_point"]), rtol=1e-5, atol=1e-5
+        )
+        assert two["elbo"] == pytest.approx(one["elbo"], rel=1e-6)
+
+
+def test_resume_two_processes_on_one_and_one_on_two(tmp_path):
+    reference = one_process(tmp_path / "reference", "--train.epochs", str(EPOCHS))
+    # two processes, SIGINT to rank 1 alone after step 20 (within epoch 2): both stop, one checkpoint
+    cut = tmp_path / "cut"
+    env = {"STOP_AFTER": "20", "STOP_SIGNAL": "SIGINT", "STOP_RANK": "1"}
+    code, _, err = finish(
+        torchrun(["train", *SMALL, "--train.epochs", str(EPOCHS), "--train.run_dir", str(cut)], env=env)
+    )
+    assert code != 0 and "interrupted by SIGINT in epoch 2" in err, err[-2000:]
+    assert load_checkpoint(cut / "checkpoint.pt")["training"]["batch"] in (4, 5)  # voted one step late
+    assert main(["train", "--resume", str(cut), "--quiet"]) == 0  # one process
+    assert_same_run(cut, reference)
+    # one process stopped after step 30, resumed on two
+    again = tmp_path / "again"
+    hooked = subprocess.run(
+        [
+            sys.executable,
+            str(HOOK),
+            "train",
+            *SMALL,
+            "--train.epochs",
+            str(EPOCHS),
+            "--train.run_dir",
+            str(again),
+            "--quiet",
+        ],
+        env={**os.environ, "STOP_AFTER": "30", "STOP_SIGNAL": "SIGTERM"},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert hooked.returncode == 143, hooked.stderr[-2000:]
+    run_job(["train", "--resume", str(again)])
+    assert_same_run(again, reference)
+
+
+def test_a_killed_process_stops_the_job_with_one_line(tmp_path):
+    env = {"STOP_AFTER": "5", "STOP_SIGNAL": "SIGKILL", "STOP_RANK": "1"}
+    start = time.monotonic()
+    code, _, err = finish(
+        torchrun(["train", *SMALL, "--train.epochs", "50", "--train.run_dir", str(tmp_path / "r")], env=env),
+        timeout=90,
+    )
+    assert code != 0 and time.monotonic() - start < 90
+    lines = our_lines(err)
+    assert len(lines) == 1 and "process 1 of 2 stopped" in lines[0], err[-3000:]
+
+
+def test_an_error_in_one_process_stops_the_job_with_its_line(tmp_path):
+    env = {"STOP_AFTER": "5", "STOP_SIGNAL": "ERROR", "STOP_RANK": "1"}
+    args = ["train", *SMALL, "--train.epochs", "50", "--train.run_dir", str(tmp_path / "r")]
+    code, _, err = finish(torchrun(args, env=env), timeout=90)
+    lines = our_lines(err)
+    assert code != 0 and len(lines) == 1, err[-3000:]
+    assert (
+        lines[0]
+        == "pyro-vae: error: process 1 of 2: cannot write 'somewhere': no space left on device (test, step 5)"
+    )
+
+
+def test_processes_given_different_configs_are_refused(tmp_path):
+    env = {"RANK_ARGS_1": "--train.lr 0.01"}
+    code, _, err = finish(
+        torchrun(["train", *SMALL, "--train.epochs", "1", "--train.run_dir", str(tmp_path / "r")], env=env)
+    )
+    lines = our_lines(err)
+    assert code != 0 and len(lines) == 1, err[-3000:]
+    assert "process 1 was given another config than process 0 (train.lr = 0.001 → 0.01)" in lines[0]
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_two_nodes_on_the_loopback_address_train_the_one_process_model(tmp_path):
+    port = free_port()
+    nodes = [
+        torchrun(
+            ["train", *SMALL, "--train.epochs", "2", "--train.run_dir", str(tmp_path / "two-nodes")],
+            launcher=[
+                "--nnodes=2", "--nproc-per-node=1", f"--node-rank={rank}",
+                "--master-addr=127.0.0.1", f"--master-port={port}",
+            ],
+        )
+        for rank in (0, 1)
+    ]  # fmt: skip
+    for job in nodes:
+        code, _, err = finish(job)
+        assert code == 0, err[-3000:]
+    assert_same_run(tmp_path / "two-nodes", one_process(tmp_path / "one", "--train.epochs", "2"))
+
+
+# -- in this process: the pieces -------------------------------------------------------------
+
+
+def test_blocks_cover_every_point_once_in_whole_batches():
+    for n, unit, size in [(130, 40, 2), (10, 100, 3), (1000, 7, 4), (5, 1, 8)]:
+        blocks = [distributed.World(rank, size).block(n, unit) for rank in range(size)]
+        assert [i for lo, hi in blocks for i in range(lo, hi)] == list(range(n))
+        assert all(lo % unit == 0 for lo, hi in blocks if hi > lo)
+
+
+def test_shares_of_a_global_batch_are_contiguous_and_cover_it():
+    batch = torch.arange(7)
+    shares = [distributed.World(rank, 3).share(batch) for rank in range(3)]
+    assert [s.tolist() for s in shares] == [[0, 1, 2], [3, 4], [5, 6]]
+
+
+@pytest.mark.parametrize("objective", ["elbo", "meanfield", "iwae:k=5", "iwae_dreg:k=3", "elbo_stl"])
+def test_keyed_noise_makes_a_batchs_loss_the_sum_of_its_shares(objective):
+    """The identity several processes rest on: with each point's noise keyed by its dataset
+    index, the loss of a batch is the sum of the losses of any split of it, in any order."""
+    vae, x, *_ = ppca("cpu", shift=0.3, scale_factor=0.7)  # not the exact posterior: draws matter
+
+    loss = Loss(make_objective(**parse_objective(objective)[1]), *vae.programs(param_sites=False))
+    index = torch.arange(len(x))
+    whole = loss(x, index, 123)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    a, b = order[: len(x) // 3], order[len(x) // 3 :]
+    split = loss(x[a], index[a], 123) + loss(x[b], index[b], 123)
+    torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-4)
+    assert abs(loss(x, index, 124).item() - whole.item()) > 1e-3  # another step, other draws
+
+
+def test_parameters_in_the_global_param_store_are_refused_for_several_processes():
+    x = one_factor.data(20, 5).train
+    params = declared_params(one_factor.model, one_factor.guide, make_objective("elbo"), x)
+    with pytest.raises(
+        ConfigError, match=r"'w'.* live in Pyro's global param store, which several processes"
+    ):
+        check_synchronised(params, owners(one_factor.model, one_factor.guide))
+    vae, *_ = ppca("cpu")
+    model, guide = vae.programs(param_sites=False)
+    check_synchronised(dict(vae.named_parameters()), owners(model, guide))  # a module's own: fine
+
+
+def test_nccl_without_cuda_names_the_fix(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=r'train.backend = "nccl" needs CUDA .* use train.backend = "gloo"'):
+        distributed.join(torch.device("cpu"), "nccl")
+
+
+def test_a_guide_site_the_keyed_noise_cannot_cover_is_named_once(capsys):
+    import pyro
+    import pyro.distributions as dist
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            c = pyro.sample("c", dist.Bernoulli(0.5 * torch.ones(x.shape[0])))
+            pyro.sample("x", dist.Normal(c, 1.0), obs=x[:, 0])
+
+    def guide(x):
+        p = pyro.param("p", torch.tensor(0.3))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("c", dist.Bernoulli(p.expand(x.shape[0])))
+
+    loss = Loss(make_objective("tracegraph"), model, guide, warn=True)
+    x = torch.randn(8, 1)
+    for step in range(3):
+        loss(x, torch.arange(8), step)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(lines) == 1 and "the guide's site 'c' is not a reparameterized Normal" in lines[0]
