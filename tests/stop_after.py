@@ -1,6 +1,6 @@
 """``python tests/stop_after.py ARGS...``: the ``pyro-vae`` command line, stopped on purpose.
 
-A test hook, run in a subprocess by tests/test_resume.py:
+A test hook, run in a subprocess by tests/training/test_resume.py:
 
 * ``STOP_AFTER=N STOP_SIGNAL=SIGINT|SIGTERM``: the process sends itself the signal right after
   its N-th training step, as Ctrl-C or ``kill`` would at that moment;

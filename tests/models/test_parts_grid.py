@@ -76,7 +76,7 @@ def test_the_grid_covers_every_registered_part():
 
     assert set(PRIORS) == ours(priors)
     # the point-mass delta guide has no density for the ELBO and log p(x) the grid checks:
-    # tests/test_autoencoder.py covers it
+    # tests/inference/objectives/test_autoencoder.py covers it
     assert set(GUIDES) == ours(guides) - {"delta"}
     assert set(LIKELIHOODS) == ours(likelihoods)
 

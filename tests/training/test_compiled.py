@@ -14,7 +14,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from tests.test_parts_grid import GUIDES, LIKELIHOODS, PRIORS, build, data_for
+from tests.models.test_parts_grid import GUIDES, LIKELIHOODS, PRIORS, build, data_for
 from torch import nn
 
 import pyro_vae
@@ -106,7 +106,7 @@ OBJECTIVES = {
     "tail_adaptive": {"particles": 4},
     "tracegraph": {},
     "elbo+warmup+free_bits": {"kl_warmup": 4, "free_bits": 0.2},
-    "autoencoder": {},  # with the normal guide; the delta guide's step: tests/test_autoencoder.py
+    "autoencoder": {},  # with the normal guide; the delta guide's step: tests/inference/objectives/test_autoencoder.py
 }
 
 

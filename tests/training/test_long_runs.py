@@ -239,7 +239,7 @@ def test_checkpoint_cadence_in_epochs(tmp_path, monkeypatch):
 
 def test_tracking_through_training_and_resume(tmp_path):
     pytest.importorskip("tensorboard")
-    from tests.test_loggers import tensorboard_scalars
+    from tests.training.test_loggers import tensorboard_scalars
 
     run_dir = tmp_path / "run"
     loggers = ["--train.loggers", '["tensorboard"]']
@@ -385,7 +385,7 @@ def test_tracking_keeps_the_untrained_row_through_a_resume_within_the_first_epoc
     import os
     import signal
 
-    from tests.test_loggers import tensorboard_scalars
+    from tests.training.test_loggers import tensorboard_scalars
 
     step, calls = TrainStep.__call__, []
 
