@@ -17,7 +17,6 @@ from pyro_vae import Config
 from pyro_vae.cli.main import main
 from pyro_vae.training.checkpoint import load_checkpoint, save_checkpoint
 from pyro_vae.training.run import BEST, CHECKPOINT, METRICS
-from pyro_vae.training.schedules import make_lr_schedule
 from pyro_vae.training.step import TrainStep, train_step
 from tests.ppca import ppca
 
@@ -113,44 +112,6 @@ def test_an_elbo_that_ends_below_the_untrained_one_is_warned_about(tmp_path):
         f"pyro-vae: warning: the validation ELBO ended below the untrained model's ({last:.4g} < "
         f"{first:.4g}): the learning rate may be too large (train.lr = 1e+06)"
     ]
-
-
-EPOCHS = 3280  # Burda et al.'s 8 stages: Σ 3^i, i < 8
-
-
-def burda_stage(e: int) -> int:
-    """The stage i whose epochs [Σ_{j<i} 3^j, Σ_{j<=i} 3^j) hold epoch e (the last after them)."""
-    return min(7, next(i for i in range(9) if e < (3 ** (i + 1) - 1) // 2))
-
-
-@pytest.mark.parametrize(
-    ("kind", "params", "expected"),
-    [
-        ("constant", {}, lambda e: 1.0),
-        ("exponential", {"gamma": 0.99}, lambda e: 0.99**e),
-        ("step", {"every": 100, "gamma": 0.5}, lambda e: 0.5 ** (e // 100)),
-        ("cosine", {"period": None, "min_lr": 0.0}, lambda e: (1 + math.cos(math.pi * e / EPOCHS)) / 2),
-        ("cosine", {"period": 1000, "min_lr": 1e-4},
-         lambda e: 0.1 + 0.9 * (1 + math.cos(math.pi * e / 1000)) / 2 if e <= 1000 else None),
-        # stage i holds epochs [Σ_{j<i} 3^j, Σ_{j<=i} 3^j) at 10^(-i/7)
-        ("burda", {"stages": 8}, lambda e: 10 ** (-burda_stage(e) / 7)),
-    ],
-    ids=["constant", "exponential", "step", "cosine", "cosine-period", "burda"],
-)  # fmt: skip
-def test_schedules_follow_their_formulas(kind, params, expected):
-    lr = 1e-3
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
-    schedule = make_lr_schedule(kind, optimizer, epochs=EPOCHS, **params)
-    for e in range(EPOCHS):
-        want = expected(e)
-        if want is not None:
-            assert optimizer.param_groups[0]["lr"] == pytest.approx(lr * want, rel=1e-9, abs=1e-15), e
-        optimizer.step()
-        schedule.step()
-
-
-def test_burda_schedule_epoch_count():
-    assert sum(3**i for i in range(8)) == EPOCHS
 
 
 def test_clipping_rescales_the_gradient_to_the_norm():
