@@ -1,4 +1,4 @@
-"""The guides ``full_normal`` and ``iaf`` and the closed-form KL(full-covariance ‖ diagonal Gaussian).
+"""The guides ``full_normal`` and ``iaf`` (their closed-form KL is tested in test_kl.py).
 
 Each guide's density is checked against an independent computation (the dense Gaussian
 formula; the change of variables through the flow's own networks, and autograd's Jacobian);
@@ -16,7 +16,6 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
-from torch.distributions import kl_divergence
 
 from pyro_vae import VAE, ConfigError, ModelConfig, log_marginal_likelihood, make_objective
 from pyro_vae.core.numeric import softplus_inverse
@@ -355,71 +354,6 @@ def test_gradients_reach_encoder_and_flow(kind):
         assert grad is not None and grad.abs().sum() > 0, name
     # every output the encoder gives is used: each row of its weight gets a gradient
     assert (grads["encoder.0.weight"].abs().sum(1) > 0).all()
-
-
-# ---------------------------------------------------------------------------------------------
-# The closed-form KL(MultivariateNormal ‖ Independent(Normal, 1)) of pyro_vae.models.kl. This file never
-# imports pyro_vae.models.kl itself: importing pyro_vae (its guides) must be enough to register it.
-
-
-def random_mvn(batch_shape, z_dim, cls=dist.MultivariateNormal):
-    tril = torch.randn(*batch_shape, z_dim, z_dim).tril(-1)
-    tril = tril + torch.diag_embed(torch.rand(*batch_shape, z_dim) + 0.5)
-    return cls(torch.randn(*batch_shape, z_dim), scale_tril=tril)
-
-
-def test_kl_matches_monte_carlo(f64):
-    z_dim, batch, n = 3, 4, 20_000
-    q = random_mvn((batch,), z_dim)
-    p = dist.Normal(torch.randn(z_dim), torch.rand(z_dim) + 0.5).to_event(1)
-    kl = kl_divergence(q, p)  # (B,)
-    z = q.sample((n,))
-    log_ratio = q.log_prob(z) - p.log_prob(z)  # (n, B)
-    mean, stderr = log_ratio.mean(0), log_ratio.std(0) / n**0.5
-    assert ((kl - mean).abs() < 4 * stderr).all(), (kl - mean) / stderr
-
-
-def test_kl_matches_torch_between_two_multivariate_normals(f64):
-    z_dim, k, batch = 3, 2, 5
-    q = random_mvn((k, batch), z_dim)
-    loc, scale = torch.randn(batch, z_dim), torch.rand(batch, z_dim) + 0.5
-    kl = kl_divergence(q, dist.Normal(loc, scale).to_event(1))
-    as_mvn = dist.MultivariateNormal(loc, scale_tril=torch.diag_embed(scale))
-    assert kl.shape == (k, batch)
-    torch.testing.assert_close(kl, kl_divergence(q, as_mvn), rtol=1e-10, atol=1e-10)
-
-
-@pytest.mark.parametrize(
-    "q_batch, p_batch",
-    [((5,), ()), ((2, 5), ()), ((5,), (2, 5)), ((2, 5), (5,))],
-    ids=["B-vs-scalar", "KB-vs-scalar", "B-vs-KB", "KB-vs-B"],
-)
-@pytest.mark.parametrize("module", [dist, torch.distributions], ids=["pyro", "torch"])
-def test_kl_dispatch_and_broadcasting(q_batch, p_batch, module, f64):
-    z_dim = 3
-    q = random_mvn(q_batch, z_dim, cls=module.MultivariateNormal)
-    prior = module.Independent(module.Normal(torch.zeros(z_dim), torch.ones(z_dim)), 1)
-    p = prior.expand(p_batch)
-    kl = kl_divergence(q, p)
-    assert kl.shape == torch.broadcast_shapes(q_batch, p_batch)
-    # against N(0, I): ½ (tr Σ + |μ|² − Z − log|Σ|)
-    expected = 0.5 * (q.covariance_matrix.diagonal(dim1=-2, dim2=-1).sum(-1) + q.loc.pow(2).sum(-1) - z_dim)
-    expected = expected - q.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-    torch.testing.assert_close(kl, expected.expand(kl.shape), rtol=1e-10, atol=1e-10)
-
-
-def test_kl_is_not_claimed_for_other_pairs(f64):
-    q = random_mvn((4,), 3)
-    with pytest.raises(NotImplementedError):
-        kl_divergence(q, dist.Laplace(torch.zeros(3), torch.ones(3)).to_event(1))
-    with pytest.raises(NotImplementedError):
-        kl_divergence(random_mvn((), 3), dist.Normal(torch.zeros(1, 3), 1.0).to_event(2))
-    with pytest.raises(ValueError, match="event shapes"):
-        kl_divergence(q, dist.Normal(torch.zeros(2), 1.0).to_event(1))
-    # the flow has no closed form: the meanfield objective falls back to Monte Carlo
-    iaf = make_guide("iaf", 3, **IAF_SMALL)
-    with pytest.raises(NotImplementedError):
-        kl_divergence(iaf(torch.randn(4, iaf.param_features)), dist.Normal(torch.zeros(3), 1.0).to_event(1))
 
 
 # ---------------------------------------------------------------------------------------------
