@@ -1,9 +1,8 @@
-"""Loading data: the built-in digits, .npy/.npz and IDX files, divide_by, and what is refused
-(with which message)."""
+"""Loading data: the built-in digits, .npy/.npz files, MNIST's IDX files, divide_by, and what is
+refused (with which message). Reading IDX files is tested in test_array_files.py."""
 
 import gzip
 import re
-import struct
 
 import numpy as np
 import pytest
@@ -54,7 +53,13 @@ def test_digits_values_and_labels(digits):
     assert torch.equal(torch.unique(both * 16), torch.arange(17, dtype=torch.float32))
     labels = torch.cat([digits.train_labels, digits.valid_labels])
     assert labels.dtype == torch.int64 and labels.shape == (1797,)
-    assert torch.equal(torch.unique(labels), torch.arange(10))
+    # scikit-learn's class counts, and each point keeps its own label through the split
+    assert torch.bincount(labels).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()  # its 1797 images are distinct, so an image names its label
+    label_of = {tuple(x / 16.0): int(y) for x, y in zip(raw.data, raw.target, strict=True)}
+    assert [label_of[tuple(x)] for x in both.double().tolist()] == labels.tolist()
 
 
 def test_digits_split_is_a_partition(digits):
@@ -81,7 +86,8 @@ def test_valid_fraction_sets_the_split_size():
 def test_data_to_moves_every_tensor(digits):
     moved = digits.to("cpu")
     assert torch.equal(moved.train, digits.train) and moved.image_shape == (8, 8)
-    assert moved.train_labels is not None
+    assert torch.equal(moved.train_labels, digits.train_labels)
+    assert torch.equal(moved.valid, digits.valid) and torch.equal(moved.valid_labels, digits.valid_labels)
 
 
 def test_unknown_dataset_name_lists_the_known_ones():
@@ -351,158 +357,6 @@ def test_float64_values_beyond_float32_are_refused(tmp_path):
     x[4, 0] = -1e300  # finite in the file, infinite as float32
     message = refused(DataConfig(path=save_npy(tmp_path, x)))
     assert message.endswith("1 data points hold values beyond float32's range (first: row 4)")
-
-
-# ---------------------------------------------------------------------------------------------
-# IDX files
-# ---------------------------------------------------------------------------------------------
-
-IDX_CODES = {
-    np.uint8: 0x08,
-    np.int8: 0x09,
-    np.int16: 0x0B,
-    np.int32: 0x0C,
-    np.float32: 0x0D,
-    np.float64: 0x0E,
-}
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """An IDX file as LeCun's page describes it: 0, 0, type code, ndim, big-endian int32 sizes, values."""
-    header = struct.pack(">BBBB", 0, 0, IDX_CODES[array.dtype.type], array.ndim)
-    sizes = struct.pack(f">{array.ndim}i", *array.shape)
-    return header + sizes + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
-def write_idx(path, array: np.ndarray, compress: bool = False):
-    raw = idx_bytes(array)
-    path.write_bytes(gzip.compress(raw) if compress else raw)
-    return path
-
-
-def images_and_labels(n: int = 20):
-    """Images whose every pixel is the index of the image, labelled index mod 10."""
-    images = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None], (n, 3, 4)).copy()
-    return images, (np.arange(n) % 10).astype(np.uint8)
-
-
-@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gzip"])
-def test_idx_images_with_their_labels_file(tmp_path, compress):
-    images, labels = images_and_labels()
-    gz = ".gz" if compress else ""
-    path = write_idx(tmp_path / f"train-images-idx3-ubyte{gz}", images, compress)
-    write_idx(tmp_path / f"train-labels-idx1-ubyte{gz}", labels, compress)
-    data = load_data(DataConfig(path=str(path)))
-    assert data.image_shape == (3, 4) and data.dim == 12
-    assert (len(data.train), len(data.valid)) == (18, 2)
-    # each image is constant; its label follows it through the split
-    for x, y in [(data.train, data.train_labels), (data.valid, data.valid_labels)]:
-        assert torch.equal(x.min(1).values, x.max(1).values)
-        assert torch.equal(x[:, 0].long() % 10, y)
-    assert rows(data.train) | rows(data.valid) == rows(torch.from_numpy(images.reshape(20, 12)).float())
-
-
-def test_idx_kaggle_style_names_find_their_labels(tmp_path):
-    images, labels = images_and_labels()
-    path = write_idx(tmp_path / "t10k-images.idx3-ubyte", images)
-    write_idx(tmp_path / "t10k-labels.idx1-ubyte", labels)
-    assert load_data(DataConfig(path=str(path))).train_labels is not None
-
-
-def test_idx_without_a_labels_file(tmp_path):
-    images, _ = images_and_labels()
-    data = load_data(DataConfig(path=str(write_idx(tmp_path / "train-images-idx3-ubyte.gz", images, True))))
-    assert data.train_labels is None and data.valid_labels is None and data.train.shape == (18, 12)
-
-
-IDX_VALUES = {
-    np.uint8: [0, 1, 7, 200, 255],
-    np.int8: [-128, -1, 0, 1, 127],
-    np.int16: [-32768, -1, 0, 300, 32767],
-    np.int32: [-(2**24), -1, 0, 70000, 2**24],  # (exact in float32)
-    np.float32: [-1.5e3, -0.25, 0.0, 1 / 3, 3e7],
-    np.float64: [-1.5e3, -0.25, 0.0, 1 / 3, 3e7],
-}
-
-
-@pytest.mark.parametrize("dtype", list(IDX_CODES), ids=lambda t: np.dtype(t).name)
-def test_idx_every_type_code_reads_back_its_values(tmp_path, dtype):
-    array = np.tile(np.array(IDX_VALUES[dtype], dtype=dtype), (4, 1))  # (4, 5), big-endian in the file
-    data = load_data(DataConfig(path=str(write_idx(tmp_path / "values.idx", array)), valid_fraction=0.25))
-    assert torch.equal(data.valid[0], torch.from_numpy(array[0].astype(np.float32)))
-
-
-@pytest.mark.parametrize("name", ["data.bin", "data.bin.gz"])
-def test_idx_is_recognised_by_its_header_whatever_the_name(tmp_path, name):
-    images, _ = images_and_labels()
-    path = write_idx(tmp_path / name, images, compress=name.endswith(".gz"))
-    assert load_data(DataConfig(path=str(path))).image_shape == (3, 4)
-
-
-def idx_refused(tmp_path, raw: bytes, name: str = "bad-images-idx3-ubyte") -> str:
-    path = tmp_path / name
-    path.write_bytes(raw)
-    message = refused(DataConfig(path=str(path)))
-    assert message.startswith(f"data.path = {str(path)!r}")
-    return message
-
-
-def test_idx_truncated_values(tmp_path):
-    raw = idx_bytes(np.zeros((10, 2, 2), dtype=np.int16))
-    message = idx_refused(tmp_path, raw[:-3])
-    assert (
-        "is truncated: its header announces int16 of shape (10, 2, 2) (80 bytes of values) "
-        "but 77 bytes follow the header" in message
-    )
-
-
-def test_idx_truncated_header(tmp_path):
-    message = idx_refused(tmp_path, idx_bytes(np.zeros((10, 2, 2), dtype=np.uint8))[:9])
-    assert "is truncated: its header announces 3 dimensions but the file ends after 9 bytes" in message
-
-
-def test_idx_size_mismatch(tmp_path):
-    message = idx_refused(tmp_path, idx_bytes(np.zeros((3, 2), dtype=np.uint8)) + b"\0")
-    assert (
-        "has a size mismatch: its header announces uint8 of shape (3, 2) (6 bytes of values) but 7 bytes"
-        in message
-    )
-
-
-def test_idx_bad_magic(tmp_path):
-    message = idx_refused(tmp_path, b"\x01\x02\x08\x03" + bytes(20))
-    assert "is not an IDX file: it starts with bytes 01 02 08 03, not 00 00, a type code" in message
-
-
-def test_idx_unknown_type_code(tmp_path):
-    message = idx_refused(tmp_path, b"\0\0\x0a\x01" + struct.pack(">i", 2) + bytes(2))
-    assert "unknown IDX type code 0x0A; allowed: 0x08 (uint8), 0x09 (int8), 0x0B (int16)" in message
-
-
-def test_idx_damaged_gzip(tmp_path):
-    compressed = gzip.compress(idx_bytes(np.arange(600, dtype=np.int32).reshape(20, 30)))
-    message = idx_refused(tmp_path, compressed[: len(compressed) // 2], name="bad-images-idx3-ubyte.gz")
-    assert "is not a readable gzip file (truncated or damaged?)" in message
-
-
-def test_idx_labels_file_of_the_wrong_length(tmp_path):
-    images, labels = images_and_labels()
-    path = write_idx(tmp_path / "train-images-idx3-ubyte", images)
-    labels_path = write_idx(tmp_path / "train-labels-idx1-ubyte", labels[:-1])
-    message = refused(DataConfig(path=str(path)))
-    assert message == (
-        f"labels file {str(labels_path)!r} (beside data.path) holds uint8 of shape (19,); "
-        "expected 20 integers, one per data point"
-    )
-
-
-def test_idx_damaged_labels_file_names_the_labels_file(tmp_path):
-    images, labels = images_and_labels()
-    path = write_idx(tmp_path / "train-images-idx3-ubyte", images)
-    labels_path = tmp_path / "train-labels-idx1-ubyte"
-    labels_path.write_bytes(idx_bytes(labels)[:-1])
-    message = refused(DataConfig(path=str(path)))
-    assert message.startswith(f"labels file {str(labels_path)!r} (beside data.path) is truncated")
 
 
 # ---------------------------------------------------------------------------------------------
