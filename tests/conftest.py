@@ -1,5 +1,7 @@
-"""Shared test setup: seeds, isolated Pyro state, devices, the shared data directory, no internet."""
+"""Shared test setup: seeds, isolated Pyro state, registries left as found, devices, the shared
+data directory, no internet."""
 
+import contextlib
 import urllib.error
 import urllib.parse
 from pathlib import Path
@@ -7,6 +9,8 @@ from pathlib import Path
 import pyro
 import pytest
 import torch
+
+from pyro_vae.core.registry import REGISTRIES
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -45,6 +49,16 @@ def _offline(monkeypatch, tmp_path_factory):
     monkeypatch.setattr(downloads, "open_url", loopback_only)
     monkeypatch.setenv(downloads.DATA_ENV, str(tmp_path_factory.mktemp("no-cache")))
     monkeypatch.delenv(downloads.MIRROR_ENV, raising=False)
+
+
+@pytest.fixture
+def scoped_registries():
+    """Parts the test registers, in any family (priors ... datasets, loggers), are gone after it:
+    every registry is left exactly as it was, entries it replaced restored."""
+    with contextlib.ExitStack() as stack:
+        for registry in REGISTRIES.values():
+            stack.enter_context(registry.scoped())
+        yield
 
 
 @pytest.fixture(params=DEVICES)

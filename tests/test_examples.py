@@ -15,7 +15,7 @@ from conftest import SHARED_DATA
 
 from pyro_vae import Config, ModelConfig
 from pyro_vae.cli.main import main
-from pyro_vae.data.catalog import CATALOG
+from pyro_vae.data.catalog import downloads
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "examples").glob("*.py"))
@@ -82,7 +82,7 @@ def test_example_config_trains(path, tmp_path, monkeypatch):
     if config.data.path and not Path(config.data.path).is_file():
         pytest.skip(f"{config.data.path} is absent (it sits beside the project in CI)")
     words = ["train", "--config", str(path), *tiny(config), "--train.run_dir", str(tmp_path / "run")]
-    if config.data.path is None and config.data.name in CATALOG:
+    if config.data.path is None and config.data.name in downloads():
         shared = SHARED_COPIES.get(config.data.name)
         if shared is None or not shared.is_file():
             pytest.skip(f"no shared copy of {config.data.name} (tests fetch nothing from the internet)")

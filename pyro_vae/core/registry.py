@@ -1,9 +1,13 @@
 """Registries of interchangeable parts, keyed by the name a config file or a flag uses.
 
-Each family (priors, likelihoods, guides, networks, objectives, estimators, datasets) has
-one :class:`Registry`. An entry is a class or function; its *keyword-only* parameters are
-the options a config file may set, and their annotations and defaults are what
-:class:`Spec` checks against. Adding a part is one decorated class::
+Every family (priors, likelihoods, guides, networks, objectives, estimators, datasets, learning-rate
+schedules, loggers) has one :class:`Registry`, declared at the end of this module with the module
+or package that holds its built-in parts (its *home*). A registry imports its home the first time
+it is asked for a name, so that a config can be validated without importing the models, and
+nothing is ever imported only to fill a registry. An entry is a class or function; its
+*keyword-only* parameters are the options a config file may set, and their annotations and
+defaults are what :class:`Spec` checks against. Adding a part, built-in or a user's, is one
+decorated definition in the module that defines it::
 
     from pyro_vae import register_prior
 
@@ -11,35 +15,49 @@ the options a config file may set, and their annotations and defaults are what
     class MyPrior(torch.nn.Module):
         def __init__(self, latent_dim, /, *, scale: float = 1.0): ...
 
-after which ``prior = { kind = "my_prior", scale = 2.0 }`` works in a config file.
+after which ``prior = { kind = "my_prior", scale = 2.0 }`` works in a config file. A test that
+adds a part does it inside ``with PRIORS.scoped(): ...``, which leaves the registry as it found it.
 """
 
+import contextlib
+import importlib
 import inspect
+import pkgutil
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pyro_vae.core.errors import ConfigError
-from pyro_vae.core.options import check_value, plain, show
-
-REGISTRIES: dict[str, "Registry"] = {}
+from pyro_vae.core.options import NonNegativeFloat, Range, check_value, plain, show
 
 
 class Registry:
     """A name -> factory mapping for one family of parts.
 
+    :param home: the modules holding the family's built-in parts, imported the first time a
+        name is asked for (every module of a package: a new built-in is one new file there).
+        Parts registered before then, a user's, win over built-ins of the same name.
     :param reserved: keyword-only arguments every entry takes that are not options (an
         estimator's ``seed``, ``device`` ...): the caller passes them, a config never does.
+    :param shared_options: a function whose keyword-only parameters every entry of the family
+        also takes (the objectives' modifiers).
     """
 
-    def __init__(self, family: str, *, reserved: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        family: str,
+        *,
+        home: tuple[str, ...] = (),
+        reserved: tuple[str, ...] = (),
+        shared_options: Callable | None = None,
+    ):
         self.family = family
+        self.home = home
         self.reserved = reserved
+        self.shared_options = shared_options
         self._entries: dict[str, Callable] = {}
-        #: a function whose keyword-only parameters every entry of the family also takes
-        self.shared_options: Callable | None = None
-        REGISTRIES[family] = self
+        self._loaded = False
 
     def register(self, name: str, entry: Callable | None = None):
         """Register ``entry`` under ``name``; usable as a decorator when ``entry`` is omitted."""
@@ -52,15 +70,47 @@ class Registry:
 
         return add if entry is None else add(entry)
 
+    def load(self) -> "Registry":
+        """Import the home modules once (a no-op after the first call); return the registry."""
+        if self._loaded:
+            return self
+        self._loaded = True  # a home module that asks for a name while importing finds it loading
+        earlier = dict(self._entries)
+        try:
+            for name in self.home:
+                module = importlib.import_module(name)
+                for found in pkgutil.iter_modules(getattr(module, "__path__", ())):
+                    importlib.import_module(f"{name}.{found.name}")
+        except BaseException:
+            self._loaded = False
+            raise
+        self._entries.update(earlier)
+        return self
+
+    @contextlib.contextmanager
+    def scoped(self) -> Iterator["Registry"]:
+        """Parts registered or replaced inside the block are gone after it: the registry is left
+        exactly as it was (tests add their own parts this way)."""
+        saved = dict(self.load()._entries)
+        try:
+            yield self
+        finally:
+            self._entries.clear()
+            self._entries.update(saved)
+
     def __contains__(self, name) -> bool:
-        return name in self._entries
+        return name in self.load()._entries
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(self.load()._entries)
+
+    def entries(self) -> dict[str, Callable]:
+        """Every part by name, sorted by name."""
+        return {name: self._entries[name] for name in self.names()}
 
     def get(self, name: str, key: str = "kind") -> Callable:
         try:
-            return self._entries[name]
+            return self.load()._entries[name]
         except (KeyError, TypeError):
             allowed = ", ".join(show(n) for n in self.names())
             raise ConfigError(
@@ -135,3 +185,43 @@ class Spec:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, **self.params}
+
+
+# ---------------------------------------------------------------------------------------------
+# The families, each with the modules of its built-in parts
+# ---------------------------------------------------------------------------------------------
+
+
+def objective_modifiers(
+    *,
+    kl_warmup: Annotated[int, Range(lo=0)] = 0,
+    kl_warmup_unit: Literal["epochs", "steps"] = "epochs",
+    free_bits: NonNegativeFloat = 0.0,
+):
+    """Options every objective takes: KL warm-up length and unit, free bits per dimension."""
+
+
+PRIORS = Registry("prior", home=("pyro_vae.models.priors",))
+LIKELIHOODS = Registry("likelihood", home=("pyro_vae.models.likelihoods",))
+GUIDES = Registry("guide", home=("pyro_vae.models.guides",))
+NETWORKS = Registry("network", home=("pyro_vae.models.networks",))
+OBJECTIVES = Registry(
+    "objective", home=("pyro_vae.inference.objectives",), shared_options=objective_modifiers
+)
+#: the arguments every estimator is given by its caller (:mod:`pyro_vae.inference.estimators.base`)
+ESTIMATORS = Registry(
+    "estimator",
+    home=("pyro_vae.inference.estimators",),
+    reserved=("seed", "batch_size", "device", "progress", "plate", "first_point"),
+)
+DATASETS = Registry("dataset", home=("pyro_vae.data.catalog",))
+#: ``epochs``: ``train.epochs``, passed by training (not an option)
+LR_SCHEDULES = Registry("lr_schedule", home=("pyro_vae.training.schedules",), reserved=("epochs",))
+#: ``start_epoch``: passed by training, not an option
+LOGGERS = Registry("logger", home=("pyro_vae.training.loggers",), reserved=("start_epoch",))
+
+#: every family, by the name a :class:`Spec` gives it
+REGISTRIES = {
+    r.family: r
+    for r in (PRIORS, LIKELIHOODS, GUIDES, NETWORKS, OBJECTIVES, ESTIMATORS, DATASETS, LR_SCHEDULES, LOGGERS)
+}

@@ -1,13 +1,15 @@
-"""Datasets pyro-vae fetches by name: ``data.name = "binarized_mnist"`` with ``data.path`` unset.
+"""The datasets pyro-vae knows by name: ``data.name = "binarized_mnist"`` with ``data.path`` unset.
 
-A :class:`Download` lists its published files (:class:`~pyro_vae.data.downloads.RemoteFile`: size,
-published checksum, mirrors) and reads them into the arrays that
-:func:`pyro_vae.data.datasets.load_data` checks and splits. Its files live in ``cache_dir() / NAME``;
-loading the dataset fetches the missing ones first (``pyro-vae data get NAME`` does only
-that). :func:`register_download` adds one, under its name, to the ``dataset`` registry too.
+``digits`` ships inside scikit-learn; the others are fetched. A :class:`Download` lists its
+published files (:class:`~pyro_vae.data.downloads.RemoteFile`: size, published checksum,
+mirrors) and reads them into the arrays that :func:`pyro_vae.data.datasets.load_data` checks and
+splits. Its files live in ``cache_dir() / NAME``; loading the dataset fetches the missing ones
+first (``pyro-vae data get NAME`` does only that). :func:`register_download` makes one an entry
+of the ``dataset`` registry, the family every dataset belongs to.
 
 The sizes and checksums are the published ones, from tensorflow_datasets'
-``tensorflow_datasets/url_checksums/`` files (size and sha256 per URL).
+``tensorflow_datasets/url_checksums/`` files (size and sha256 per URL). Nothing here imports
+torch, so that ``pyro-vae data list`` answers at once.
 """
 
 import sys
@@ -19,8 +21,8 @@ import numpy as np
 
 from pyro_vae.core.errors import ConfigError, DataError
 from pyro_vae.core.options import show
+from pyro_vae.core.registry import DATASETS
 from pyro_vae.data.array_files import read_idx
-from pyro_vae.data.datasets import register_dataset
 from pyro_vae.data.downloads import RemoteFile, cache_dir, fetch_all, is_cached
 
 
@@ -29,38 +31,40 @@ class Download:
     """A dataset made of published files: ``read`` turns the folder holding them into arrays
     (``train``, ``valid``, ``test``, their ``*_labels``, ``image_shape``); ``about`` says what
     it is and where it comes from (the first paragraph is its entry in the configuration
-    reference)."""
+    reference). Called, it loads the dataset, fetching what the cache lacks."""
 
     name: str
     files: tuple[RemoteFile, ...]
     read: Callable[[Path], dict]
     about: str
 
+    def __post_init__(self):
+        object.__setattr__(self, "__doc__", self.about)  # the registry's entry is documented by it
+
     @property
     def size(self) -> int:
         return sum(f.size for f in self.files)
 
-
-CATALOG: dict[str, Download] = {}
+    def __call__(self) -> dict:
+        return load_download(self.name)
 
 
 def register_download(download: Download) -> Download:
     """Make ``download`` a dataset that ``data.name`` and ``pyro-vae data get`` know."""
-    CATALOG[download.name] = download
+    return DATASETS.register(download.name, download)
 
-    def load() -> dict:
-        return load_download(download.name)
 
-    load.__doc__ = download.about
-    register_dataset(download.name, load)
-    return download
+def downloads() -> dict[str, Download]:
+    """The datasets pyro-vae fetches, by name: the ``dataset`` registry's :class:`Download` entries."""
+    return {name: entry for name, entry in DATASETS.entries().items() if isinstance(entry, Download)}
 
 
 def get_download(name: str) -> Download:
-    if name not in CATALOG:
-        allowed = ", ".join(show(n) for n in sorted(CATALOG))
+    known = downloads()
+    if name not in known:
+        allowed = ", ".join(show(n) for n in known)
         raise ConfigError(f"{show(name)} is not a dataset pyro-vae can fetch; allowed: {allowed}")
-    return CATALOG[name]
+    return known[name]
 
 
 def folder(name: str, directory: str | Path | None = None) -> Path:
@@ -102,18 +106,30 @@ class Cached:
 
 
 def listing(directory: str | Path | None = None) -> list[Cached]:
-    """Every dataset of the catalog: its size, how many of its files the cache holds, where."""
+    """Every fetched dataset: its size, how many of its files the cache holds, where."""
     rows = []
-    for name in sorted(CATALOG):
-        download, where = CATALOG[name], folder(name, directory)
+    for name, download in downloads().items():
+        where = folder(name, directory)
         present = sum(is_cached(f, where) for f in download.files)
         rows.append(Cached(name, download.size, len(download.files), present, where))
     return rows
 
 
 # ---------------------------------------------------------------------------------------------
-# Readers
+# The datasets, and how their files are read
 # ---------------------------------------------------------------------------------------------
+
+
+@DATASETS.register("digits")
+def digits() -> dict[str, np.ndarray]:
+    """scikit-learn's 1797 handwritten digits (8×8, grey levels 0..16), scaled to [0, 1].
+
+    They ship inside scikit-learn, so nothing is downloaded.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return {"data": bunch.data / 16.0, "labels": bunch.target, "image_shape": (8, 8)}
 
 
 def read_amat(path: Path, rows: int, columns: int) -> np.ndarray:

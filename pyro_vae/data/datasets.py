@@ -1,7 +1,7 @@
 """Datasets: built-in ones by name, or an array file by path.
 
-Files are read by :mod:`pyro_vae.data.array_files` (``.npy``, ``.npz``, IDX); the datasets fetched
-by name into the user's cache are registered here by :mod:`pyro_vae.data.catalog`.
+Files are read by :mod:`pyro_vae.data.array_files` (``.npy``, ``.npz``, IDX); the datasets known
+by name (``digits``, and those fetched into the user's cache) are :mod:`pyro_vae.data.catalog`'s.
 
 Data is a float32 matrix of shape ``(N, D)``, one data point per row (images are
 flattened, their shape kept for pictures), with a validation split and optional
@@ -23,10 +23,9 @@ import torch
 from pyro_vae.config.sections import DataConfig
 from pyro_vae.core.errors import DataError
 from pyro_vae.core.options import show
-from pyro_vae.core.registry import Registry
+from pyro_vae.core.registry import DATASETS
 from pyro_vae.data.array_files import read_array_file
 
-DATASETS = Registry("dataset")
 register_dataset = DATASETS.register
 _SHAPES = "(N, D), images (N, H, W) or images (N, C, H, W)"
 
@@ -62,18 +61,6 @@ class Data:
         """The same data in page-locked host memory, for asynchronous copies to a GPU."""
         pinned = {k: getattr(self, k).pin_memory() for k in ("train", "valid")}
         return dataclasses.replace(self, **pinned)
-
-
-@register_dataset("digits")
-def digits() -> dict[str, np.ndarray]:
-    """scikit-learn's 1797 handwritten digits (8×8, grey levels 0..16), scaled to [0, 1].
-
-    They ship inside scikit-learn, so nothing is downloaded.
-    """
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    return {"data": bunch.data / 16.0, "labels": bunch.target, "image_shape": (8, 8)}
 
 
 def load_data(config: DataConfig, seed: int | None = None) -> Data:

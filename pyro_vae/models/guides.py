@@ -22,11 +22,10 @@ from torch import nn
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.numeric import floored_softplus
 from pyro_vae.core.options import PositiveFloat, PositiveInt
-from pyro_vae.core.registry import Registry
+from pyro_vae.core.registry import GUIDES
 from pyro_vae.models import kl  # noqa: F401 (registers closed-form KLs, e.g. full_normal against N(0, I))
 from pyro_vae.models.distributions import BroadcastingFlow
 
-GUIDES = Registry("guide")
 register_guide = GUIDES.register
 
 

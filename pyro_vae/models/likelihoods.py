@@ -28,10 +28,9 @@ from torch import nn
 from pyro_vae.core.errors import DataError
 from pyro_vae.core.numeric import floored_softplus, read_back, softplus_inverse
 from pyro_vae.core.options import PositiveFloat, Range
-from pyro_vae.core.registry import Registry
+from pyro_vae.core.registry import LIKELIHOODS
 from pyro_vae.models.distributions import ContinuousBernoulliLogits
 
-LIKELIHOODS = Registry("likelihood")
 register_likelihood = LIKELIHOODS.register
 
 

@@ -20,9 +20,8 @@ from torch import nn
 
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import PositiveInt, Range
-from pyro_vae.core.registry import Registry
+from pyro_vae.core.registry import NETWORKS
 
-NETWORKS = Registry("network")
 register_network = NETWORKS.register
 
 ACTIVATIONS = {

@@ -31,11 +31,10 @@ from torch.distributions import Transform
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.numeric import floored_softplus, softplus_inverse
 from pyro_vae.core.options import PositiveInt, Range, check_value, show
-from pyro_vae.core.registry import Registry
+from pyro_vae.core.registry import PRIORS
 from pyro_vae.models.distributions import DiagonalNormalMixture, is_diagonal_normal
 from pyro_vae.models.flows import COUPLING, FLOW_LAYERS, FlowTransform, start_at_identity
 
-PRIORS = Registry("prior")
 register_prior = PRIORS.register
 
 #: a floor on a learned prior scale; below 1, since learned scales start at 1

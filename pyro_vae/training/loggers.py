@@ -34,9 +34,8 @@ from pathlib import Path
 
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import show
-from pyro_vae.core.registry import Registry
+from pyro_vae.core.registry import LOGGERS
 
-LOGGERS = Registry("logger", reserved=("start_epoch",))  # passed by training, not an option
 register_logger = LOGGERS.register
 
 #: the prefixes of a row's keys that name a data split: ``valid_elbo`` is ``elbo/valid``

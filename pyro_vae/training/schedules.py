@@ -29,10 +29,8 @@ import torch
 from torch.optim import lr_scheduler
 
 from pyro_vae.core.options import NonNegativeFloat, PositiveInt, Range
-from pyro_vae.core.registry import Registry
+from pyro_vae.core.registry import LR_SCHEDULES
 
-#: ``epochs``: ``train.epochs``, passed by training (not an option)
-LR_SCHEDULES = Registry("lr_schedule", reserved=("epochs",))
 register_lr_schedule = LR_SCHEDULES.register
 
 Factor = Annotated[float, Range(lo=0, hi=1, lo_open=True)]

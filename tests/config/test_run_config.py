@@ -404,9 +404,9 @@ def test_make_objective_checks_options_like_a_config_file():
         pyro_vae.make_objective("elbo", particles=0)
 
 
-@pytest.fixture(scope="module")
-def scaled_prior():
-    """A user prior registered the public way, under a name no other test uses."""
+@pytest.fixture
+def scaled_prior(scoped_registries):
+    """A user prior registered the public way, for the test alone."""
 
     class ScaledNormal(nn.Module):
         def __init__(self, latent_dim: int, /, *, scale: float = 1.0):
@@ -444,7 +444,7 @@ def test_user_prior_works_from_a_file_and_in_the_model(tmp_path, scaled_prior):
         load_text(tmp_path, f'[model]\nprior = {{ kind = "{scaled_prior}", scale = true }}\n')
 
 
-def test_user_option_without_default_must_be_given():
+def test_user_option_without_default_must_be_given(scoped_registries):
     @pyro_vae.register_network("test_fixed_width")
     def fixed_width(in_features: int, out_features: int, /, *, width: int):
         return nn.Linear(in_features, out_features)
@@ -477,7 +477,7 @@ class Laplace(torch.nn.Module):
 """
 
 
-def test_a_user_registered_prior_is_usable_from_a_config_file(tmp_path):
+def test_a_user_registered_prior_is_usable_from_a_config_file(tmp_path, scoped_registries):
     (tmp_path / "plugin").mkdir()
     (tmp_path / "plugin" / "laplace_prior.py").write_text(PLUGIN.format(name="user_laplace"))
     (tmp_path / "c.toml").write_text(

@@ -1,20 +1,29 @@
-"""pyro_vae.core.registry: entries, their options and the specs that choose them."""
+"""pyro_vae.core.registry: entries, their options, the specs that choose them, scoped registration
+and the built-in parts imported when first asked for."""
 
 import inspect
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import PositiveFloat
-from pyro_vae.core.registry import Registry, Spec, get_registry
+from pyro_vae.core.registry import PRIORS, REGISTRIES, Registry, Spec, get_registry
 from pyro_vae.inference.estimators import ESTIMATORS
 
 FAMILY = "test_family_xyz"
 
 
+def shared(*, weight: float = 0.5):
+    pass
+
+
 @pytest.fixture
-def registry():
+def registry(monkeypatch):
     reg = Registry(FAMILY, reserved=("seed",))
+    monkeypatch.setitem(REGISTRIES, FAMILY, reg)  # a family of the test's, for Spec.parse
 
     @reg.register("thing")
     class Thing:
@@ -54,10 +63,9 @@ def test_options_are_keyword_only_with_annotations_without_reserved(registry):
 
 
 def test_shared_options_come_after_the_entry_own(registry):
-    def shared(*, weight: float = 0.5):
-        pass
-
-    registry.shared_options = shared
+    registry = Registry(FAMILY, reserved=("seed",), shared_options=shared)
+    registry.register("thing", REGISTRIES[FAMILY].get("thing"))
+    REGISTRIES[FAMILY] = registry  # restored by the fixture's monkeypatch
     assert list(registry.options("thing")) == ["hidden", "beta", "weight"]
     assert registry.shared_option_names() == ["weight"]
     assert Spec.parse({"kind": "thing", "weight": 2}, FAMILY, "p").params == {
@@ -103,3 +111,67 @@ def test_spec_parse_checks_values(registry, value, bad):
         Spec.parse(value, FAMILY, "model.part")
     good = Spec.parse({"kind": "needs", "alpha": 2}, FAMILY, "model.part")
     assert good.params == {"alpha": 2.0, "k": 2}
+
+
+def test_a_scope_restores_added_and_replaced_entries(registry):
+    thing = registry.get("thing")
+    with registry.scoped():
+        registry.register("new", lambda: None)
+        registry.register("thing", lambda: None)
+        assert "new" in registry and registry.get("thing") is not thing
+    assert registry.names() == ["needs", "thing"] and registry.get("thing") is thing
+
+
+def test_the_fixture_leaves_every_family_as_it_was(scoped_registries):
+    before = {family: r.entries() for family, r in REGISTRIES.items()}
+    with PRIORS.scoped():
+        PRIORS.register("normal", lambda latent_dim: None)
+    assert {family: r.entries() for family, r in REGISTRIES.items()} == before
+    PRIORS.register("test_only_prior", lambda latent_dim: None)  # undone by scoped_registries
+
+
+def test_no_part_registered_by_another_test_is_left_behind():
+    assert "test_only_prior" not in PRIORS
+
+
+def test_unknown_names_list_the_allowed_ones_built_ins_included():
+    with pytest.raises(ConfigError) as e:
+        PRIORS.get("nope", key="model.prior.kind")
+    assert str(e.value).startswith('model.prior.kind = "nope" is not a known prior; allowed: ')
+    assert '"mog"' in str(e.value) and '"normal"' in str(e.value) and '"vamp"' in str(e.value)
+
+
+def test_a_package_home_is_imported_when_first_asked_and_a_users_part_wins(tmp_path, monkeypatch):
+    home = tmp_path / "home_pkg_xyz"
+    home.mkdir()
+    (home / "__init__.py").write_text("")
+    for name in ("one", "two"):
+        (home / f"{name}.py").write_text(
+            "from pyro_vae.core.registry import REGISTRIES\n"
+            f"REGISTRIES[{FAMILY!r}].register({name!r}, lambda: {name!r})\n"
+            f"REGISTRIES[{FAMILY!r}].register('shared', lambda: 'built-in')\n"
+        )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry(FAMILY, home=("home_pkg_xyz",))
+    monkeypatch.setitem(REGISTRIES, FAMILY, registry)
+    registry.register("shared", lambda: "the user's")  # before the home is imported
+    assert "home_pkg_xyz" not in sys.modules
+    assert registry.names() == ["one", "shared", "two"]  # every module of the package
+    assert registry.get("shared")() == "the user's" and registry.get("two")() == "two"
+    for name in ("home_pkg_xyz.one", "home_pkg_xyz.two", "home_pkg_xyz"):
+        del sys.modules[name]
+
+
+def test_validating_a_config_imports_the_parts_it_names_only_when_asked():
+    code = textwrap.dedent(
+        """
+        import sys
+        from pyro_vae.config import Config
+        assert "pyro_vae.models.priors" not in sys.modules and "torch" not in sys.modules
+        config = Config.from_dict({"model": {"prior": {"kind": "mog", "components": 2}}})
+        assert config.model.prior.params["components"] == 2
+        assert "pyro_vae.models.priors" in sys.modules  # the prior family's home, loaded by its name
+        assert "matplotlib" not in sys.modules
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -21,7 +21,7 @@ from conftest import SHARED_DATA
 from pyro_vae import DataConfig, DataError, Download, RemoteFile, load_data, register_download
 from pyro_vae.cli.main import main
 from pyro_vae.data import downloads
-from pyro_vae.data.catalog import CATALOG, get_download, read_amat, read_idx_splits
+from pyro_vae.data.catalog import CATALOG, get_download, read_idx_splits
 from pyro_vae.data.datasets import DATASETS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -299,15 +299,6 @@ def test_data_get_reports_a_failed_fetch_in_one_line(tiny, server, tmp_path, cap
     err = capsys.readouterr().err
     url = f"{server.url}/a/tiny_train.npy"
     assert err == f"pyro-vae: error: could not fetch tiny_train.npy: {url} (HTTP 404 Not Found)\n"
-
-
-def test_read_amat_refuses_other_text(tmp_path):
-    (tmp_path / "ok.amat").write_bytes(b"0 1 1\n1 0 0\n")
-    assert read_amat(tmp_path / "ok.amat", 2, 3).tolist() == [[0, 1, 1], [1, 0, 0]]
-    for bad in (b"0 1 2\n1 0 0\n", b"0,1 1\n1 0 0\n", b"0 1 1 1 0 0\n", b"0 1 1\n1 0\n"):
-        (tmp_path / "bad.amat").write_bytes(bad)
-        with pytest.raises(DataError, match=r"bad\.amat"):
-            read_amat(tmp_path / "bad.amat", 2, 3)
 
 
 # ---------------------------------------------------------------------------------------------

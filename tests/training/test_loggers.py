@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from pyro_vae import ConfigError, Logger, register_logger
-from pyro_vae.training.loggers import LOGGERS, check_loggers, open_loggers, scalars, tag
+from pyro_vae.training.loggers import check_loggers, open_loggers, scalars, tag
 
 
 def row(epoch: int, offset: float = 0.0) -> dict:
@@ -152,10 +152,8 @@ class _Missing(Logger):
 
 
 @pytest.fixture
-def missing():
+def missing(scoped_registries):
     register_logger("missing", _Missing)
-    yield
-    del LOGGERS._entries["missing"]
 
 
 def test_a_logger_whose_package_is_missing_is_refused_in_one_line(missing):
@@ -193,7 +191,7 @@ def test_check_loggers_imports_no_backend(monkeypatch):
     assert not [name for name in imported if "tensorboard" in name or "mlflow" in name]
 
 
-def test_a_registered_logger_is_opened_with_the_run(tmp_path):
+def test_a_registered_logger_is_opened_with_the_run(tmp_path, scoped_registries):
     class Rows(Logger):
         def __init__(self, run_dir, *, start_epoch):
             super().__init__(run_dir, start_epoch=start_epoch)
@@ -203,10 +201,7 @@ def test_a_registered_logger_is_opened_with_the_run(tmp_path):
             self.rows.append(scalars(row))
 
     register_logger("rows", Rows)
-    try:
-        (logger,) = log_epochs(["rows"], tmp_path, range(2), start_epoch=0, offset=0.0)
-    finally:
-        del LOGGERS._entries["rows"]
+    (logger,) = log_epochs(["rows"], tmp_path, range(2), start_epoch=0, offset=0.0)
     assert isinstance(logger, Rows) and logger.run_dir == tmp_path and logger.start_epoch == 0
     assert [r["elbo/valid"] for r in logger.rows] == [-95.5, -96.5]
     assert logger.rows[1]["run/items_per_second"] == 1000.0

@@ -216,17 +216,14 @@ def test_tracking_through_training_and_resume(tmp_path):
     assert [image.step for image in events.Images("figures/curves")] == [2, 3]  # at each end
 
 
-def test_a_logger_whose_extra_is_missing_is_refused_before_anything_is_written(tmp_path):
-    from pyro_vae.training.loggers import LOGGERS, Logger, register_logger
+def test_a_logger_whose_extra_is_missing_is_refused_before_anything_is_written(tmp_path, scoped_registries):
+    from pyro_vae.training.loggers import Logger, register_logger
 
     class Missing(Logger):
         module, extra = "no_such_module_pyro_vae", "nothing"
 
     register_logger("missing", Missing)
-    try:
-        code, err = cli("train", "--train.run_dir", tmp_path / "run", "--train.loggers", '["missing"]', *TINY)
-    finally:
-        del LOGGERS._entries["missing"]
+    code, err = cli("train", "--train.run_dir", tmp_path / "run", "--train.loggers", '["missing"]', *TINY)
     assert code == 2 and len(err) == 1 and 'pip install "pyro-vae[nothing]"' in err[0], err
     assert not (tmp_path / "run").exists()
 

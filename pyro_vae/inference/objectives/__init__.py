@@ -25,9 +25,11 @@ name               what                                                        m
                    plain autoencoder (Hinton & Salakhutdinov 2006)
 =================  ==========================================================  =========
 
-Every objective also takes the modifiers ``kl_warmup``, ``kl_warmup_unit`` and
-``free_bits`` (see :mod:`pyro_vae.inference.objectives.modifiers`), but for one with no KL term to act
-on (``has_kl = False``: ``autoencoder``), which refuses them.
+A new objective is one new file here: the ``objective`` registry imports every module of this
+package the first time it is asked for a name. Every objective also takes the modifiers
+``kl_warmup``, ``kl_warmup_unit`` and ``free_bits`` (the registry's shared options,
+:func:`pyro_vae.core.registry.objective_modifiers`; see :mod:`pyro_vae.inference.objectives.modifiers`),
+but for one with no KL term to act on (``has_kl = False``: ``autoencoder``), which refuses them.
 
 Every objective but ``autoencoder`` scores z under q(z|x) and so needs a guide with a density
 (``needs_density``, :func:`check_guide`): the ``delta`` guide, a point mass, trains with
@@ -35,34 +37,15 @@ Every objective but ``autoencoder`` scores z under q(z|x) and so needs a guide w
 ``autoencoder``'s is ``delta``), which ``pyro-vae compare`` gives its runs (:func:`paired_guide`).
 """
 
-import importlib
-import pkgutil
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import pyro.infer
 
 from pyro_vae.core.errors import ConfigError
-from pyro_vae.core.options import NonNegativeFloat, Range, parse_value, show
-from pyro_vae.core.registry import Spec
-from pyro_vae.inference.objectives.base import OBJECTIVES, LocalBound, register_objective
+from pyro_vae.core.options import parse_value, show
+from pyro_vae.core.registry import GUIDES, OBJECTIVES, Spec
+from pyro_vae.inference.objectives.base import LocalBound, register_objective
 from pyro_vae.inference.objectives.modifiers import Modified
-from pyro_vae.models.guides import GUIDES
-
-# every module here registers its objectives when imported: a new one is one new file
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
-
-
-def modifiers(
-    *,
-    kl_warmup: Annotated[int, Range(lo=0)] = 0,
-    kl_warmup_unit: Literal["epochs", "steps"] = "epochs",
-    free_bits: NonNegativeFloat = 0.0,
-):
-    """Options every objective takes: KL warm-up length and unit, free bits per dimension."""
-
-
-OBJECTIVES.shared_options = modifiers
 
 
 def make_objective(kind: str, **params) -> pyro.infer.ELBO:

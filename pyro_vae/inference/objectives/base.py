@@ -1,4 +1,4 @@
-"""What every objective shares: the registry and the per-data-point bound base class."""
+"""What every objective shares: its registration and the per-data-point bound base class."""
 
 import math
 
@@ -6,10 +6,9 @@ import pyro.infer
 import torch
 
 from pyro_vae.core.options import PositiveInt
-from pyro_vae.core.registry import Registry
+from pyro_vae.core.registry import OBJECTIVES
 from pyro_vae.inference.traces import LocalTerms, local_terms, max_plate_nesting
 
-OBJECTIVES = Registry("objective")
 register_objective = OBJECTIVES.register
 
 Particles = PositiveInt
