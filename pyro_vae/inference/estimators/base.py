@@ -34,12 +34,9 @@ from typing import Any
 import torch
 
 from pyro_vae.core.distributed import world
-from pyro_vae.core.registry import Registry, Spec
+from pyro_vae.core.registry import ESTIMATORS, Spec
 from pyro_vae.inference.traces import not_defined, point_mass_sites
 
-ESTIMATORS = Registry(
-    "estimator", reserved=("seed", "batch_size", "device", "progress", "plate", "first_point")
-)
 register_estimator = ESTIMATORS.register
 
 
