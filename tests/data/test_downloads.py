@@ -21,8 +21,7 @@ from conftest import SHARED_DATA
 from pyro_vae import DataConfig, DataError, Download, RemoteFile, load_data, register_download
 from pyro_vae.cli.main import main
 from pyro_vae.data import downloads
-from pyro_vae.data.catalog import CATALOG, get_download, read_idx_splits
-from pyro_vae.data.datasets import DATASETS
+from pyro_vae.data.catalog import get_download, read_idx_splits
 
 ROOT = Path(__file__).resolve().parents[2]
 MNIST_TEST_LABELS = [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]  # the first ten of t10k-labels-idx1-ubyte
@@ -90,9 +89,9 @@ VALID = np.arange(80, 100, dtype=np.uint8).reshape(5, 4)
 
 
 @pytest.fixture
-def tiny(server):
-    """A catalog entry ``tiny_test`` of two .npy files (one checked by sha256, one by md5), served
-    at ``/a/``; unregistered afterwards."""
+def tiny(server, scoped_registries):
+    """A fetched dataset ``tiny_test`` of two .npy files (one checked by sha256, one by md5),
+    served at ``/a/``; unregistered afterwards."""
     bodies = {"tiny_train.npy": npy_bytes(TRAIN), "tiny_valid.npy": npy_bytes(VALID)}
     for name, body in bodies.items():
         server.files[f"/a/{name}"] = body
@@ -105,9 +104,7 @@ def tiny(server):
         return {"train": np.load(where / "tiny_train.npy"), "valid": np.load(where / "tiny_valid.npy")}
 
     entry = register_download(Download("tiny_test", files, read, "Two tiny arrays."))
-    yield types.SimpleNamespace(entry=entry, bodies=bodies)
-    CATALOG.pop("tiny_test")
-    DATASETS._entries.pop("tiny_test")
+    return types.SimpleNamespace(entry=entry, bodies=bodies)
 
 
 def one_line(error: pytest.ExceptionInfo) -> str:
@@ -352,7 +349,9 @@ def test_binarized_mnist_is_fetched_checked_loaded_and_trained_on(
     assert len(server.requests) == 2  # training read the cache
 
 
-def test_mnist_test_files_match_the_published_checksums_and_read(server, tmp_path, monkeypatch):
+def test_mnist_test_files_match_the_published_checksums_and_read(
+    server, tmp_path, monkeypatch, scoped_registries
+):
     """The shared t10k files pass the mnist entry's published sizes and sha256 over loopback;
     copies of them standing in for the train files show how the entry reads and splits."""
     shared = SHARED_DATA / "mnist"
@@ -378,11 +377,7 @@ def test_mnist_test_files_match_the_published_checksums_and_read(server, tmp_pat
     # an entry with nothing to fetch, reading that folder as the mnist entry reads its own
     monkeypatch.setenv(downloads.DATA_ENV, str(tmp_path))
     register_download(Download("mnist_t10k", (), read_idx_splits, "MNIST's test files, twice."))
-    try:
-        data = load_data(DataConfig(name="mnist_t10k", valid_fraction=0.1))
-    finally:
-        CATALOG.pop("mnist_t10k")
-        DATASETS._entries.pop("mnist_t10k")
+    data = load_data(DataConfig(name="mnist_t10k", valid_fraction=0.1))
     assert data.train.shape == (9000, 784) and data.valid.shape == (1000, 784)  # valid_fraction of train
     assert data.test is not None and data.test.shape == (10000, 784)
     assert data.image_shape == (28, 28)
