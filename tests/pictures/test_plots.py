@@ -3,10 +3,12 @@
 import re
 from types import SimpleNamespace
 
+import matplotlib
 import numpy as np
 import pyro.distributions as dist
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
@@ -93,12 +95,68 @@ def test_image_grid_writes_a_png_no_larger_than_its_figure(tmp_path):
     assert heat.shape[0] <= round(4.2 * plots.DPI) and heat.shape[1] <= round(6.2 * plots.DPI)
 
 
+def png_pixels(fig: Figure, ax, png: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Where data points ``xy`` of ``ax`` lie in the PNG that :func:`plots.save_figure` wrote of
+    ``fig``: display coordinates at its dpi, less the corner of the tight box it cropped to
+    (the figure's tight bounding box padded by matplotlib's 0.1 inch); (column, row) from the top."""
+    fig.set_dpi(plots.DPI)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    box = fig.get_tightbbox(renderer).padded(0.1)  # inches
+    display = ax.transData.transform(xy)
+    return np.stack(
+        [display[:, 0] - box.x0 * plots.DPI, png.shape[0] - (display[:, 1] - box.y0 * plots.DPI)], 1
+    )
+
+
 @pytest.mark.parametrize("dim", [1, 2, 3])
-def test_latent_space_writes_a_file(tmp_path, dim):
-    z = np.random.default_rng(dim).normal(size=(30, dim))
-    labels = np.arange(30) % 3
-    path = plots.latent_space(z, labels if dim != 3 else None, tmp_path / "latent.png")
-    assert path.is_file() and imread(path).ndim == 3
+def test_latent_space_draws_each_point_where_it_lies_in_its_class_colour(tmp_path, monkeypatch, dim):
+    n = 30
+    z = np.random.default_rng(dim).normal(size=(n, dim))
+    labels = np.arange(n) % 3 if dim != 3 else None
+    figures, save = [], plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or save(fig, path))
+    png = imread(plots.latent_space(z, labels, tmp_path / "latent.png"))[..., :3]
+    (fig,) = figures
+    ax = fig.axes[0]
+    # where the points should be: z itself; z against the jitter of a generator seeded 0; the
+    # first two principal axes, from the covariance's eigenvectors (up to their signs)
+    if dim == 1:
+        expected = np.stack([z[:, 0], np.random.default_rng(0).uniform(-1, 1, n)], 1)
+    elif dim == 2:
+        expected = z
+    else:
+        centred = z - z.mean(0)
+        _, vectors = np.linalg.eigh(centred.T @ centred)
+        expected = centred @ vectors[:, ::-1][:, :2]
+    drawn = np.concatenate([c.get_offsets() for c in ax.collections])
+    order = (
+        np.concatenate([np.flatnonzero(labels == c) for c in range(3)])
+        if labels is not None
+        else np.arange(n)
+    )
+    signs = np.sign((drawn * expected[order]).sum(0))
+    np.testing.assert_allclose(drawn * signs, expected[order], rtol=1e-9, atol=1e-9)
+    # in the PNG: each point apart from the others has its class's colour (tab10; C0 at alpha
+    # 0.5 over white without labels), and the axes are white away from every point
+    at = png_pixels(fig, ax, png, expected[order] * signs)
+    colours = (
+        [matplotlib.colormaps["tab10"](labels[i])[:3] for i in order]
+        if labels is not None
+        else [(1 + np.array(matplotlib.colors.to_rgb("C0"))) / 2] * n
+    )
+    gaps = np.linalg.norm(at[:, None] - at[None], axis=-1) + np.eye(n) * 1e9
+    alone = gaps.min(1) > 5
+    assert alone.sum() >= 10
+    for (col, row), colour in zip(at[alone], np.asarray(colours)[alone], strict=True):
+        np.testing.assert_allclose(png[int(row), int(col)], colour, atol=0.01)
+    (x0, y0), (x1, y1) = png_pixels(fig, ax, png, ax.transLimits.inverted().transform([[0, 0], [1, 1]]))
+    grid = np.stack(
+        np.meshgrid(np.linspace(x0 + 5, x1 - 5, 12), np.linspace(y1 + 5, y0 - 5, 12)), -1
+    ).reshape(-1, 2)
+    empty = grid[np.linalg.norm(grid[:, None] - at[None], axis=-1).min(1) > 8]
+    assert len(empty) > 50
+    assert (png[empty[:, 1].astype(int), empty[:, 0].astype(int)] == 1.0).all()
 
 
 def test_decoded_grid_names_the_prior_quantiles_it_spans(tmp_path, monkeypatch):
