@@ -75,14 +75,6 @@ class AISEstimate(MarginalLikelihood):
     steps: int = 0
 
 
-def _densities(model, guide, x, z, chains, nesting, plate):
-    """log p(x, z) and log q(z|x) at the latent values ``z``, each ``(C, B)``: the densities
-    training uses (:func:`pyro_vae.inference.traces.local_terms`), masks and all, with the guide
-    run at ``z``."""
-    terms = local_terms(model, at_values(guide, z), x, particles=chains, nesting=nesting, plate=plate)
-    return terms.recon + terms.log_prior, terms.log_q
-
-
 def _initial_latents(guide, x, chains, nesting, seed, first_point, plate):
     """z ~ q(z|x) for every chain, keyed noise as importance sampling's, with the guide's sites
     (for their shapes and plates)."""
@@ -106,6 +98,108 @@ def _kinetic(momenta, sites, plate):
         energy = 0.5 * (p.pow(2).sum(event_dims) if event_dims else p.pow(2))
         total = total + per_particle_datum(energy, sites[name], plate)
     return total
+
+
+@dataclass(frozen=True)
+class _Path:
+    """The annealing path of one batch of B points, C chains each:
+    π_β(z) ∝ q(z|x)^{1−β} p(x, z)^β."""
+
+    model: object
+    guide: object
+    x: torch.Tensor  # (B, ...)
+    chains: int
+    nesting: int
+    plate: str
+
+    def densities(self, z):
+        """log p(x, z) and log q(z|x) at the latent values ``z``, each ``(C, B)``: the densities
+        training uses (:func:`pyro_vae.inference.traces.local_terms`), masks and all, with the
+        guide run at ``z``."""
+        guide = at_values(self.guide, z)
+        terms = local_terms(
+            self.model, guide, self.x, particles=self.chains, nesting=self.nesting, plate=self.plate
+        )
+        return terms.recon + terms.log_prior, terms.log_q
+
+    def energy(self, z, beta):
+        """U = −log π_β(z) up to a constant, its gradient, and log p, log q: each (C, B)."""
+        with torch.enable_grad():
+            z = {n: v.detach().requires_grad_() for n, v in z.items()}
+            log_p, log_q = self.densities(z)
+            u = -((1 - beta) * log_q + beta * log_p)
+            grads = torch.autograd.grad(u.sum(), list(z.values()))  # chains and points independent
+        return u.detach(), dict(zip(z, grads, strict=True)), log_p.detach(), log_q.detach()
+
+
+@dataclass
+class _Transitions:
+    """HMC's settings, and its acceptance count over every batch."""
+
+    leapfrog: int
+    step_size: float
+    adapt: bool
+    target_acceptance: float
+    accepted: torch.Tensor | float = 0.0
+    moves: int = 0
+
+    def count(self, accept: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Count the moves of one transition; the step sizes ``eps`` (C, B) for the next."""
+        rate = accept.to(eps.dtype).mean(0, keepdim=True)  # (1, B): per data point, over chains
+        self.accepted, self.moves = self.accepted + rate.sum(), self.moves + rate.numel()
+        if self.adapt:
+            eps = eps * torch.where(rate > self.target_acceptance, 1.02, 0.98)
+        return eps
+
+
+def _leapfrog(path: _Path, z, p, step, beta, leapfrog: int):
+    """``leapfrog`` steps of Hamiltonian dynamics for U = −log π_β from (z, p), p's first half
+    step taken: the end point, its momentum, and U, log p, log q there."""
+    for leap in range(leapfrog):
+        z = {n: z[n] + step[n] * p[n] for n in z}
+        u, grad, log_p, log_q = path.energy(z, beta)
+        half = 0.5 if leap == leapfrog - 1 else 1.0
+        p = {n: p[n] - half * step[n] * grad[n] for n in z}
+    return z, p, u, log_p, log_q
+
+
+def _hmc(path: _Path, z, log_p, log_q, beta, eps, sites, leapfrog: int, rng):
+    """One HMC transition that leaves π_β invariant, every chain and point at once: the new
+    z, log p and log q, and which chains moved, (C, B)."""
+    u, grad, _, _ = path.energy(z, beta)
+    step = {n: to_site_layout(eps, sites[n], path.plate) for n in z}
+    p0 = {n: torch.randn(v.shape, generator=rng, device=v.device, dtype=v.dtype) for n, v in z.items()}
+    p = {n: p0[n] - 0.5 * step[n] * grad[n] for n in z}
+    z_new, p, u_new, log_p_new, log_q_new = _leapfrog(path, z, p, step, beta, leapfrog)
+    log_accept = u - u_new + _kinetic(p0, sites, path.plate) - _kinetic(p, sites, path.plate)  # (C, B)
+    uniform = torch.rand(log_accept.shape, generator=rng, device=log_accept.device, dtype=log_accept.dtype)
+    accept = (uniform.log() < log_accept) & torch.isfinite(log_accept)
+    z = {n: torch.where(to_site_layout(accept, sites[n], path.plate), z_new[n], z[n]) for n in z}
+    return z, torch.where(accept, log_p_new, log_p), torch.where(accept, log_q_new, log_q), accept
+
+
+def _anneal(path: _Path, z, sites, betas: list[float], hmc: _Transitions, rng) -> torch.Tensor:
+    """The log weights (C, B) of chains started at ``z`` and moved along ``betas``."""
+    _, _, log_p, log_q = path.energy(z, betas[0])
+    log_w = torch.zeros_like(log_p)  # (C, B)
+    eps = torch.full(log_p.shape, hmc.step_size, dtype=path.x.dtype, device=path.x.device)  # (C, B)
+    for t in range(1, len(betas)):
+        log_w += (betas[t] - betas[t - 1]) * (log_p - log_q)  # log π̃_t(z) − log π̃_{t−1}(z)
+        if t == len(betas) - 1:
+            break  # the last weight is in; a final move would not change it
+        z, log_p, log_q, accept = _hmc(path, z, log_p, log_q, betas[t], eps, sites, hmc.leapfrog, rng)
+        eps = hmc.count(accept, eps)
+    return log_w
+
+
+def _point_estimates(log_w: torch.Tensor, reverse: bool):
+    """log p̂(x), ESS and Monte-Carlo standard error per point from the (C, B) log weights:
+    forward, E[w] = p(x); reverse (β from 1 to 0), E[w] = 1 / p(x)."""
+    chains, points = log_w.shape
+    stats = WeightStats(points, chains, device=log_w.device, dtype=log_w.dtype)
+    stats.add(log_w, 0)
+    lme, ess, stderr = stats.finish()
+    return -lme if reverse else lme, ess, stderr
 
 
 @register_estimator("ais")
@@ -153,72 +247,22 @@ def ais(
     require_density(guide, x[:1].to(device), "ais")  # the path starts at q and weighs by log q
     nesting = max_plate_nesting(model, guide, x[:1].to(device))
     seed = int(torch.randint(2**62, ())) if seed is None else seed
-    betas = sigmoid_schedule(steps)
-    if reverse_from is not None:
-        betas = betas[::-1]
-    log_px, ess, stderr, accepted, moves = [], [], [], 0.0, 0
+    betas = sigmoid_schedule(steps)[:: -1 if reverse_from is not None else 1]
+    hmc = _Transitions(leapfrog, step_size, adapt, target_acceptance)
+    batches = []
     for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size].to(device)
-        first = first_point + i
+        xb, first = x[i : i + batch_size].to(device), first_point + i
         rng = torch.Generator(device=device).manual_seed(step_seed(seed, first) % 2**63)
         z, sites = _initial_latents(guide, xb, chains, nesting, seed, first, plate)
         if reverse_from is not None:
             z = {name: reverse_from[name][:, first : first + len(xb)].to(device).clone() for name in z}
-        eps = torch.full((chains, len(xb)), step_size, dtype=xb.dtype, device=device)  # (C, B)
-
-        def evaluate(z, beta, xb=xb):
-            """U = −log π_β(z) up to a constant, its gradient, and log p, log q: each (C, B)."""
-            with torch.enable_grad():
-                z = {n: v.detach().requires_grad_() for n, v in z.items()}
-                log_p, log_q = _densities(model, guide, xb, z, chains, nesting, plate)
-                u = -((1 - beta) * log_q + beta * log_p)
-                grads = torch.autograd.grad(u.sum(), list(z.values()))  # chains and points independent
-            return u.detach(), dict(zip(z, grads, strict=True)), log_p.detach(), log_q.detach()
-
-        _, _, log_p, log_q = evaluate(z, betas[0])
-        log_w = torch.zeros_like(log_p)  # (C, B)
-        for t in range(1, len(betas)):
-            log_w += (betas[t] - betas[t - 1]) * (log_p - log_q)  # log π̃_t(z) − log π̃_{t−1}(z)
-            if t == len(betas) - 1:
-                break  # the last weight is in; a final move would not change it
-            # one HMC transition that leaves π_t invariant
-            u, grad, _, _ = evaluate(z, betas[t])
-            step = {n: to_site_layout(eps, sites[n], plate) for n in z}
-            p0 = {n: torch.randn(v.shape, generator=rng, device=device, dtype=v.dtype) for n, v in z.items()}
-            p = {n: p0[n] - 0.5 * step[n] * grad[n] for n in z}
-            z_new = z
-            for leap in range(leapfrog):
-                z_new = {n: z_new[n] + step[n] * p[n] for n in z}
-                u_new, grad, log_p_new, log_q_new = evaluate(z_new, betas[t])
-                half = 0.5 if leap == leapfrog - 1 else 1.0
-                p = {n: p[n] - half * step[n] * grad[n] for n in z}
-            log_accept = u - u_new + _kinetic(p0, sites, plate) - _kinetic(p, sites, plate)  # (C, B)
-            uniform = torch.rand(log_accept.shape, generator=rng, device=device, dtype=log_accept.dtype)
-            accept = (uniform.log() < log_accept) & torch.isfinite(log_accept)
-            z = {n: torch.where(to_site_layout(accept, sites[n], plate), z_new[n], z[n]) for n in z}
-            log_p = torch.where(accept, log_p_new, log_p)
-            log_q = torch.where(accept, log_q_new, log_q)
-            rate = accept.to(xb.dtype).mean(0, keepdim=True)  # (1, B): per data point, over chains
-            accepted, moves = accepted + rate.sum(), moves + rate.numel()
-            if adapt:
-                eps = eps * torch.where(rate > target_acceptance, 1.02, 0.98)
-        # forward, E[w] = p(x); reverse (β from 1 to 0), E[w] = 1 / p(x)
-        stats = WeightStats(len(xb), chains, device=device, dtype=log_w.dtype)
-        stats.add(log_w, 0)
-        lme, point_ess, point_stderr = stats.finish()
-        log_px.append(-lme if reverse_from is not None else lme)
-        ess.append(point_ess)
-        stderr.append(point_stderr)
+        log_w = _anneal(_Path(model, guide, xb, chains, nesting, plate), z, sites, betas, hmc, rng)
+        batches.append(_point_estimates(log_w, reverse=reverse_from is not None))
         if progress is not None:
             progress(len(xb))
-    return AISEstimate(
-        log_px=torch.cat(log_px),
-        ess=torch.cat(ess),
-        mc_stderr=torch.cat(stderr),
-        num_samples=chains,
-        acceptance=float(accepted / max(moves, 1)),
-        steps=steps,
-    )
+    log_px, ess, stderr = (torch.cat(parts) for parts in zip(*batches, strict=True))
+    acceptance = float(hmc.accepted / max(hmc.moves, 1))
+    return AISEstimate(log_px, ess, stderr, num_samples=chains, acceptance=acceptance, steps=steps)
 
 
 @torch.no_grad()
