@@ -102,6 +102,10 @@ def type_words(annotation) -> str:
     """What a key accepts, in the config's own words; TOML has no null, so None is left out."""
     if annotation is typing.Any:
         return "any value"
+    if dataclasses.is_dataclass(annotation) and annotation is not Spec:  # a table of its own
+        hints = typing.get_type_hints(annotation, include_extras=True)
+        keys = [f"`{f.name}` ({type_words(hints[f.name])})" for f in dataclasses.fields(annotation)]
+        return "a table of " + ", ".join(keys)
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return " or ".join(describe(a) for a in args)
@@ -112,8 +116,9 @@ def default_words(value) -> str:
     """A default as a config file spells it; an optional key left unset is "unset"."""
     if value is None:
         return "unset"
-    if isinstance(value, Spec):
-        value = value.to_dict()
+    to_dict = getattr(value, "to_dict", None)  # a Spec, or a table of its own
+    if to_dict is not None:
+        value = to_dict()
     return f"`{show(value)}`"
 
 

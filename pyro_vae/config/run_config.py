@@ -136,6 +136,9 @@ class Config:
         Plugins named here must be imported already (:func:`load_config` does it).
         """
         values = self.to_dict()
+        named = {dotted.replace("-", "_") for dotted in overrides}
+        if "model.latent_dims" in named and "model.latent_dim" not in named:
+            values["model"].pop("latent_dim", None)  # it follows the new layers, as in a file naming them
         # kinds first: a new kind resets its spec, which must not drop options given beside it
         for dotted, raw in sorted(overrides.items(), key=lambda kv: not _names_a_kind(values, kv[0])):
             *path, leaf = dotted.replace("-", "_").split(".")

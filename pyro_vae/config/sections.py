@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import PositiveFloat, PositiveInt, Range, check_value, plain, show
 from pyro_vae.core.registry import Spec
+from pyro_vae.training import schedules  # noqa: F401 (the lr_schedule family that train.lr_schedule names)
 
 
 def spec(family: str, kind: str, **params):
@@ -46,24 +47,25 @@ class _Section:
         for f in dataclasses.fields(self):
             key = f"{self._key}.{f.name}"
             value = getattr(self, f.name)
-            family = f.metadata.get("family")
+            family, hint = f.metadata.get("family"), hints[f.name]
             if family:
                 value = Spec.parse(value, family, key)
+            elif isinstance(hint, type) and issubclass(hint, _Section):  # a table of its own
+                value = value if isinstance(value, hint) else hint.from_dict(value)
             else:
-                value = plain(check_value(key, value, hints[f.name]))
+                value = plain(check_value(key, value, hint))
             object.__setattr__(self, f.name, value)
         self.check()
 
     @classmethod
     def from_dict(cls, values: dict):
+        where = cls._key if "." in cls._key else f"[{cls._key}]"  # a table inside a section, or one
         if not isinstance(values, dict):
-            raise ConfigError(f"[{cls._key}] must be a table, got {values!r}")
+            raise ConfigError(f"{where} must be a table, got {values!r}")
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in values if k not in names]
         if unknown:
-            raise ConfigError(
-                f"unknown key {cls._key}.{unknown[0]}; allowed in [{cls._key}]: {', '.join(names)}"
-            )
+            raise ConfigError(f"unknown key {cls._key}.{unknown[0]}; allowed in {where}: {', '.join(names)}")
         return cls(**values)
 
     def check(self) -> None:
@@ -73,8 +75,32 @@ class _Section:
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value.to_dict() if isinstance(value, Spec) else plain(value)
+            out[f.name] = value.to_dict() if isinstance(value, Spec | _Section) else plain(value)
         return out
+
+
+#: the size of the latent code when neither model.latent_dim nor model.latent_dims is given
+DEFAULT_LATENT_DIM = 2
+
+#: [height, width] or [channels, height, width] of image data: model.image_shape and
+#: data.image_shape are this one type, checked by :func:`check_image_shape`
+ImageShape = list[PositiveInt]
+
+
+def check_image_shape(key: str, shape: ImageShape | None) -> None:
+    """An image shape has two or three sizes; ``key`` names the config key in the error."""
+    if shape is not None and len(shape) not in (2, 3):
+        raise ConfigError(f"{key} = {show(shape)} is not allowed: expected [H, W] or [C, H, W]")
+
+
+def same_images(a: ImageShape, b: ImageShape) -> bool:
+    """Whether two image shapes describe the same images: [H, W] is [1, H, W], one grey channel
+    (as the networks read a two-size shape and the data drop a single channel)."""
+
+    def channels_first(shape):
+        return tuple(shape) if len(shape) == 3 else (1, *shape)
+
+    return channels_first(a) == channels_first(b)
 
 
 @dataclass(frozen=True)
@@ -83,16 +109,18 @@ class ModelConfig(_Section):
 
     _key = "model"
 
-    #: size of the latent code z
-    latent_dim: PositiveInt = 2
+    #: size of the latent code z; unset means 2, or the first of latent_dims when they are set
+    #: (given with them, it must equal their first)
+    latent_dim: PositiveInt | None = None
     #: sizes of stacked stochastic layers z₁ (next to the data) … z_L (under the prior), e.g.
     #: [100, 50]: a hierarchical model z_L → … → z₁ → x; unset means one layer of latent_dim
     latent_dims: list[PositiveInt] | None = None
     #: filled in from the data when training; needed to build a VAE by hand
     data_dim: PositiveInt | None = None
     #: [height, width] or [channels, height, width] of image data, filled in from the data when
-    #: training; networks that see images (conv) need it
-    image_shape: list[PositiveInt] | None = None
+    #: training (data.image_shape; given here too, it must agree); networks that see images
+    #: (conv) need it
+    image_shape: ImageShape | None = None
     #: p(z) of the top (or only) latent layer
     prior: Spec = spec("prior", "normal")
     #: p(x|z₁): a proper density for the data (bernoulli for 0/1, continuous_bernoulli for [0, 1] …)
@@ -108,27 +136,27 @@ class ModelConfig(_Section):
     inner: Spec = spec("network", "mlp", hidden=[100, 100], activation="tanh")
 
     def check(self) -> None:
-        if self.latent_dims is not None:
-            if not self.latent_dims:
-                raise ConfigError("model.latent_dims = [] is not allowed: give at least one layer size")
-            if self.latent_dim not in (2, self.latent_dims[0]):
-                raise ConfigError(
-                    f"model.latent_dim = {self.latent_dim} conflicts with model.latent_dims = "
-                    f"{self.latent_dims}: set latent_dims alone for a hierarchical model"
-                )
-            # latent_dim names the layer next to the data, as in a one-layer model
-            object.__setattr__(self, "latent_dim", self.latent_dims[0])
-        if self.image_shape is not None:
-            if len(self.image_shape) not in (2, 3):
-                raise ConfigError(
-                    f"model.image_shape = {self.image_shape} is not allowed: "
-                    "expected [height, width] or [channels, height, width]"
-                )
-            if self.data_dim is not None and math.prod(self.image_shape) != self.data_dim:
-                raise ConfigError(
-                    f"model.image_shape = {self.image_shape} does not hold model.data_dim = "
-                    f"{self.data_dim} values"
-                )
+        object.__setattr__(self, "latent_dim", self._latent_dim())
+        check_image_shape("model.image_shape", self.image_shape)
+        if self.image_shape and self.data_dim and math.prod(self.image_shape) != self.data_dim:
+            raise ConfigError(
+                f"model.image_shape = {self.image_shape} does not hold model.data_dim = "
+                f"{self.data_dim} values"
+            )
+
+    def _latent_dim(self) -> int:
+        """latent_dim as given, else the default; with latent_dims, their first (the layer next
+        to the data, as in a one-layer model), which a given latent_dim must equal."""
+        if self.latent_dims is None:
+            return DEFAULT_LATENT_DIM if self.latent_dim is None else self.latent_dim
+        if not self.latent_dims:
+            raise ConfigError("model.latent_dims = [] is not allowed: give at least one layer size")
+        if self.latent_dim not in (None, self.latent_dims[0]):
+            raise ConfigError(
+                f"model.latent_dim = {self.latent_dim} conflicts with model.latent_dims = "
+                f"{show(self.latent_dims)}: set latent_dims alone for a hierarchical model"
+            )
+        return self.latent_dims[0]
 
     def to_dict(self) -> dict:
         values = super().to_dict()
@@ -139,10 +167,35 @@ class ModelConfig(_Section):
     @property
     def layers(self) -> tuple[int, ...]:
         """The stochastic layers' sizes, from the data up: (z₁, …, z_L)."""
-        return tuple(self.latent_dims) if self.latent_dims is not None else (self.latent_dim,)
+        if self.latent_dims is not None:
+            return tuple(self.latent_dims)
+        return (typing.cast(int, self.latent_dim),)  # never None once checked
 
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Every(_Section):
+    """How often checkpoint.pt is written: every so many epochs and/or seconds, whichever comes
+    first; in TOML ``{ epochs = 10 }``, ``{ seconds = 60.0 }`` or both."""
+
+    _key = "train.checkpoint_every"
+
+    #: passes over the training data between checkpoints
+    epochs: PositiveInt | None = None
+    #: wall-clock seconds between checkpoints
+    seconds: PositiveFloat | None = None
+
+    def check(self) -> None:
+        if self.epochs is None and self.seconds is None:
+            raise ConfigError(
+                f"{self._key} = {show(self.to_dict())} is not allowed: "
+                "give epochs, seconds or both, e.g. { epochs = 10 }"
+            )
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in super().to_dict().items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -166,7 +219,7 @@ class TrainConfig(_Section):
     patience: PositiveInt | None = None
     #: write checkpoint.pt every so many epochs and/or seconds, whichever comes first (also
     #: after the first epoch, on an interrupt and at the end), e.g. { epochs = 10 }
-    checkpoint_every: dict = field(default_factory=lambda: {"seconds": 60.0})
+    checkpoint_every: Every = Every(seconds=60.0)
     #: experiment trackers that also receive every epoch's metrics and the figures:
     #: "tensorboard", "mlflow" (optional extras; see pyro_vae.training.loggers)
     loggers: list[str] = field(default_factory=list)
@@ -193,20 +246,6 @@ class TrainConfig(_Section):
     max_seconds: PositiveFloat | None = None
 
     def check(self) -> None:
-        every = {"epochs": PositiveInt | None, "seconds": PositiveFloat | None}
-        for key in self.checkpoint_every:
-            if key not in every:
-                raise ConfigError(f"unknown key train.checkpoint_every.{key}; allowed: epochs, seconds")
-        values = {
-            k: check_value(f"train.checkpoint_every.{k}", self.checkpoint_every.get(k), t)
-            for k, t in every.items()
-        }
-        if all(v is None for v in values.values()):
-            raise ConfigError(
-                f"train.checkpoint_every = {show(self.checkpoint_every)} is not allowed: "
-                "give epochs, seconds or both, e.g. { epochs = 10 }"
-            )
-        object.__setattr__(self, "checkpoint_every", {k: v for k, v in values.items() if v is not None})
         if not _DEVICE.match(self.device):
             raise ConfigError(
                 f"train.device = {show(self.device)} is not allowed: "
@@ -237,7 +276,11 @@ class DataConfig(_Section):
     #: seed of the random training/validation split (apart from train.seed, so that runs with
     #: different seeds are measured on the same validation points)
     split_seed: int = 0
-    #: image shape for pictures, e.g. [28, 28]; inferred for square images when unset
-    image_shape: tuple[PositiveInt, ...] | None = None
+    #: image shape for pictures, e.g. [28, 28]; inferred for square images when unset; the
+    #: run's model.image_shape follows it
+    image_shape: ImageShape | None = None
     #: every value is divided by this when loaded: 255 maps 8-bit images to [0, 1]
     divide_by: PositiveFloat = 1.0
+
+    def check(self) -> None:
+        check_image_shape("data.image_shape", self.image_shape)
