@@ -22,7 +22,6 @@ from typing import Annotated, Literal
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import PositiveFloat, PositiveInt, Range, check_value, plain, show
 from pyro_vae.core.registry import Spec
-from pyro_vae.training import schedules  # noqa: F401 (the lr_schedule family that train.lr_schedule names)
 
 
 def spec(family: str, kind: str, **params):
