@@ -1,4 +1,5 @@
-"""Checks of drawn figures: every point shown or named, legends clear of the data."""
+"""Checks of drawn figures: every point shown or named, legends clear of the data, where a
+data point lies in the saved PNG."""
 
 import itertools
 
@@ -7,6 +8,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+
+from pyro_vae.pictures.plots import DPI
 
 
 def history(first=-543.2, epochs=12, kl=True) -> list[dict]:
@@ -83,3 +86,15 @@ def points_in_legends(fig: Figure) -> list:
             for point in ax.transData.transform(np.asarray(xy, dtype=float)):
                 inside += [tuple(point) for box in boxes if box.contains(*point)]
     return inside
+
+
+def png_pixels(fig: Figure, ax, png: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Where data points ``xy`` of ``ax`` lie in ``png``, the image ``save_figure`` wrote of
+    ``fig``: display coordinates at its dpi, less the corner of the box it cropped to (the
+    figure's tight bounding box padded by matplotlib's 0.1 inch); (column, row) from the top."""
+    fig.set_dpi(DPI)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    box = fig.get_tightbbox(renderer).padded(0.1)  # inches
+    display = ax.transData.transform(xy)
+    return np.stack([display[:, 0] - box.x0 * DPI, png.shape[0] - (display[:, 1] - box.y0 * DPI)], 1)

@@ -11,12 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib.image import imread
 
 from pyro_vae import Config, Run
 from pyro_vae.cli.main import main
 from pyro_vae.data.datasets import load_data
 from pyro_vae.inference.measure import measure
 from pyro_vae.models.likelihoods import LIKELIHOODS
+from pyro_vae.pictures import plots
+from tests.figure_checks import png_pixels
 from tests.helpers import ARTEFACTS, FIGURES, METRIC_KEYS, TINY, png_size, run_cli, snapshot
 
 
@@ -175,12 +178,27 @@ def test_train_config_and_checkpoint(digits_run):
     assert run.vae.sample(3).shape == (3, 64)
 
 
-def test_sample_png(digits_run, tmp_path, capsys):
+def test_sample_png_shows_the_draws_of_its_seed(digits_run, tmp_path, capsys, monkeypatch):
+    figures, save = [], plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or save(fig, path))
     out_path = tmp_path / "s.png"
     assert main(["sample", str(digits_run[0]), "-n", "16", "--out", str(out_path)]) == 0
     assert capsys.readouterr().out == f"{out_path}\n"
-    width, height = png_size(out_path)
-    assert width >= 100 and height >= 100
+    assert main(["sample", str(digits_run[0]), "-n", "16", "--out", str(tmp_path / "s.npy")]) == 0
+    x = np.load(tmp_path / "s.npy").reshape(16, 8, 8)  # the same seed's draws
+    png_size(out_path)
+    png = imread(out_path)[..., :3]
+    (fig,) = figures
+    # 4 × 4 tiles, each digit pixel (i, j) a block of s × s canvas pixels, GAP between tiles: the
+    # PNG at the centre of each block is that pixel's grey level, clipped to [0, 1]
+    s, step = plots._scale((8, 8)), 8 * plots._scale((8, 8)) + plots.GAP
+    k, i, j = np.meshgrid(np.arange(16), np.arange(8), np.arange(8), indexing="ij")
+    centres = np.stack([(k % 4) * step + j * s + (s - 1) / 2, (k // 4) * step + i * s + (s - 1) / 2], -1)
+    at = png_pixels(fig, fig.axes[0], png, centres.reshape(-1, 2)).astype(int)
+    shown = png[at[:, 1], at[:, 0]]  # (16 · 64, 3)
+    assert np.array_equal(shown[:, 0], shown[:, 2])  # grey
+    # within 2 of 255 levels: the grey colormap's 256 bins and the resampler's float32 rounding
+    np.testing.assert_allclose(shown[:, 0], np.clip(x, 0, 1).reshape(-1), atol=2 / 255)
 
 
 def test_sample_npy(digits_run, tmp_path, capsys):

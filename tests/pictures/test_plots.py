@@ -8,13 +8,18 @@ import numpy as np
 import pyro.distributions as dist
 import pytest
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
 from pyro_vae.pictures import latent_plots, plots
 from pyro_vae.training import figures
-from tests.figure_checks import assert_every_point_shown_or_named, history, points_in_legends, texts
+from tests.figure_checks import (
+    assert_every_point_shown_or_named,
+    history,
+    png_pixels,
+    points_in_legends,
+    texts,
+)
 
 
 def test_tile_places_each_image_upsampled_at_its_position():
@@ -93,20 +98,6 @@ def test_image_grid_writes_a_png_no_larger_than_its_figure(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
     heat = imread(plots.image_grid(images, None, tmp_path / "heat.png"))
     assert heat.shape[0] <= round(4.2 * plots.DPI) and heat.shape[1] <= round(6.2 * plots.DPI)
-
-
-def png_pixels(fig: Figure, ax, png: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """Where data points ``xy`` of ``ax`` lie in the PNG that :func:`plots.save_figure` wrote of
-    ``fig``: display coordinates at its dpi, less the corner of the tight box it cropped to
-    (the figure's tight bounding box padded by matplotlib's 0.1 inch); (column, row) from the top."""
-    fig.set_dpi(plots.DPI)
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    fig.draw(renderer)
-    box = fig.get_tightbbox(renderer).padded(0.1)  # inches
-    display = ax.transData.transform(xy)
-    return np.stack(
-        [display[:, 0] - box.x0 * plots.DPI, png.shape[0] - (display[:, 1] - box.y0 * plots.DPI)], 1
-    )
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
