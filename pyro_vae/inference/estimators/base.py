@@ -10,9 +10,10 @@ An estimator is a function registered by the name ``pyro-vae evaluate --estimato
 callable given the number of points done, or None), ``plate`` (the data plate's name) and,
 where the estimator takes it, ``first_point`` (the index of ``x[0]`` among the points
 measured, to key its noise by) are given by the caller; the keyword-only arguments after
-them are the estimator's options, typed and defaulted like a part's, which the command line
-sets as ``--NAME VALUE`` or ``--option NAME=VALUE`` and checks as a config file's. It
-returns log p̂(x_n) for every point with its diagnostics (:class:`MarginalLikelihood`).
+them are the estimator's options, typed and defaulted like a part's. They are checked in one
+place, :func:`check_estimator`, in the estimator's own terms (the command line sets them as
+``--NAME VALUE`` or ``--option NAME=VALUE``, and names its flags in a refusal). It returns
+log p̂(x_n) for every point with its diagnostics (:class:`MarginalLikelihood`).
 
 With several processes (:mod:`pyro_vae.core.distributed`), :func:`estimate` gives each a block of
 whole batches and gathers the per-point results: an estimator whose draws are keyed by point
@@ -34,7 +35,9 @@ from typing import Any
 import torch
 
 from pyro_vae.core.distributed import world
-from pyro_vae.core.registry import ESTIMATORS, Spec
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.options import check_value, describe, plain, show
+from pyro_vae.core.registry import ESTIMATORS
 from pyro_vae.inference.traces import not_defined, point_mass_sites
 
 register_estimator = ESTIMATORS.register
@@ -92,6 +95,55 @@ def require_density(guide, x: torch.Tensor, estimator: str) -> None:
         raise not_defined(f"log p(x) by the estimator {estimator!r}", sites, why)
 
 
+class EstimatorOptionError(ConfigError):
+    """An estimator's option refused by :func:`check_estimator`, its parts kept so that a caller
+    can name the option in its own words (the command line names the flag that set it):
+    ``estimator``, ``option``, whether the estimator has no such option (``unknown``), and
+    ``words(name)``, the refusal with the option called ``name``."""
+
+    def __init__(self, estimator: str, option: str, problem: str, *, unknown: bool = False):
+        self.estimator, self.option, self.problem, self.unknown = estimator, option, problem, unknown
+        super().__init__(f"estimator {show(estimator)}: {self.words(f'option {option}')}")
+
+    def words(self, name: str) -> str:
+        return f"{name}{self.problem}"
+
+
+def check_estimator(name: str, options: dict | None = None, *, defaults: dict | None = None) -> dict:
+    """Every option of the estimator registered as ``name``: those in ``options`` checked against
+    its keyword-only parameters' annotations (as a config file's values are), the others at its
+    defaults, or at ``defaults``' for the options it names that the estimator has (a caller's
+    own default: compare's ``eval_samples`` for ``samples``). The one check of an estimator's
+    options, for :func:`estimate`, ``evaluate_run``, ``compare`` and the command line.
+
+    :returns: the options in the estimator's own order, as TOML and JSON load them (lists, not
+        tuples); checking them again returns them unchanged.
+    :raises ConfigError: for a name no estimator is registered by; :class:`EstimatorOptionError`
+        (a ConfigError) for an option, e.g. ``estimator "is": option samples = 0 is not allowed:
+        expected an integer >= 1``.
+    """
+    ESTIMATORS.get(name, key="estimator")
+    allowed = ESTIMATORS.options(name)
+    given = {**{k: v for k, v in (defaults or {}).items() if k in allowed}, **(options or {})}
+    for option in given:
+        if option not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise EstimatorOptionError(name, option, f" is unknown; allowed: {known}", unknown=True)
+    full = {}
+    for option, param in allowed.items():
+        if option in given:
+            try:
+                full[option] = plain(check_value(option, given[option], param.annotation))
+            except ConfigError:
+                why = f" = {show(given[option])} is not allowed: expected {describe(param.annotation)}"
+                raise EstimatorOptionError(name, option, why) from None
+        elif param.default is param.empty:
+            raise EstimatorOptionError(name, option, " must be given")
+        else:
+            full[option] = plain(param.default)
+    return full
+
+
 def estimate(
     name: str,
     model,
@@ -105,13 +157,13 @@ def estimate(
     plate: str = "data",
     **options,
 ) -> MarginalLikelihood:
-    """Run the estimator registered as ``name`` with ``options`` checked as a config's would be.
+    """Run the estimator registered as ``name`` with ``options`` (:func:`check_estimator`).
 
     :raises ConfigError: naming the estimator, the option and what it allows.
     """
-    checked = Spec.parse({"kind": name, **options}, "estimator", "estimator")
-    entry = ESTIMATORS.get(checked.kind, key="estimator")
-    w, given = world(), dict(checked.params)
+    given = check_estimator(name, options)
+    entry = ESTIMATORS.get(name)
+    w = world()
     shared = w.size > 1 and "first_point" in inspect.signature(entry).parameters
     lo, hi = w.block(len(x), batch_size) if shared else (0, len(x))
     if shared:
