@@ -13,7 +13,7 @@ __getattr__, __dir__ = lazy_names(
     __name__,
     {
         "evaluate_run": "pyro_vae.evaluation.evaluate",
-        "interpolate_run": "pyro_vae.evaluation.evaluate",
-        "sample_run": "pyro_vae.evaluation.evaluate",
+        "interpolate_run": "pyro_vae.evaluation.drawing",
+        "sample_run": "pyro_vae.evaluation.drawing",
     },
 )
