@@ -26,18 +26,18 @@ the command and rank 0 prints; a process that fails, or is lost, is reported onc
 (:func:`pyro_vae.core.distributed.failure_line`), and the others stop with it.
 """
 
+import os
 import signal
 import sys
 
 from pyro_vae.cli import arguments
-from pyro_vae.config.run_config import load_config
-from pyro_vae.core import distributed
 from pyro_vae.core.errors import ConfigError, PyroVAEError
 from pyro_vae.core.interrupts import Interrupted
-from pyro_vae.core.options import parse_value
 
 
 def _train(args, extra: list[str]) -> None:
+    from pyro_vae.config.run_config import load_config
+    from pyro_vae.core import distributed
     from pyro_vae.training.run import checkpoint_config
     from pyro_vae.training.trainer import train
 
@@ -54,6 +54,8 @@ def _train(args, extra: list[str]) -> None:
 
 def _compare(args, extra: list[str]) -> None:
     from pyro_vae.comparison.comparison import compare
+    from pyro_vae.config.run_config import load_config
+    from pyro_vae.core import distributed
 
     result = compare(
         load_config(args.config, arguments.overrides(extra)),
@@ -75,6 +77,7 @@ def _compare(args, extra: list[str]) -> None:
 
 
 def _sample(args) -> None:
+    from pyro_vae.core import distributed
     from pyro_vae.evaluation.evaluate import sample_run
 
     if not distributed.writes():
@@ -86,6 +89,7 @@ def _sample(args) -> None:
 
 
 def _interpolate(args) -> None:
+    from pyro_vae.core import distributed
     from pyro_vae.evaluation.evaluate import interpolate_run
 
     if not distributed.writes():
@@ -107,11 +111,11 @@ def _interpolate(args) -> None:
 def _evaluate(args) -> None:
     from tqdm.auto import tqdm
 
+    from pyro_vae.cli.estimator_flags import chosen_options
+    from pyro_vae.core import distributed
     from pyro_vae.evaluation.evaluate import evaluate_run
 
-    options = arguments.key_values(args.option, "--option")
-    given = {k[4:]: parse_value(v) for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
-    options.update(given)
+    options = chosen_options(args)  # refused in the words of the flags
     quiet = args.quiet or not distributed.writes() or not sys.stderr.isatty()
     with tqdm(unit="point", disable=quiet) as bar:  # rank 0's share, with several processes
         r, out = evaluate_run(
@@ -147,7 +151,7 @@ def _evaluate(args) -> None:
 def _data(args) -> None:
     from pyro_vae.data import catalog
 
-    if not distributed.writes():
+    if not _writes():
         return  # one process fetches
     if args.data_command == "list":
         for row in catalog.listing(args.dir):
@@ -163,13 +167,16 @@ def _data(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if distributed.launched() > 1:
-        # torchrun sends SIGTERM to every process when one fails: the failure is learnt from the
-        # collective it breaks, and said once, rather than each process dying without a word
-        signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    if "WORLD_SIZE" in os.environ:  # under torchrun (only there is its module, and torch, loaded)
+        from pyro_vae.core import distributed
+
+        if distributed.launched() > 1:
+            # torchrun sends SIGTERM to every process when one fails: the failure is learnt from
+            # the collective it breaks, and said once, rather than each process dying without a word
+            signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
         arguments.preload_plugins(argv)
-        parser = arguments.parser()
+        parser = arguments.parser(argv[0] if argv else None)  # the chosen command's, in full
         args, extra = parser.parse_known_args(argv)
         if args.command == "train":
             _train(args, extra)
@@ -183,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             {"sample": _sample, "interpolate": _interpolate, "evaluate": _evaluate, "data": _data}[
                 args.command
             ](args)
-        distributed.world().barrier()  # several processes end the command together (rank 0 wrote)
+        if (d := _distributed()) is not None:
+            d.world().barrier()  # several processes end the command together (rank 0 wrote)
     except Interrupted as e:
         _say(e, "pyro-vae: ")
         return e.exit_status
@@ -194,17 +202,37 @@ def main(argv: list[str] | None = None) -> int:
         print("pyro-vae: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        if not distributed.lost_peer(e) or distributed.world().size == 1:
+        d = _distributed()
+        if d is None or not d.lost_peer(e) or d.world().size == 1:
             raise
         _say(e, "pyro-vae: error: ")  # another process stopped: the job stops
         return 1
     finally:
-        distributed.leave()
+        if (d := _distributed()) is not None:
+            d.leave()
     return 0
+
+
+def _distributed():
+    """:mod:`pyro_vae.core.distributed` where the command loaded it, else None. A process joins
+    the others of a torchrun job only through that module (which loads torch), so one that never
+    loaded it (``--help``, ``data list``) is alone: it has none to wait for, leave or tell."""
+    return sys.modules.get("pyro_vae.core.distributed")
+
+
+def _writes() -> bool:
+    """Whether this process writes (:func:`pyro_vae.core.distributed.writes`); without torchrun's
+    ``RANK`` it is the only process, which is known without loading torch."""
+    if "RANK" not in os.environ:
+        return True
+    from pyro_vae.core import distributed
+
+    return distributed.writes()
 
 
 def _say(error: BaseException, prefix: str) -> None:
     """The error's line, printed by the one process of several that should say it."""
-    line = distributed.failure_line(error, distributed.world())
+    d = _distributed()
+    line = str(error) if d is None else d.failure_line(error, d.world())
     if line is not None:
         print(f"{prefix}{line}", file=sys.stderr)
