@@ -41,6 +41,10 @@ result.json whose recorded config and evaluation match, resumes runs that were i
 training from their checkpoints (exactly: :func:`pyro_vae.train` with ``resume``), and
 measures those that were interrupted while being measured.
 
+:func:`compare` plans (:mod:`pyro_vae.comparison.plan`: everything checked, nothing written
+yet), runs (each run trained and measured by :mod:`pyro_vae.comparison.one_run`), then reports
+(:mod:`pyro_vae.comparison.report`, :mod:`pyro_vae.comparison.side_by_side`).
+
 Under ``torchrun`` every run trains, and is measured, on all the processes in turn
 (:mod:`pyro_vae.core.distributed`), rather than each process taking runs of its own: each run is
 then the run one process makes, none waits for the slowest objective while others idle, a
@@ -49,7 +53,6 @@ Rank 0 decides what is to be done from the files, and alone writes.
 """
 
 import json
-import re
 import signal
 import sys
 from dataclasses import dataclass
@@ -57,26 +60,17 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from pyro_vae.comparison import report
-from pyro_vae.comparison.one_run import memory_measure, train_and_measure
+from pyro_vae.comparison import one_run, report
+from pyro_vae.comparison.plan import MAX_EPOCHS, Plan, PlannedRun, plan_comparison
 from pyro_vae.comparison.side_by_side import write_side_by_side
 from pyro_vae.config.run_config import Config
 from pyro_vae.core import distributed
-from pyro_vae.core.errors import ConfigError, RunDirError
-from pyro_vae.core.files import make_dir
+from pyro_vae.core.files import atomic_write
 from pyro_vae.core.interrupts import Interrupted
-from pyro_vae.core.options import PositiveFloat, PositiveInt, check_value
-from pyro_vae.core.registry import Spec
-from pyro_vae.data.datasets import load_data
-from pyro_vae.inference.estimators import ESTIMATORS
-from pyro_vae.inference.objectives import paired_guide, parse_objective
-from pyro_vae.training.resolve import resolve_device
-from pyro_vae.training.run import METRICS, atomic_write, first_difference, fresh_dir, read_metrics
+from pyro_vae.training.run import METRICS, read_metrics
 
-RESULT = "result.json"
 MARKDOWN, CSV, JSON = "comparison.md", "comparison.csv", "comparison.json"
 CURVES, LOG_LIKELIHOOD, BASE_CONFIG = "validation_curves.png", "log_likelihood.png", "base_config.toml"
-MAX_EPOCHS = 1_000_000  # the epoch cap when a wall-clock budget decides
 
 
 @dataclass
@@ -121,158 +115,98 @@ def compare(
     :param overwrite: retrain runs whose recorded config differs, instead of refusing.
     :param quiet: no progress bar.
     """
-    # Everything a user can get wrong is checked before anything is written.
-    base = config or Config()
-    seeds = check_value("seeds", seeds, PositiveInt)
-    eval_samples = check_value("eval_samples", eval_samples, PositiveInt)
-    options = dict(estimator_options or {})
-    ESTIMATORS.get(estimator, key="estimator")
-    if "samples" in ESTIMATORS.options(estimator) and "samples" not in options:
-        options["samples"] = eval_samples
-    options = Spec.parse({"kind": estimator, **options}, "estimator", "estimator").params
-    eval_points = check_value("eval_points", eval_points, PositiveInt | None)
-    budget = {}
-    if epochs is not None:
-        budget["train.epochs"] = check_value("epochs", epochs, PositiveInt)
-    if seconds is not None:
-        budget["train.max_seconds"] = check_value("seconds", seconds, PositiveFloat)
-        budget.setdefault("train.epochs", MAX_EPOCHS)
-    base = base.override(budget)
-    if not objectives:
-        raise ConfigError("no objectives to compare")
-    parsed, guides, names = {}, {}, {}  # label -> spec, guide kind, safe directory name
-    for word in objectives:
-        label, spec = parse_objective(word)
-        guide = paired_guide(spec, base.model.guide).kind
-        name = re.sub(r"[^\w.=,+-]+", "_", label)
-        if guide != base.model.guide.kind:
-            label += f" ({guide} guide)"  # the objective's own guide, shown where its numbers are
-        if label in parsed:
-            raise ConfigError(f"objective {label!r} is given twice")
-        parsed[label], guides[label], names[label] = spec, guide, name
-    if len(set(names.values())) < len(names):
-        raise ConfigError(f"objectives {', '.join(parsed)} do not name distinct run directories")
-    device = resolve_device(base.train.device)
-    w = distributed.join(device, base.train.backend)
-    device = distributed.device_of(device)
-    data = load_data(base.data)  # one split for every run
-    x = data.valid[:eval_points]  # (N, D): the yardstick's points
-    out = w.broadcast(Path(out_dir) if out_dir else fresh_dir("comparisons", base.data.name))
+    plan = plan_comparison(
+        config,
+        objectives,
+        seeds=seeds,
+        epochs=epochs,
+        seconds=seconds,
+        estimator=estimator,
+        estimator_options=estimator_options,
+        eval_samples=eval_samples,
+        eval_points=eval_points,
+        out_dir=out_dir,
+        overwrite=overwrite,
+    )
+    rows, histories = _run(plan, quiet)
+    if not distributed.world().main:
+        return Comparison(rows=rows, summary=[], dir=plan.out, markdown="")
+    return _report(plan, rows, histories)
 
-    plan = []  # (label, seed, config, request, finished row or None); seed 0 of each first
-    for s in range(seeds):
-        for label, spec in parsed.items():
-            run_dir = out / "runs" / f"{names[label]}-seed{s}"
-            run_config = base.override(
-                {
-                    "objective": spec,
-                    "model.guide.kind": guides[label],  # the base config's own, with its options, or implied
-                    "train.seed": base.train.seed + s,
-                    "train.run_dir": str(run_dir),
-                }
-            )
-            request = {
-                "config": _without_run_dir(run_config),
-                "estimator": {"kind": estimator, **options},
-                "eval_points": len(x),
-            }
-            plan.append((label, s, run_config, request, _finished(run_dir, request, overwrite)))
-    done = w.broadcast([row for *_, row in plan])  # rank 0's reading of the files decides
-    plan = [(*entry[:4], row) for entry, row in zip(plan, done, strict=True)]
-    if w.main:
-        make_dir(out, "comparison directory (--out)")  # every run's config checked, nothing trained yet
 
+def _run(plan: Plan, quiet: bool) -> tuple[list[dict], dict[str, list[list[dict]]]]:
+    """Every run's row, trained and measured where it was not; and (on rank 0) every run's
+    metrics, label -> one list of rows per seed."""
+    w = distributed.world()
     rows: list[dict] = []
-    histories: dict[str, list[list[dict]]] = {label: [] for label in parsed}  # label -> runs' metrics
-    bar = tqdm(plan, unit="run", disable=quiet or not w.main or not sys.stderr.isatty(), dynamic_ncols=True)
-    for label, s, run_config, request, row in bar:
-        bar.set_description(f"{label} seed {s}")
-        run_dir = Path(run_config.train.run_dir)
-        if row is None:
-            # for another request: --overwrite retrains; rank 0's answer, once every process has
-            # read the run directory (the broadcast gathers from all) and before rank 0 changes it
-            stale = w.broadcast(_measured_otherwise(run_dir))
-            if w.main:
-                (run_dir / RESULT).unlink(missing_ok=True)
-            try:
-                measured = train_and_measure(run_config, data, x, device, estimator, options, stale)
-            except (Interrupted, KeyboardInterrupt) as e:
-                signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-                raise Interrupted(
-                    f"interrupted by {signal.Signals(signum).name} in the run {label} seed {s} "
-                    f"(its checkpoint is kept in {run_dir}); the comparison is in {out}: rerun the same "
-                    f"command with --out {out} to resume it",
-                    signum,
-                ) from None
-            row = {"objective": label, "seed": s, **measured}
-            if w.main:
-                _write(run_dir / RESULT, json.dumps({"request": request, "row": row}, indent=2) + "\n")
-        rows.append(row)
+    histories: dict[str, list[list[dict]]] = {label: [] for label in plan.labels}
+    bar = tqdm(
+        plan.runs, unit="run", disable=quiet or not w.main or not sys.stderr.isatty(), dynamic_ncols=True
+    )
+    for run in bar:
+        bar.set_description(f"{run.label} seed {run.seed}")
+        rows.append(run.row if run.row is not None else _train_and_measure(plan, run))
         if w.main:
-            histories[label].append(read_metrics(run_dir / METRICS))
-    if not w.main:
-        return Comparison(rows=rows, summary=[], dir=out, markdown="")
+            histories[run.label].append(read_metrics(Path(run.config.train.run_dir) / METRICS))
+    return rows, histories
 
-    summary = [report.summarize(label, [r for r in rows if r["objective"] == label]) for label in parsed]
-    tc = base.train
+
+def _train_and_measure(plan: Plan, run: PlannedRun) -> dict:
+    """Train (or resume) one run and measure it; its result is written beside it."""
+    w = distributed.world()
+    run_dir = Path(run.config.train.run_dir)
+    # for another request: --overwrite retrains; rank 0's answer, once every process has read
+    # the run directory (the broadcast gathers from all) and before rank 0 changes it
+    stale = w.broadcast(one_run.measured_otherwise(run_dir))
+    if w.main:
+        (run_dir / one_run.RESULT).unlink(missing_ok=True)
+    try:
+        measured = one_run.train_and_measure(
+            run.config, plan.data, plan.x, plan.device, plan.estimator, plan.options, stale
+        )
+    except (Interrupted, KeyboardInterrupt) as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        raise Interrupted(
+            f"interrupted by {signal.Signals(signum).name} in the run {run.label} seed {run.seed} "
+            f"(its checkpoint is kept in {run_dir}); the comparison is in {plan.out}: rerun the same "
+            f"command with --out {plan.out} to resume it",
+            signum,
+        ) from None
+    row = {"objective": run.label, "seed": run.seed, **measured}
+    if w.main:
+        one_run.write_result(run_dir, run.request, row)
+    return row
+
+
+def _report(plan: Plan, rows: list[dict], histories: dict[str, list[list[dict]]]) -> Comparison:
+    """The table (Markdown, CSV, JSON), the figures and the base config, written in the
+    comparison directory."""
+    summary = [report.summarize(label, [r for r in rows if r["objective"] == label]) for label in plan.labels]
+    tc, out = plan.base.train, plan.out
     budget_words = f"{tc.epochs} epochs" if tc.max_seconds is None else f"{tc.max_seconds:g} s of training"
     if tc.max_seconds is not None and tc.epochs < MAX_EPOCHS:
         budget_words += f" (at most {tc.epochs} epochs)"
     about = {
-        "data": base.data.name,
-        "seeds": seeds,
+        "data": plan.base.data.name,
+        "seeds": plan.seeds,
         "budget": budget_words,
-        "estimator": estimator,
-        "estimator_options": options,
-        "eval_samples": options.get("samples"),
-        "eval_points": len(x),
-        "device": str(device),
-        "memory": memory_measure(device),
+        "estimator": plan.estimator,
+        "estimator_options": plan.options,
+        "eval_samples": plan.options.get("samples"),
+        "eval_points": len(plan.x),
+        "device": str(plan.device),
+        "memory": one_run.memory_measure(plan.device),
     }
     markdown = report.markdown(about, summary)
-    base.save(out / BASE_CONFIG)
+    plan.base.save(out / BASE_CONFIG)
     _write(out / MARKDOWN, markdown)
     _write(out / CSV, report.to_csv(summary))
     _write(out / JSON, json.dumps({**about, "summary": summary, "runs": rows}, indent=2) + "\n")
     report.comparison_curves(histories, out / CURVES, key=("valid_elbo", "valid_recon"))
-    title = f"log p̂(x) by {report.estimator_words(about)}, on {len(x)} validation points"
+    title = f"log p̂(x) by {report.estimator_words(about)}, on {len(plan.x)} validation points"
     report.log_likelihood_bars(summary, out / LOG_LIKELIHOOD, title=title)
-    write_side_by_side(out, {r["objective"]: Path(r["run_dir"]) for r in rows if r["seed"] == 0}, data)
+    write_side_by_side(out, {r["objective"]: Path(r["run_dir"]) for r in rows if r["seed"] == 0}, plan.data)
     return Comparison(rows=rows, summary=summary, dir=out, markdown=markdown)
-
-
-def _measured_otherwise(run_dir: Path) -> bool:
-    """Whether the run holds a readable result (which :func:`_finished` found to be another's)."""
-    try:
-        return "request" in json.loads((run_dir / RESULT).read_text())
-    except (OSError, ValueError, TypeError):
-        return False
-
-
-def _finished(run_dir: Path, request: dict, overwrite: bool) -> dict | None:
-    """The row of a run already measured for this same ``request``, None if it must be (re)trained."""
-    path = run_dir / RESULT
-    try:
-        saved = json.loads(path.read_text())
-        saved["request"], saved["row"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # absent, or damaged: measured again (from the run's checkpoint, if it has one)
-    if saved["request"] == request:
-        return saved["row"]
-    if overwrite:
-        return None
-    raise RunDirError(
-        f"{str(run_dir)!r} holds a run measured with another config "
-        f"({first_difference(saved['request'], request)}); pass --overwrite to retrain it, "
-        "or choose another --out"
-    )
-
-
-def _without_run_dir(config: Config) -> dict:
-    """The config that decides a run's results: its directory may move."""
-    values = config.to_dict()
-    values["train"].pop("run_dir")
-    return values
 
 
 def _write(path: Path, text: str) -> None:

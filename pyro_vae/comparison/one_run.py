@@ -3,9 +3,12 @@ then measured on the comparison's points, as one row of numbers (:func:`train_an
 
 The row holds what :mod:`pyro_vae.comparison.report` summarises: log p(x) with its standard errors (None,
 with the reason in ``log_px_absent``, where it is not defined), the ELBO and its terms, active
-units, seconds per epoch and peak memory, and where the run lives.
+units, seconds per epoch and peak memory, and where the run lives. It is kept in the run's
+``result.json`` beside the request it answers (the run's config and the evaluation), so that
+a comparison run again reuses it for the same request (:func:`finished`).
 """
 
+import json
 import math
 import statistics
 import sys
@@ -17,10 +20,12 @@ import torch
 from pyro_vae.config.run_config import Config
 from pyro_vae.core import distributed
 from pyro_vae.core.errors import ConfigError, RunDirError
-from pyro_vae.core.files import InUse
+from pyro_vae.core.files import InUse, atomic_write
 from pyro_vae.inference.measure import measure
-from pyro_vae.training.run import CHECKPOINT
+from pyro_vae.training.run import CHECKPOINT, first_difference
 from pyro_vae.training.trainer import train
+
+RESULT = "result.json"
 
 
 def train_and_measure(
@@ -105,3 +110,37 @@ def memory_measure(device: torch.device) -> str:
 def _finite(row: dict) -> dict:
     """NaN and infinities become None (JSON has neither)."""
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+
+
+def finished(run_dir: Path, request: dict, overwrite: bool) -> dict | None:
+    """The row of a run already measured for this same ``request``, None if it must be (re)trained.
+
+    :raises RunDirError: for a run measured for another request, unless ``overwrite``.
+    """
+    try:
+        saved = json.loads((run_dir / RESULT).read_text())
+        saved["request"], saved["row"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, or damaged: measured again (from the run's checkpoint, if it has one)
+    if saved["request"] == request:
+        return saved["row"]
+    if overwrite:
+        return None
+    raise RunDirError(
+        f"{str(run_dir)!r} holds a run measured with another config "
+        f"({first_difference(saved['request'], request)}); pass --overwrite to retrain it, "
+        "or choose another --out"
+    )
+
+
+def measured_otherwise(run_dir: Path) -> bool:
+    """Whether the run holds a readable result (which :func:`finished` found to be another's)."""
+    try:
+        return "request" in json.loads((run_dir / RESULT).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def write_result(run_dir: Path, request: dict, row: dict) -> None:
+    text = json.dumps({"request": request, "row": row}, indent=2) + "\n"
+    atomic_write(run_dir / RESULT, lambda tmp: tmp.write_text(text))

@@ -12,9 +12,9 @@ import torch
 
 from pyro_vae import Config, ConfigError, Run, compare
 from pyro_vae.comparison import one_run as comparison_run
-from pyro_vae.comparison.comparison import parse_objective
 from pyro_vae.data.datasets import load_data
 from pyro_vae.inference.measure import active_units, evaluate_elbo, measure
+from pyro_vae.inference.objectives import parse_objective
 from pyro_vae.training.checkpoint import load_checkpoint
 from pyro_vae.training.step import TrainStep
 from tests.helpers import PNG_MAGIC, run_cli
