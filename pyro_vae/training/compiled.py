@@ -14,8 +14,8 @@ KL warm-up). The graph runs one of two ways:
 
 * **replayed**: operation by operation, the eager step's own kernels, bit for bit its result
   (then the run's optimizer steps): the Python of Pyro's handlers is what it saves;
-* **compiled** by TorchInductor: fused loops, clipping and Adam's update in the graph; on
-  CUDA replayed as a CUDA graph. Float32 rounding then differs from eager's.
+* **compiled** by TorchInductor: fused loops, the update (clipping and Adam's step) in the
+  graph; on CUDA replayed as a CUDA graph. Float32 rounding then differs from eager's.
 
 Nothing is computed differently without a word: tracing sees no data, so a branch on a
 tensor's value fails the capture instead of being baked in; the first run of a graph is
@@ -42,6 +42,7 @@ import torch
 from pyro_vae.inference.graphs import AUTO_SECONDS, Uncompilable
 from pyro_vae.training.capture import Program
 from pyro_vae.training.step import TrainStep
+from pyro_vae.training.update import update
 
 #: ``auto`` replays the captured step when the eager steps left would take this many seconds
 REPLAY_SECONDS = 10.0
@@ -211,22 +212,14 @@ class CompiledStep:
 
     def _apply(self, program: Program, loss: torch.Tensor, grads: list) -> torch.Tensor:
         """The update from a graph's gradients, where the graph did not make it."""
-        optimizer = self.eager.optimizer
-        if program.adam is not None:
-            # the update ran in the graph; a schedule's step then need not warn that it did not
-            optimizer._opt_called = True  # type: ignore[attr-defined]
+        if program.steps:
             return loss
         if program.reduce:
             grads = self._summed(program, grads[0])
         used = iter(grads)
         for p, u in zip(program.params, program.used, strict=True):
             p.grad = next(used) if u else None
-        clipped = program.compile and not program.reduce
-        if self.eager.clip_norm is not None and not clipped:
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in program.params if p.grad is not None], self.eager.clip_norm, foreach=True
-            )
-        optimizer.step()
+        update(self.eager.optimizer, program.params, self.eager.clip_norm)
         return loss
 
     def _summed(self, program: Program, flat: torch.Tensor) -> list:

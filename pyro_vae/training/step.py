@@ -7,9 +7,9 @@ is the update ``pyro.infer.SVI.step`` makes (Hoffman et al. 2013, "Stochastic Va
 Inference"; Kingma & Welling 2014), run with a ``torch.optim`` optimizer over the parameters
 the model and guide declare, and without reading the loss back to the host: it stays on the
 device. ``inputs`` are the values a schedule gives the objective at this point of training
-(KL warm-up's ``kl_weight``): inputs of the step, not state of the objective. Clipping, when
-asked for, rescales the whole gradient g to g·min(1, c/‖g‖₂) (Pascanu et al. 2013) with
-``torch.nn.utils.clip_grad_norm_``, on the device (no host read of the norm).
+(KL warm-up's ``kl_weight``): inputs of the step, not state of the objective. The update
+(clipping, then the optimizer's step) is :func:`pyro_vae.training.update.update`, which every
+path of the step shares.
 
 Given the dataset indices of the minibatch's points, the guide's noise is keyed by (seed,
 step, point, particle, coordinate) (:mod:`pyro_vae.inference.noise`). The loss is computed
@@ -31,6 +31,7 @@ from pyro_vae.core.distributed import World, sum_gradients
 from pyro_vae.core.errors import ConfigError, PyroVAEError
 from pyro_vae.inference.graphs import owners
 from pyro_vae.inference.noise import IndexedNoise, step_seed
+from pyro_vae.training.update import params_of, update
 
 
 def declared_params(model, guide, objective, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -110,16 +111,13 @@ def train_step(
     objective, model, guide, optimizer, x: torch.Tensor, *, clip_norm: float | None = None, **inputs
 ) -> torch.Tensor:
     """One SVI update on minibatch ``x``; returns the loss, still on the device."""
-    return _update(optimizer, objective.differentiable_loss(model, guide, x, **inputs), clip_norm)
+    return _backward_update(optimizer, objective.differentiable_loss(model, guide, x, **inputs), clip_norm)
 
 
-def _update(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip_norm: float | None) -> torch.Tensor:
+def _backward_update(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip_norm) -> torch.Tensor:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if clip_norm is not None:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, clip_norm, foreach=True)
-    optimizer.step()
+    update(optimizer, params_of(optimizer), clip_norm)
     return loss.detach()
 
 
@@ -167,4 +165,4 @@ class TrainStep:
     ) -> torch.Tensor:
         """One update on ``x``, the points ``index`` of the dataset (None: unkeyed noise)."""
         loss = self.forward(x, index, step_seed(self.seed, step), **self.inputs(epoch, step))
-        return _update(self.optimizer, loss, self.clip_norm)
+        return _backward_update(self.optimizer, loss, self.clip_norm)

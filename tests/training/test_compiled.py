@@ -14,7 +14,6 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from tests.models.test_parts_grid import build, data_for
 from torch import nn
 
 import pyro_vae
@@ -26,6 +25,7 @@ from pyro_vae.training import capture, compiled
 from pyro_vae.training.capture import Program, Uncompilable
 from pyro_vae.training.compiled import PROBE, CompiledStep
 from pyro_vae.training.step import TrainStep, stepping
+from tests.models.test_parts_grid import build, data_for
 
 SEED, T = 7, 11  # the run's seed and the step whose keyed noise both paths draw
 
@@ -196,6 +196,24 @@ def branching_pair():
                 pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
 
     return Pair()
+
+
+def test_a_schedule_after_graph_steps_does_not_warn(no_compiler, recwarn):
+    """The graph makes Adam's update through the optimizer's own step (traced), so a learning-rate
+    schedule stepped after it finds the optimizer stepped, with no private flag set by hand."""
+    torch.manual_seed(0)
+    vae, x = build("normal", "normal", "gaussian"), data_for("gaussian")
+    model, guide = vae.programs(param_sites=False)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=0.01, fused=True)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, 0.5)
+    step = CompiledStep(TrainStep(make_objective("elbo"), model, guide, optimizer, seed=SEED), True)
+    with stepping():
+        step(x, index=torch.arange(len(x)), epoch=0.0, step=0)
+    schedule.step()
+    with stepping():  # the graph reads the new learning rate: half the first step's
+        step(x, index=torch.arange(len(x)), epoch=1.0, step=1)
+    assert step.path == "compiled" and optimizer.state[next(vae.parameters())]["step"].item() == 2
+    assert not [w for w in recwarn if "lr_scheduler.step()" in str(w.message)]
 
 
 def test_a_program_that_cannot_be_captured_trains_eager_saying_why(no_compiler):
