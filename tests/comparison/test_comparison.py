@@ -256,6 +256,22 @@ def test_bad_input_is_one_line_and_writes_nothing(words, named, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("estimator", "options", "message"),
+    [
+        pytest.param("is", {"samples": 0}, 'estimator "is": option samples = 0 is not allowed', id="value"),
+        pytest.param("ais", {"samples": 5}, 'estimator "ais": option samples is unknown', id="unknown"),
+        pytest.param("nosuch", {}, 'estimator = "nosuch" is not a known estimator', id="name"),
+    ],
+)
+def test_estimator_options_are_refused_in_the_estimators_terms(tmp_path, estimator, options, message):
+    """From Python the refusal names the estimator's option, not a command-line flag."""
+    out = tmp_path / "cmp"
+    with pytest.raises(ConfigError, match=message):
+        compare(None, ["elbo"], estimator=estimator, estimator_options=options, out_dir=out, quiet=True)
+    assert not out.exists()
+
+
 def test_objective_words():
     assert parse_objective("iwae:k=5") == ("iwae:k=5", parse_objective({"kind": "iwae", "particles": 5})[1])
     label, spec = parse_objective(" renyi: alpha=0.5, k=10 ")

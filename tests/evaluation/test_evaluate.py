@@ -107,6 +107,24 @@ def test_bad_evaluate_input_is_one_line(run_dir, argv, fragment, capsys):
     assert len(err) == 1 and err[0].startswith("pyro-vae: error: ") and fragment in err[0], err
 
 
+@pytest.mark.parametrize(
+    ("estimator", "options", "message"),
+    [
+        ("is", {"samples": 0}, 'estimator "is": option samples = 0 is not allowed: expected an integer >= 1'),
+        ("ais", {"samples": 5}, 'estimator "ais": option samples is unknown'),
+        ("nosuch", {}, 'estimator = "nosuch" is not a known estimator'),
+    ],
+    ids=["value", "unknown", "name"],
+)
+def test_evaluate_run_refuses_options_in_the_estimators_terms(run_dir, estimator, options, message):
+    """From Python the refusal names the estimator's option, not the flag that sets it."""
+    before = sorted(run_dir.iterdir())
+    with pytest.raises(pyro_vae.ConfigError) as info:
+        pyro_vae.evaluate_run(run_dir, estimator=estimator, options=options)
+    assert str(info.value).startswith(message) and "--" not in str(info.value)
+    assert sorted(run_dir.iterdir()) == before
+
+
 def test_evaluate_needs_a_run(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
