@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-from pyro_vae.pictures import latent_plots, plots
+from pyro_vae.pictures import plots
 from tests.figure_checks import (
     assert_every_point_shown_or_named,
     history,
@@ -144,30 +144,6 @@ def test_latent_space_draws_each_point_where_it_lies_in_its_class_colour(tmp_pat
     empty = grid[np.linalg.norm(grid[:, None] - at[None], axis=-1).min(1) > 8]
     assert len(empty) > 50
     assert (png[empty[:, 1].astype(int), empty[:, 0].astype(int)] == 1.0).all()
-
-
-def test_decoded_grid_names_the_prior_quantiles_it_spans(tmp_path, monkeypatch):
-    seen, figures, save = [], [], latent_plots.save_figure
-
-    def decode(z):
-        seen.append(z)
-        return np.tile(z[:, :1], (1, 4 * 4)) * 0.1 + 0.5
-
-    monkeypatch.setattr(latent_plots, "save_figure", lambda fig, path: figures.append(fig) or save(fig, path))
-    path = latent_plots.decoded_grid(decode, tmp_path / "grid.png", image_shape=(4, 4), n=5)
-    assert path.is_file() and imread(path).ndim == 3
-    (z,) = seen
-    assert z.shape == (25, 2) and z.dtype == np.float32
-    np.testing.assert_allclose(z[0], [-1.6448536, 1.6448536], rtol=1e-6)  # 5% and 95% quantiles
-    (fig,) = figures
-    (ax,) = fig.axes
-    words = ["5 % (−1.64)", "50 % (0.00)", "95 % (1.64)"]
-    assert [t.get_text() for t in ax.get_xticklabels()] == words
-    rows = sorted(zip(ax.get_yticks(), (t.get_text() for t in ax.get_yticklabels()), strict=True))
-    assert [label for _, label in rows] == words[::-1]  # z₂ grows upwards: 95 % in the top row
-    s = plots._scale((4, 4))  # 6: tiles of 24 pixels, centred at 11.5, 11.5 + 2·25, …
-    np.testing.assert_allclose(ax.get_xticks(), [11.5, 11.5 + 2 * (4 * s + 1), 11.5 + 4 * (4 * s + 1)])
-    assert "quantile of the prior N(0, 1)" in ax.get_xlabel() and ax.get_xlabel().startswith("z₁")
 
 
 # ---------------------------------------------------------------------------------------------
