@@ -159,7 +159,8 @@ def test_a_comparison_interrupted_in_training_resumes_its_runs_exactly(finished,
 
     monkeypatch.setattr(TrainStep, "__call__", interrupting)
     out = tmp_path / "cmp"
-    code, _, err = run_cli(compare_argv(out))
+    eager = ["--train.compile", "false"]  # every step through the patched TrainStep.__call__
+    code, _, err = run_cli(compare_argv(out, extra=eager))
     assert code == 130
     line = err.strip().splitlines()[-1]
     assert line.startswith("pyro-vae: interrupted by SIGINT in the run iwae:k=3 seed 0")
@@ -169,7 +170,7 @@ def test_a_comparison_interrupted_in_training_resumes_its_runs_exactly(finished,
     assert not (interrupted / "result.json").exists()
 
     monkeypatch.setattr(TrainStep, "__call__", step)
-    code, _, err = run_cli(compare_argv(out))
+    code, _, err = run_cli(compare_argv(out, extra=eager))
     assert code == 0, err
     for run in ("elbo-seed0", "iwae_k=3-seed0", "iwae_k=3-seed1"):  # as if never interrupted
         a = load_checkpoint(out / "runs" / run / "checkpoint.pt")

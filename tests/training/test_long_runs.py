@@ -21,6 +21,9 @@ from pyro_vae.training.step import TrainStep, train_step
 from tests.ppca import ppca
 
 TINY = ["--model.encoder.hidden", "[16]", "--model.decoder.hidden", "[16]", "--train.device", "cpu"]
+#: for a test that patches TrainStep.__call__: every step eager, whatever train.compile = "auto"
+#: would choose by timing the first steps (a replayed or compiled step does not call it)
+EAGER = ["--train.compile", "false"]
 
 
 def cli(*argv) -> tuple[int, list[str]]:
@@ -90,7 +93,7 @@ def test_divergence_stops_and_names_the_last_good_checkpoint(tmp_path, monkeypat
 
     monkeypatch.setattr(TrainStep, "__call__", diverging)
     run_dir = tmp_path / "run"
-    code, err = cli("train", "--train.epochs", 5, "--train.run_dir", run_dir, *TINY, "--quiet")
+    code, err = cli("train", "--train.epochs", 5, "--train.run_dir", run_dir, *TINY, *EAGER, "--quiet")
     assert code == 2 and len(err) == 1, err
     assert err[0] == (
         "pyro-vae: error: training diverged in epoch 2: the loss is nan; try a smaller --train.lr "
@@ -356,7 +359,7 @@ def test_tracking_keeps_the_untrained_row_through_a_resume_within_the_first_epoc
     monkeypatch.setattr(TrainStep, "__call__", interrupting)
     run_dir = tmp_path / "run"
     args = ["--train.epochs", 2, "--train.run_dir", run_dir, "--quiet", "--train.loggers", '["tensorboard"]']
-    assert cli("train", *args, *TINY)[0] == 130
+    assert cli("train", *args, *TINY, *EAGER)[0] == 130
     monkeypatch.setattr(TrainStep, "__call__", step)
     assert cli("train", "--resume", run_dir, "--quiet")[0] == 0
     values, _ = tensorboard_scalars(run_dir)

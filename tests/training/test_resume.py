@@ -25,7 +25,12 @@ from pyro_vae.training.run import CHECKPOINT, METRICS
 pytestmark = pytest.mark.slow
 
 HOOK = Path(__file__).resolve().parents[1] / "stop_after.py"
-TINY = ["--model.encoder.hidden", "[16]", "--model.decoder.hidden", "[16]", "--train.device", "cpu"]
+# every step eager: train.compile = "auto" chooses by timing the first steps, so two runs could
+# take different paths (metrics' step_path), and tests/stop_after.py counts eager steps
+TINY = [
+    "--model.encoder.hidden", "[16]", "--model.decoder.hidden", "[16]", "--train.device", "cpu",
+    "--train.compile", "false",
+]  # fmt: skip
 VARIANTS = {
     "elbo": [],
     # KL warm-up, a learning-rate schedule, five importance samples and clipping together
@@ -118,18 +123,9 @@ def test_a_finished_run_extended_with_more_epochs_equals_the_longer_run(tmp_path
 def test_sigterm_from_outside_and_a_second_writer(tmp_path, references, capsys):
     """A real run signalled at whatever moment it has reached; meanwhile a second writer is refused."""
     run_dir = tmp_path / "run"
-    # a run this long would compile its step (train.compile = "auto"), with other rounding than
-    # the short eager reference's: bit for bit needs the same path for both
-    args = [
-        "train",
-        "--train.epochs",
-        "100000",
-        "--train.run_dir",
-        str(run_dir),
-        *TINY,
-        "--train.compile",
-        "false",
-    ]
+    # TINY pins the eager step: a run this long would otherwise compile it (train.compile =
+    # "auto"), with other rounding than the short eager reference's
+    args = ["train", "--train.epochs", "100000", "--train.run_dir", str(run_dir), *TINY]
     process = subprocess.Popen(
         [sys.executable, "-m", "pyro_vae", *args, "--quiet"], stderr=subprocess.PIPE, text=True
     )
