@@ -160,100 +160,124 @@ def fit(
         points ``index`` (a :class:`~pyro_vae.training.step.TrainStep`), returning the loss on the device.
     :param world: the processes training together; each holds all of ``train``.
     """
-    device = device or train.device
-    signals = signals or Signals()
-    world = world or World()
-    vote = Vote(world)
-    n = len(train)
-
-    def out_of_time(extra: float = 0.0) -> bool:
-        return max_seconds is not None and state.seconds + extra >= max_seconds
-
-    def agreed(code: int) -> int:
-        """The agreed vote, which a signal that reached another process sets here too."""
-        if code > _OUT_OF_TIME:
-            signals.received = signals.received or code
-        return code
-
-    def interrupt() -> None:
-        if state.epoch_loss is not None:
-            state.epoch_loss = world.sum(state.epoch_loss)  # the checkpoint holds the whole sum
-        if state.epoch_loss is not None and not math.isfinite(state.epoch_loss.item()):
-            _diverged(state, state.epoch_loss.item())
-        for callback in callbacks:
-            callback.on_interrupt(state)
-        where = (
-            f"in epoch {state.epoch + 1} at step {state.step}"
-            if state.batch
-            else f"after epoch {state.epoch}"
-        )
-        raise Interrupted(f"interrupted by {signals.name} {where}", signals.received or 0)
-
+    stops = _Stops(state, signals or Signals(), world or World(), max_seconds, callbacks)
     try:
         for callback in callbacks:
             callback.on_start(state)
-        spent = out_of_time()  # the same on every process: the seconds of the checkpoint
+        spent = stops.out_of_time()  # the same on every process: the seconds of the checkpoint
         while state.epoch < epochs and state.stop is None and not spent:
-            if agreed(vote.settle(signals.received or 0)) > _OUT_OF_TIME:
-                interrupt()
-            order = data_order(n, seed, state.epoch, shuffle).to(train.device)
-            if state.batch == 0:
-                state.epoch_loss, state.epoch_points, state.epoch_seconds = (
-                    torch.zeros((), device=device),
-                    0,
-                    0.0,
-                )
-            assert state.epoch_loss is not None
-            start, compiling = time.perf_counter(), getattr(step, "compile_seconds", 0.0)
-            code = 0
-            for i in range(state.batch * batch_size, n, batch_size):
-                batch = order[i : i + batch_size]  # the global minibatch
-                index = world.share(batch)
-                x = train[index].to(device, non_blocking=True)  # no-op when held there
-                index = index.to(device, non_blocking=True)
-                state.epoch_loss += step(x, index=index, epoch=state.epoch + i / n, step=state.step)
-                state.step, state.batch, state.epoch_points = (
-                    state.step + 1,
-                    state.batch + 1,
-                    state.epoch_points + len(batch),
-                )
-                late = out_of_time(state.epoch_seconds + time.perf_counter() - start)
-                code = agreed(vote(signals.received or (_OUT_OF_TIME if late else 0)))
-                if code:
-                    break
-            state.epoch_seconds += time.perf_counter() - start
-            if not code:  # this step's vote, waited for at the epoch's end
-                spent = out_of_time(state.epoch_seconds)
-                code = agreed(vote.settle(signals.received or (_OUT_OF_TIME if spent else 0)))
-            if code > _OUT_OF_TIME and state.batch * batch_size < n:
-                interrupt()  # within the epoch
-            spent = code == _OUT_OF_TIME  # on one process's clock: all stop after this epoch
-            state.epoch_loss = world.sum(state.epoch_loss)
-            loss = state.epoch_loss.item() / state.epoch_points  # the epoch's one host read of the loss
-            if not math.isfinite(loss):
-                _diverged(state, loss)
-            epoch = Epoch(
-                loss=loss,
-                points=state.epoch_points,
-                seconds=state.epoch_seconds,
-                lr=state.lr,
-                path=getattr(step, "path", "eager"),
-                compile_seconds=getattr(step, "compile_seconds", 0.0) - compiling,
-            )
-            state.epoch, state.seconds = state.epoch + 1, state.seconds + state.epoch_seconds
-            state.batch, state.epoch_loss, state.epoch_points, state.epoch_seconds = 0, None, 0, 0.0
-            if state.scheduler is not None:
-                state.scheduler.step()
-            for callback in callbacks:
-                callback.on_epoch_end(state, epoch)
-        if agreed(vote.settle(signals.received or 0)) > _OUT_OF_TIME:
-            interrupt()
+            stops.check()
+            order = data_order(len(train), seed, state.epoch, shuffle).to(train.device)
+            spent = _epoch(state, step, train, order, stops, batch_size, device or train.device)
+        stops.check()
         for callback in callbacks:
             callback.on_end(state)
     finally:
         for callback in callbacks:
             callback.close()
     return state
+
+
+class _Stops:
+    """When training stops early, agreed by every process: a signal (the vote is its number) or
+    the time budget spent (:data:`_OUT_OF_TIME`, on one process's clock)."""
+
+    def __init__(self, state, signals: Signals, world: World, max_seconds, callbacks):
+        self.state, self.signals, self.world = state, signals, world
+        self.max_seconds, self.callbacks = max_seconds, callbacks
+        self.vote = Vote(world)
+
+    def out_of_time(self, extra: float = 0.0) -> bool:
+        return self.max_seconds is not None and self.state.seconds + extra >= self.max_seconds
+
+    def agreed(self, code: int) -> int:
+        """The agreed vote, which a signal that reached another process sets here too."""
+        if code > _OUT_OF_TIME:
+            self.signals.received = self.signals.received or code
+        return code
+
+    def mine(self, late: bool) -> int:
+        """This process's vote: its signal, else whether its time is spent."""
+        return self.signals.received or (_OUT_OF_TIME if late else 0)
+
+    def check(self) -> None:
+        """Between epochs: stop here if a signal reached any process."""
+        if self.agreed(self.vote.settle(self.signals.received or 0)) > _OUT_OF_TIME:
+            self.interrupt()
+
+    def interrupt(self) -> None:
+        state = self.state
+        if state.epoch_loss is not None:
+            state.epoch_loss = self.world.sum(state.epoch_loss)  # the checkpoint holds the whole sum
+        if state.epoch_loss is not None and not math.isfinite(state.epoch_loss.item()):
+            _diverged(state, state.epoch_loss.item())
+        for callback in self.callbacks:
+            callback.on_interrupt(state)
+        where = f"after epoch {state.epoch}"
+        if state.batch:
+            where = f"in epoch {state.epoch + 1} at step {state.step}"
+        raise Interrupted(f"interrupted by {self.signals.name} {where}", self.signals.received or 0)
+
+
+def _epoch(state: TrainState, step, train, order, stops: _Stops, batch_size: int, device) -> bool:
+    """One epoch, or the rest of one a checkpoint stopped in; the callbacks' ``on_epoch_end``
+    after it. Returns whether the time budget is spent (all processes stop after this epoch)."""
+    if state.batch == 0:
+        state.epoch_loss, state.epoch_points, state.epoch_seconds = torch.zeros((), device=device), 0, 0.0
+    compiling = getattr(step, "compile_seconds", 0.0)
+    code = _steps(state, step, train, order, stops, batch_size, device)
+    if code > _OUT_OF_TIME and state.batch * batch_size < len(train):
+        stops.interrupt()  # within the epoch
+    epoch = _end_epoch(state, step, stops.world, compiling)
+    for callback in stops.callbacks:
+        callback.on_epoch_end(state, epoch)
+    return code == _OUT_OF_TIME
+
+
+def _steps(state: TrainState, step, train, order, stops: _Stops, batch_size: int, device) -> int:
+    """The epoch's minibatch steps from ``state.batch`` on, until its end or an agreed stop;
+    returns the agreed vote (0: none)."""
+    assert state.epoch_loss is not None
+    n, world, start, code = len(train), stops.world, time.perf_counter(), 0
+    for i in range(state.batch * batch_size, n, batch_size):
+        batch = order[i : i + batch_size]  # the global minibatch
+        index = world.share(batch)
+        x = train[index].to(device, non_blocking=True)  # no-op when held there
+        index = index.to(device, non_blocking=True)
+        state.epoch_loss += step(x, index=index, epoch=state.epoch + i / n, step=state.step)
+        state.step, state.batch = state.step + 1, state.batch + 1
+        state.epoch_points += len(batch)
+        late = stops.out_of_time(state.epoch_seconds + time.perf_counter() - start)
+        code = stops.agreed(stops.vote(stops.mine(late)))
+        if code:
+            break
+    state.epoch_seconds += time.perf_counter() - start
+    if not code:  # this step's vote, waited for at the epoch's end
+        code = stops.agreed(stops.vote.settle(stops.mine(stops.out_of_time(state.epoch_seconds))))
+    return code
+
+
+def _end_epoch(state: TrainState, step, world: World, compiling: float) -> Epoch:
+    """The epoch's loss summed across processes and read once, the state moved to the next
+    epoch, and the schedule stepped."""
+    assert state.epoch_loss is not None
+    state.epoch_loss = world.sum(state.epoch_loss)
+    loss = state.epoch_loss.item() / state.epoch_points  # the epoch's one host read of the loss
+    if not math.isfinite(loss):
+        _diverged(state, loss)
+    epoch = Epoch(
+        loss=loss,
+        points=state.epoch_points,
+        seconds=state.epoch_seconds,
+        lr=state.lr,
+        path=getattr(step, "path", "eager"),
+        compile_seconds=getattr(step, "compile_seconds", 0.0) - compiling,
+    )
+    state.epoch, state.seconds = state.epoch + 1, state.seconds + state.epoch_seconds
+    state.batch, state.epoch_loss, state.epoch_points, state.epoch_seconds = 0, None, 0, 0.0
+    if state.scheduler is not None:
+        state.scheduler.step()
+    return epoch
 
 
 def _diverged(state: TrainState, loss: float):
