@@ -8,12 +8,28 @@ inference, and measure it::
     run = pyro_vae.train(config)
     run.vae.model, run.vae.guide      # the trained Pyro programs
 
-The subpackages, each importing only those before it: ``core`` (errors, value checks, the
-registries of parts, files); ``config`` (a run's typed config); ``models`` (networks, priors,
-likelihoods, guides, the VAE) and ``data`` (datasets by name or file, fetched ones); ``inference``
-(per-particle densities, objectives, estimators of log p(x), measurements); ``pictures``;
-``training`` (the step, the loop, runs, checkpoints, schedules, loggers); ``evaluation`` and
-``comparison``; ``cli``.
+The package is in layers, one subpackage each; a layer imports only the layers below it
+(``tests/test_layers.py`` checks every import)::
+
+    cli/          the pyro-vae command: its flags, generated once, and its commands
+    comparison/   objectives side by side: the plan, one run, the table and its figures
+    evaluation/   a trained run measured (log p(x)), sampled and interpolated
+    training/     pyro_vae.train: the step (eager, captured, compiled) and its update, the
+                  loop, callbacks, schedules, loggers, checkpoints, the run directory, resume,
+                  a run's figures                      (imports inference, data and pictures)
+    inference/    per-point log densities (traces), the keyed noise, captured graphs,
+                  objectives/ (bounds to train on), estimators/ (log p(x)), measurements
+    models/       distributions, flows, KL, networks, priors, likelihoods, guides, the VAE
+    data/         datasets by name or file, array files, downloads and their catalog
+    pictures/     axes, plots, paths through the latent space and their pictures (core alone)
+    config/       a run's typed, validated sections, read from TOML or JSON
+    core/         errors, option values, the registries of parts, plugins, imports, numeric
+                  helpers, files, processes (torchrun) and interrupts
+
+models and data import config; config imports core; nothing imports the CLI. Every family of
+parts (priors, likelihoods, guides, networks, objectives, estimators, datasets, schedules,
+loggers) is a :class:`~pyro_vae.core.registry.Registry` declared in ``core`` and filled by a
+decorator beside each part's definition.
 
 Every public name below is imported when first used, so that ``import pyro_vae`` costs only
 what is used (no plotting, tracking or compiler module). The flat layout's module paths
