@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from pyro import poutine
-from tests.training.test_compiled import assert_same, captured_loss_and_grads, eager_loss_and_grads
+from tests.training.test_capture import assert_same, captured_loss_and_grads
+from tests.training.test_compiled import eager_loss_and_grads
 from torch.distributions import kl_divergence
 
 from pyro_vae import VAE, Config, ConfigError, ModelConfig, compare, make_objective, train
