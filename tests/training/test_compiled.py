@@ -18,8 +18,6 @@ from torch import nn
 
 import pyro_vae
 from pyro_vae import VAE, Config, make_objective
-from pyro_vae.inference.estimators import chunks
-from pyro_vae.inference.estimators.chunks import ELEMENTS, chunk_length
 from pyro_vae.inference.noise import step_seed
 from pyro_vae.training import capture, compiled
 from pyro_vae.training.capture import Program, Uncompilable
@@ -324,35 +322,6 @@ def test_parameters_outside_the_modules_are_refused_by_the_capture(no_compiler):
 # ---------------------------------------------------------------------------------------------
 # The importance-sampling chunk
 # ---------------------------------------------------------------------------------------------
-
-
-def test_compiled_importance_sampling_equals_eager_per_point(monkeypatch):
-    made = []
-    real = chunks.compile_graph
-    monkeypatch.setattr(chunks, "compile_graph", lambda *a: made.append(a) or real(*a))
-    torch.manual_seed(0)
-    vae = build("normal", "iaf", "bernoulli")
-    x = (torch.rand(37, 6) > 0.5).float()  # batches of 16, 16 and 5: the last one eager
-    estimates = {
-        mode: pyro_vae.importance_sampling(
-            vae.model, vae.guide, x, seed=3, batch_size=16, samples=60, chunk_size=20, compile=mode
-        )
-        for mode in (True, False)
-    }
-    torch.testing.assert_close(estimates[True].log_px, estimates[False].log_px, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(estimates[True].ess, estimates[False].ess, rtol=1e-4, atol=1e-4)
-    assert len(made) == 1  # one graph, for the (16, 6) batches' chunks of 20
-
-
-def test_chunks_keep_their_tensors_small_and_of_one_shape():
-    # binarized MNIST, K = 5000 in chunks of at most 500, 100 points: 25 samples, 200 chunks
-    assert chunk_length(5000, 500, 100, 784) == 25
-    assert chunk_length(1000, 500, 100, 784) == 25
-    assert chunk_length(7, 500, 100, 784) == 7  # all in one
-    assert chunk_length(1000, 10, 100, 784) == 10  # the asked bound holds
-    for samples, width in [(997, 784), (5000, 64), (30, 10_000)]:
-        k = chunk_length(samples, 500, 100, width)
-        assert 1 <= k <= 500 and (k * 100 * width <= ELEMENTS or k == 1)
 
 
 def test_with_several_processes_the_graph_gives_one_flat_gradient_summed_then_clipped(no_compiler):
