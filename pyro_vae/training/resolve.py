@@ -1,5 +1,7 @@
-"""What a run will be, worked out once before it starts: its device and its resolved config."""
+"""What a run will be, worked out once before it starts: its device, its processes, its data and
+its one resolved config, every choice a user can get wrong checked before anything is written."""
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -7,10 +9,52 @@ import torch
 
 from pyro_vae.config.run_config import Config
 from pyro_vae.config.sections import ModelConfig, same_images
+from pyro_vae.core import distributed
+from pyro_vae.core.distributed import World
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import show
-from pyro_vae.data.datasets import Data
-from pyro_vae.training.run import fresh_dir
+from pyro_vae.data.datasets import Data, load_data
+from pyro_vae.training.loggers import check_loggers
+from pyro_vae.training.resume import check_resumable, read_resumed
+from pyro_vae.training.run import first_difference, fresh_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """A run before it is built: the config it records, its data, device and processes, and the
+    checkpoint it resumes (None for a new run)."""
+
+    config: Config
+    data: Data
+    device: torch.device
+    world: World
+    checkpoint: dict | None = None
+
+
+def resolve_run(
+    config: Config | None, data: Data | None, *, resume, custom_model: bool, hold: contextlib.ExitStack
+) -> Resolved:
+    """The run :func:`pyro_vae.train` is asked for, its config resolved once. A resumed run's
+    checkpoint is read under its directory's lock, which ``hold`` keeps until training ends.
+    Of several processes (torchrun), each reads the same files and is given rank 0's run
+    directory; a process given another config is refused."""
+    checkpoint = None
+    if resume is not None:
+        checkpoint = read_resumed(Path(resume), hold)
+        config = config or Config.from_dict(checkpoint["config"])
+    config = config or Config()
+    device = resolve_device(config.train.device)
+    world = distributed.join(device, config.train.backend)
+    device = distributed.device_of(device)
+    data = data or load_data(config.data)
+    run_dir = str(resume) if resume is not None else config.train.run_dir
+    run_dir = world.broadcast(run_dir or str(fresh_dir("runs", config.data.name)))
+    config = resolve_config(config, data, custom_model=custom_model, run_dir=run_dir)
+    check_same_everywhere(config, world)
+    if checkpoint is not None:
+        check_resumable(config, Config.from_dict(checkpoint["config"]), Path(resume))
+    check_loggers(config.train.loggers)
+    return Resolved(config, data, device, world, checkpoint)
 
 
 def resolve_device(name: str, key: str = "train.device") -> torch.device:
@@ -31,14 +75,16 @@ def resolve_device(name: str, key: str = "train.device") -> torch.device:
     return device
 
 
-def resolve_config(config: Config, data: Data, *, custom_model: bool = False) -> Config:
+def resolve_config(
+    config: Config, data: Data, *, custom_model: bool = False, run_dir: str | None = None
+) -> Config:
     """The config a run records: what the data says filled in, the data path absolute.
 
     * ``model.data_dim`` and ``model.image_shape`` from the data (a VAE built from the config
       needs them; a user's own model does not): a model.image_shape given must agree;
     * ``data.image_shape`` from the data, ``data.path`` made absolute (so that ``evaluate`` and
       ``sample`` find the data from any directory);
-    * ``train.run_dir``: ``runs/<data name>-<date>-<time>`` when unset.
+    * ``train.run_dir``: ``run_dir`` when given, else ``runs/<data name>-<date>-<time>`` when unset.
     """
     model = config.model
     if not custom_model:
@@ -49,7 +95,7 @@ def resolve_config(config: Config, data: Data, *, custom_model: bool = False) ->
         model = dataclasses.replace(model, data_dim=data.dim, image_shape=_image_shape(model, data))
     path = str(Path(config.data.path).resolve()) if config.data.path else None
     image = list(data.image_shape) if data.image_shape else None
-    run_dir = config.train.run_dir or str(fresh_dir("runs", config.data.name))
+    run_dir = run_dir or config.train.run_dir or str(fresh_dir("runs", config.data.name))
     return dataclasses.replace(
         config,
         model=model,
@@ -70,6 +116,18 @@ def _image_shape(model: ModelConfig, data: Data) -> list[int] | None:
             f"{show(shape)} (the data's images): give data.image_shape alone, the model's follows it"
         )
     return model.image_shape
+
+
+def check_same_everywhere(config: Config, world: World) -> None:
+    """Refuse a process of several that was given another config than process 0."""
+    given = world.objects(config.to_dict()) if world.size > 1 else []
+    for rank, other in enumerate(given):
+        differs = first_difference(given[0], other)
+        if differs:
+            raise ConfigError(
+                f"process {rank} was given another config than process 0 ({differs}); every process "
+                "of a job must be given the same command and files"
+            )
 
 
 def fits_on(device: torch.device, data: Data) -> bool:

@@ -6,17 +6,39 @@ rows up to it (:func:`pyro_vae.train` with ``resume``). The checkpoint does not 
 number of processes that wrote it, so a run may resume on another number of them.
 """
 
+import contextlib
 from pathlib import Path
 
 import torch
 
 from pyro_vae.config.run_config import Config
+from pyro_vae.core import distributed
 from pyro_vae.core.distributed import World
 from pyro_vae.core.errors import ConfigError, RunDirError
 from pyro_vae.models.vae import load_weights
+from pyro_vae.training.checkpoint import load_checkpoint
 from pyro_vae.training.loop import TrainState
-from pyro_vae.training.run import EXTENDABLE, first_difference, read_metrics
+from pyro_vae.training.run import (
+    EXTENDABLE,
+    check_same_run,
+    claim_run_dir,
+    first_difference,
+    read_metrics,
+    resumable,
+)
 from pyro_vae.training.schedules import depends_on_epochs
+
+
+def read_resumed(run_dir: Path, hold: contextlib.ExitStack) -> dict:
+    """The checkpoint of the run in ``run_dir``, read under the directory's lock (which the
+    process that writes holds in ``hold`` until training ends), and checked against the
+    ``config.toml`` beside it."""
+    checkpoint = resumable(run_dir)
+    if distributed.writes():
+        hold.enter_context(claim_run_dir(run_dir, resume=True))
+    payload = load_checkpoint(checkpoint)
+    check_same_run(run_dir, payload)
+    return payload
 
 
 def check_resumable(config: Config, recorded: Config, run_dir: Path) -> None:
