@@ -1,103 +1,79 @@
-"""The ``pyro-vae`` parser: composed from shared flags, and built only for the chosen command, so
-that ``pyro-vae --help`` and ``pyro-vae data list`` never import torch (asserted on the modules a
-fresh interpreter loads, never on time)."""
+"""The words of the command line: overrides and KEY=VALUE options read as TOML values, the
+parser of the chosen command only, usage errors as one line, and the shared flags' defaults."""
 
-import ast
-import os
-import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 
-from pyro_vae.cli import arguments
-from pyro_vae.cli.main import main
-
-# Prints the heavy modules a fresh interpreter has loaded after running the command line on argv.
-LOADED = """
-import sys
-from pyro_vae.cli.main import main
-try:
-    main(sys.argv[1:])
-except SystemExit:  # --help exits
-    pass
-heavy = ("torch", "pyro", "matplotlib", "pyro_vae.config.run_config", "pyro_vae.core.distributed")
-print("LOADED", [name for name in heavy if name in sys.modules])
-"""
+from pyro_vae.cli.arguments import COMMANDS, key_values, overrides, parser
+from pyro_vae.core.errors import ConfigError
 
 
-def loaded_by(argv: list[str], tmp_path) -> list[str]:
-    env = {**os.environ, "PYRO_VAE_DATA": str(tmp_path)}  # data list looks at an empty cache
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
-        env.pop(name, None)
-    result = subprocess.run(
-        [sys.executable, "-c", LOADED, *argv], capture_output=True, text=True, timeout=120, env=env
-    )
-    assert result.returncode == 0, result.stderr
-    line = result.stdout.splitlines()[-1]
-    assert line.startswith("LOADED "), result.stdout
-    return ast.literal_eval(line[len("LOADED ") :])
-
-
-@pytest.mark.parametrize("argv", [["--help"], ["data", "--help"], ["data", "list"]], ids=" ".join)
-def test_help_and_data_list_import_no_torch(tmp_path, argv):
-    assert loaded_by(argv, tmp_path) == []
-
-
-def test_a_commands_own_help_builds_its_parser(tmp_path):
-    assert "torch" in loaded_by(["evaluate", "--help"], tmp_path)  # it lists the estimators
-
-
-def test_the_top_level_lists_every_command_without_building_them():
-    parser = arguments.parser()
-    commands = parser._subparsers._group_actions[0].choices
-    assert list(commands) == list(arguments.COMMANDS)
-    assert all(not p._actions[1:] for p in commands.values())  # only -h: no flags, no choices
-
-
-@pytest.mark.parametrize("command", ["sample", "interpolate", "evaluate"])
-def test_shared_flags_are_declared_once(command):
-    """--device and --checkpoint read the same in every command that takes them."""
-    sub = arguments.parser(command)._subparsers._group_actions[0].choices[command]
-    actions = {a.dest: a for a in sub._actions}
-    for name in ("device", "checkpoint"):
-        flag, keywords = arguments.FLAGS[name]
-        assert actions[name].option_strings == [flag]
-        assert (actions[name].default, actions[name].help) == (keywords["default"], keywords["help"])
-
-
-@pytest.mark.parametrize("command", list(arguments.COMMANDS))
-def test_every_command_has_its_help(capsys, command):
-    with pytest.raises(SystemExit) as info:
-        main([command, "--help"])
-    assert info.value.code == 0
-    assert capsys.readouterr().out.startswith(f"usage: pyro-vae {command}")
-
-
-def test_estimator_options_are_flags_of_evaluate(capsys):
-    with pytest.raises(SystemExit):
-        main(["evaluate", "--help"])
-    out = capsys.readouterr().out
-    for flag in ("--samples VALUE", "--chunk-size VALUE", "--chains VALUE", "--step-size VALUE"):
-        assert flag in out
-    assert "  is: --samples 5000 --chunk-size 500" in out
+def test_overrides_take_a_value_after_a_space_or_an_equals_sign():
+    words = ["--train.epochs", "5", "--model.latent_dim=2", "--plugins", "[]", "--train.lr=1e-3=x"]
+    assert overrides(words) == {
+        "train.epochs": "5",
+        "model.latent_dim": "2",
+        "plugins": "[]",
+        "train.lr": "1e-3=x",
+    }
 
 
 @pytest.mark.parametrize(
-    "argv, line",
+    ("words", "message"),
     [
-        pytest.param(
-            ["--samples", "0"], "--samples = 0 is not allowed: expected an integer >= 1", id="value"
-        ),
-        pytest.param(["--option", "samples=0"], "--samples = 0 is not allowed", id="option"),
-        pytest.param(
-            ["--estimator", "ais", "--samples", "5"],
-            'unknown key --estimator.samples for estimator "ais"; allowed: --chains, --steps',
-            id="unknown",
-        ),
+        (["epochs", "5"], "unrecognized argument 'epochs'; overrides look like --train.epochs 5"),
+        (["--epochs", "5"], "unrecognized argument '--epochs'; overrides look like --train.epochs 5"),
+        (["--train.epochs"], "--train.epochs needs a value"),
     ],
+    ids=["no-dashes", "no-section", "no-value"],
 )
-def test_an_estimator_option_is_refused_in_the_words_of_its_flag(tmp_path, capsys, argv, line):
-    """The library names the option (``estimator "is": option samples``); the command line, its flag."""
-    assert main(["evaluate", str(tmp_path), *argv]) == 2  # refused before the run is looked for
-    err = capsys.readouterr().err
-    assert err.startswith(f"pyro-vae: error: {line}") and "option samples" not in err, err
+def test_bad_overrides_are_named(words, message):
+    with pytest.raises(ConfigError) as info:
+        overrides(words)
+    assert str(info.value) == message
+
+
+def test_key_values_are_toml_values_with_kebab_keys_as_snake():
+    pairs = ["samples=100", "adapt = false", "step-size=0.02", "schedule=[1, 2]", "name=sigmoid"]
+    assert key_values(pairs, "--option") == {
+        "samples": 100,
+        "adapt": False,
+        "step_size": 0.02,
+        "schedule": [1, 2],
+        "name": "sigmoid",
+    }
+    assert key_values(None, "--option") == {}
+    with pytest.raises(ConfigError, match=r"^--option 'samples': expected KEY=VALUE$"):
+        key_values(["samples"], "--option")
+    with pytest.raises(ConfigError, match=r"^--option '=3': expected KEY=VALUE$"):
+        key_values(["=3"], "--option")
+
+
+def test_only_the_chosen_commands_parser_is_built():
+    args = parser("sample").parse_args(["sample", "runs/a"])
+    assert (args.run_dir, args.n, args.out, args.seed, args.device, args.checkpoint) == (
+        Path("runs/a"),
+        64,
+        None,
+        0,
+        "cpu",
+        "checkpoint.pt",
+    )
+    # another command is listed by name only: its flags are unknown to this parser
+    with pytest.raises(ConfigError, match=r"^unrecognized arguments: runs/a -n 3 \(see pyro-vae --help\)$"):
+        parser("sample").parse_args(["interpolate", "runs/a", "-n", "3"])
+
+
+def test_interpolate_paths_repeat_and_data_actions_are_required():
+    args = parser("interpolate").parse_args(["interpolate", "r", "--path", "linear", "--path", "spherical"])
+    assert (args.path, args.pairs, args.steps, args.split) == (["linear", "spherical"], 8, 10, "valid")
+    assert parser("data").parse_args(["data", "get", "mnist", "kmnist"]).names == ["mnist", "kmnist"]
+    with pytest.raises(ConfigError, match=r"^the following arguments are required: ACTION"):
+        parser("data").parse_args(["data"])
+
+
+def test_every_command_is_listed_with_its_line_of_help():
+    text = parser().format_help()
+    for name, (help, _) in COMMANDS.items():
+        assert f"{name}" in text and help in " ".join(text.split())
