@@ -11,8 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from pyro import poutine
-from tests.training.test_capture import assert_same, captured_loss_and_grads
-from tests.training.test_compiled import eager_loss_and_grads
 from torch.distributions import kl_divergence
 
 from pyro_vae import VAE, Config, ConfigError, ModelConfig, compare, make_objective, train
@@ -29,6 +27,8 @@ from pyro_vae.training import callbacks as cb
 from pyro_vae.training.checkpoint import load_checkpoint
 from pyro_vae.training.run import read_metrics
 from pyro_vae.training.step import Loss, TrainStep
+from tests.training.test_capture import assert_same, captured_loss_and_grads
+from tests.training.test_compiled import eager_loss_and_grads
 
 B, D, Z = 6, 9, 3
 TINY = {"model.encoder.hidden": [16], "model.decoder.hidden": [16]}
