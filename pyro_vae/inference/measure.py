@@ -42,7 +42,8 @@ import torch
 from pyro_vae.core.distributed import world
 from pyro_vae.core.errors import NotDefined
 from pyro_vae.inference.estimators import IndexedNoise, MarginalLikelihood, estimate
-from pyro_vae.inference.traces import local_terms, max_plate_nesting
+from pyro_vae.inference.sites import max_plate_nesting
+from pyro_vae.inference.traces import local_terms
 
 
 @torch.no_grad()

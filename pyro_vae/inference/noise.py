@@ -26,7 +26,7 @@ from pyro.distributions import Independent, MultivariateNormal, Normal, Transfor
 from pyro.poutine.messenger import Messenger
 from torch.fx.experimental.proxy_tensor import get_proxy_mode
 
-from pyro_vae.inference.traces import PARTICLES
+from pyro_vae.inference.sites import PARTICLES
 from pyro_vae.models.kl import is_point_mass
 
 _M1, _M2 = -4658895280553007687, -7723592293110705685  # splitmix64 constants, as int64

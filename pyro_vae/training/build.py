@@ -12,7 +12,7 @@ from pyro_vae.config.run_config import Config
 from pyro_vae.core.errors import DataError
 from pyro_vae.data.datasets import Data
 from pyro_vae.inference.objectives import check_guide, make_objective
-from pyro_vae.inference.traces import point_mass_sites
+from pyro_vae.inference.sites import point_mass_sites
 from pyro_vae.models.vae import VAE
 from pyro_vae.training.loop import TrainState
 from pyro_vae.training.resolve import Resolved, place

@@ -20,7 +20,8 @@ from pyro import poutine
 from pyro_vae import VAE, ConfigError, ModelConfig, log_marginal_likelihood, make_objective
 from pyro_vae.core.numeric import softplus_inverse
 from pyro_vae.inference.noise import IndexedNoise, _reparameterize
-from pyro_vae.inference.traces import PARTICLES, in_particle_plate, local_terms
+from pyro_vae.inference.sites import PARTICLES, in_particle_plate
+from pyro_vae.inference.traces import local_terms
 from pyro_vae.models.guides import GUIDES
 
 GUIDE_KINDS = ["normal", "full_normal", "iaf"]

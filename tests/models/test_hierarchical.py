@@ -16,7 +16,7 @@ from ppca import two_layer_ppca
 from pyro_vae import ais, log_marginal_likelihood, make_objective
 from pyro_vae.inference.measure import elbo_parts
 from pyro_vae.inference.objectives import OBJECTIVES
-from pyro_vae.inference.traces import max_plate_nesting
+from pyro_vae.inference.sites import max_plate_nesting
 
 K = 5
 
@@ -109,7 +109,7 @@ def test_indexed_noise_differs_between_layers(f64):
     from pyro import poutine
 
     from pyro_vae.inference.noise import IndexedNoise
-    from pyro_vae.inference.traces import in_particle_plate
+    from pyro_vae.inference.sites import in_particle_plate
 
     vae, x, _ = two_layer_ppca("cpu")
     with IndexedNoise(seed=0, first_point=0, first_sample=0):

@@ -41,16 +41,16 @@ from pyro_vae.core.options import PositiveFloat, PositiveInt, Range
 from pyro_vae.inference.estimators.base import MarginalLikelihood, register_estimator, require_density
 from pyro_vae.inference.estimators.weights import WeightStats
 from pyro_vae.inference.noise import IndexedNoise, step_seed
-from pyro_vae.inference.traces import (
+from pyro_vae.inference.sites import (
     at_values,
     in_particle_plate,
     latent_sites,
-    local_terms,
     max_plate_nesting,
     per_particle_datum,
     sample_sites,
     to_site_layout,
 )
+from pyro_vae.inference.traces import local_terms
 
 Acceptance = Annotated[float, Range(lo=0, hi=1, lo_open=True, hi_open=True)]
 

@@ -38,7 +38,7 @@ from pyro_vae.core.distributed import world
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import check_value, describe, plain, show
 from pyro_vae.core.registry import ESTIMATORS
-from pyro_vae.inference.traces import not_defined, point_mass_sites
+from pyro_vae.inference.sites import not_defined, point_mass_sites
 
 register_estimator = ESTIMATORS.register
 

@@ -19,7 +19,7 @@ from pyro_vae.core.options import PositiveInt
 from pyro_vae.inference.estimators.base import MarginalLikelihood, register_estimator, require_density
 from pyro_vae.inference.estimators.chunks import Chunks, chunk_length
 from pyro_vae.inference.estimators.weights import WeightStats
-from pyro_vae.inference.traces import max_plate_nesting
+from pyro_vae.inference.sites import max_plate_nesting
 
 
 @register_estimator("is")

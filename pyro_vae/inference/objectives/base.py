@@ -7,7 +7,8 @@ import torch
 
 from pyro_vae.core.options import PositiveInt
 from pyro_vae.core.registry import OBJECTIVES
-from pyro_vae.inference.traces import LocalTerms, local_terms, max_plate_nesting
+from pyro_vae.inference.sites import max_plate_nesting
+from pyro_vae.inference.traces import LocalTerms, local_terms
 
 register_objective = OBJECTIVES.register
 

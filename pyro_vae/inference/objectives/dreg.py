@@ -24,7 +24,7 @@ import torch
 
 from pyro_vae.core.numeric import log_mean_exp
 from pyro_vae.inference.objectives.base import LocalBound, Particles, register_objective
-from pyro_vae.inference.traces import to_site_layout
+from pyro_vae.inference.sites import to_site_layout
 
 
 class IWAE_DReG(LocalBound):

@@ -35,7 +35,8 @@ from torch.distributions import Independent
 
 from pyro_vae.core.distributed import world
 from pyro_vae.core.numeric import masked
-from pyro_vae.inference.traces import closed_form_sites, latent_sites, site_scale
+from pyro_vae.inference.sites import latent_sites
+from pyro_vae.inference.traces import closed_form_sites, site_scale
 from pyro_vae.models.kl import site_kl
 
 
