@@ -11,7 +11,7 @@ from pyro_vae import VAE, Config
 from pyro_vae.config.sections import ModelConfig
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.data.datasets import load_data
-from pyro_vae.evaluation import evaluate
+from pyro_vae.evaluation import drawing
 from pyro_vae.pictures import latent_paths, latent_plots
 from tests.helpers import PNG_MAGIC, TINY, run_cli
 
@@ -151,7 +151,7 @@ def test_the_pictures_tile_the_data_and_the_decoded_paths(tmp_path, monkeypatch)
     model = vae(dim=3, image=(2, 2))
     x = torch.rand(4, 4)
     r = latent_paths.interpolate(model, x[:2], x[2:], steps=4, paths=("linear", "spherical"))
-    assert evaluate.interpolation_grid(r, (2, 2), tmp_path / "i.png").is_file()
+    assert drawing.interpolation_grid(r, (2, 2), tmp_path / "i.png").is_file()
     rows, ncols = tiled[-1]
     assert ncols == 6 and rows.shape == (2 * 2 * 6, 4)  # pairs × paths rows of a | 4 steps | b
     for i, (pair, path) in enumerate([(0, "linear"), (0, "spherical"), (1, "linear"), (1, "spherical")]):
@@ -190,7 +190,7 @@ def run8(tmp_path_factory):
 
 def test_interpolate_command_draws_both_paths_for_a_gaussian_prior(run8, tmp_path, monkeypatch):
     drawn = []
-    monkeypatch.setattr(evaluate, "interpolation_grid", lambda r, *a, **k: drawn.append(r) or a[1])
+    monkeypatch.setattr(drawing, "interpolation_grid", lambda r, *a, **k: drawn.append(r) or a[1])
     code, out, err = run_cli(["interpolate", run8, "--pairs", "3", "--steps", "4", "--seed", "1"])
     assert code == 0, err
     assert out.strip() == str(run8 / "interpolation-3.png")
