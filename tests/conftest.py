@@ -2,6 +2,7 @@
 data directory, no internet."""
 
 import contextlib
+import os
 import urllib.error
 import urllib.parse
 from pathlib import Path
@@ -11,6 +12,16 @@ import pytest
 import torch
 
 from pyro_vae.core.registry import REGISTRIES
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``-n 2``, as pyproject.toml sets) each worker has one core of its own:
+    one torch thread in it and in the processes its tests start, so that the workers do not
+    fight over both cores (the small models here gain nothing from a second thread)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -75,6 +75,7 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_config_trains(path, tmp_path, monkeypatch):
     config = Config.load(path)
@@ -94,6 +95,7 @@ def test_example_config_trains(path, tmp_path, monkeypatch):
     assert resolved.objective == config.objective
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SCRIPTS, ids=[p.stem for p in SCRIPTS])
 def test_example_script_runs(path, tmp_path):
     assert path.stem in SCRIPT_RUNS, f"add the tiny arguments and expected output of {path.name} here"
@@ -111,6 +113,7 @@ def test_example_script_runs(path, tmp_path):
     assert epochs == [0, 1]
 
 
+@pytest.mark.slow
 def test_a_run_with_a_plugin_loads_in_a_fresh_process(tmp_path):
     """custom_prior.toml's commands: train with the plugin it names, evaluate where nothing registered it."""
     run_dir = tmp_path / "run"

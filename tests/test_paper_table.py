@@ -58,6 +58,7 @@ def test_every_row_has_its_config_naming_the_published_figure():
         assert row.source.split(",")[0].split(" ")[0] in comment, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(paper_table.ROWS))
 def test_every_paper_config_trains(name, small_data, tmp_path):
     config = tiny(Config.load(PAPER / f"{name}.toml"), small_data, epochs=1, run_dir=str(tmp_path / name))
@@ -66,6 +67,7 @@ def test_every_paper_config_trains(name, small_data, tmp_path):
     assert run.history[1]["valid_elbo"] > run.history[0]["valid_elbo"]  # one epoch already learns
 
 
+@pytest.mark.slow
 def test_the_table_trains_continues_and_reuses(small_data, tmp_path, monkeypatch, capsys):
     configs = tmp_path / "paper"
     configs.mkdir()

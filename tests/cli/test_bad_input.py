@@ -230,6 +230,7 @@ def test_evaluate_refuses(run_dir, capsys, no_work, argv, fragment):
     assert everything(run_dir) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "now, fragment",
     [
@@ -448,6 +449,7 @@ def test_compare_seeds_that_run_past_the_seed_range(tmp_path, monkeypatch, capsy
     assert everything(tmp_path) == set()
 
 
+@pytest.mark.slow
 def test_a_damaged_result_of_a_comparison_is_measured_again(tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = compare_argv("--eval-samples", "20", "--eval-points", "20", "--out", str(out))

@@ -43,6 +43,7 @@ def test_help_and_data_list_import_no_torch(tmp_path, argv):
     assert loaded_by(argv, tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_commands_own_help_builds_its_parser(tmp_path):
     assert "torch" in loaded_by(["evaluate", "--help"], tmp_path)  # it lists the estimators
 

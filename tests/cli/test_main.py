@@ -246,6 +246,7 @@ def test_config_file_and_overrides(tmp_path, monkeypatch, capsys):
     assert [json.loads(r)["step"] for r in rows] == [0, 5, 10]  # ceil(1617 / 400) steps per epoch
 
 
+@pytest.mark.slow
 def test_default_run_dir_is_under_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--train.epochs", "1", *TINY, "--quiet"]) == 0
@@ -352,6 +353,7 @@ def test_bad_input_without_run_dir_creates_nothing(tmp_path, monkeypatch, capsys
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_existing_run_is_kept_unless_overwrite(tmp_path, capsys):
     run_dir = tmp_path / "run"
     base = ["train", "--train.run_dir", str(run_dir), *TINY, "--quiet"]

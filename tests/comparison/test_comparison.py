@@ -58,6 +58,7 @@ def finished(tmp_path_factory):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_compare_writes_tables_figures_and_runs(finished):
     out, stdout = finished
     for name in (*OUTPUTS, *FIGURES):
@@ -126,6 +127,7 @@ def test_compare_writes_tables_figures_and_runs(finished):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_rerun_reuses_finished_runs_and_retrains_unfinished_ones(finished, tmp_path, count_training):
     out = tmp_path / "cmp"
     shutil.copytree(finished[0], out)  # a moved comparison resumes too
@@ -147,6 +149,7 @@ def test_rerun_reuses_finished_runs_and_retrains_unfinished_ones(finished, tmp_p
         assert {k: now[k] for k in MEASURES} == pytest.approx({k: then[k] for k in MEASURES})
 
 
+@pytest.mark.slow
 def test_a_comparison_interrupted_in_training_resumes_its_runs_exactly(finished, tmp_path, monkeypatch):
     step, calls = TrainStep.__call__, []
 
@@ -180,6 +183,7 @@ def test_a_comparison_interrupted_in_training_resumes_its_runs_exactly(finished,
         assert a["training"]["step"] == b["training"]["step"]
 
 
+@pytest.mark.slow
 def test_a_changed_config_is_refused_unless_overwrite(finished, tmp_path, count_training):
     out = tmp_path / "cmp"
     shutil.copytree(finished[0], out)
@@ -203,6 +207,7 @@ def test_a_changed_config_is_refused_unless_overwrite(finished, tmp_path, count_
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_wall_clock_budget_is_the_same_for_every_run(tmp_path):
     config = Config().override({"model.encoder.hidden": [16], "model.decoder.hidden": [16]})
     result = compare(

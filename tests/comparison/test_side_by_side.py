@@ -30,6 +30,7 @@ def two_runs(tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 def test_each_objective_decodes_the_same_draws_and_reconstructs_the_same_points(
     two_runs, tmp_path, monkeypatch
 ):

@@ -77,6 +77,7 @@ def reference(request) -> str:
     return REFERENCE.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_committed_reference_is_current():
     # A fresh process: other tests register parts of their own in this one.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

@@ -132,6 +132,7 @@ def compared(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_two_processes_train_the_one_process_model(compared, tmp_path, objective):
     kind, _, options = objective.partition(":")
@@ -150,6 +151,7 @@ def test_compare_on_two_processes_writes_its_table(compared):
     assert all(row["epochs"] == EPOCHS for row in table["runs"])
 
 
+@pytest.mark.slow
 def test_evaluate_on_two_processes_equals_one_process_per_point(compared, tmp_path):
     run = compared / "runs" / f"{OBJECTIVES[2].replace(':', '_')}-seed0"
     for estimator in (
@@ -167,6 +169,7 @@ def test_evaluate_on_two_processes_equals_one_process_per_point(compared, tmp_pa
         assert two["elbo"] == pytest.approx(one["elbo"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_two_processes_on_one_and_one_on_two(tmp_path):
     reference = one_process(tmp_path / "reference", "--train.epochs", str(EPOCHS))
     # two processes, SIGINT to rank 1 alone after step 20 (within epoch 2): both stop, one checkpoint
@@ -203,6 +206,7 @@ def test_resume_two_processes_on_one_and_one_on_two(tmp_path):
     assert_same_run(again, reference)
 
 
+@pytest.mark.slow
 def test_a_killed_process_stops_the_job_with_one_line(tmp_path):
     env = {"STOP_AFTER": "5", "STOP_SIGNAL": "SIGKILL", "STOP_RANK": "1"}
     start = time.monotonic()
@@ -215,6 +219,7 @@ def test_a_killed_process_stops_the_job_with_one_line(tmp_path):
     assert len(lines) == 1 and "process 1 of 2 stopped" in lines[0], err[-3000:]
 
 
+@pytest.mark.slow
 def test_an_error_in_one_process_stops_the_job_with_its_line(tmp_path):
     env = {"STOP_AFTER": "5", "STOP_SIGNAL": "ERROR", "STOP_RANK": "1"}
     args = ["train", *SMALL, "--train.epochs", "50", "--train.run_dir", str(tmp_path / "r")]
@@ -227,6 +232,7 @@ def test_an_error_in_one_process_stops_the_job_with_its_line(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_processes_given_different_configs_are_refused(tmp_path):
     env = {"RANK_ARGS_1": "--train.lr 0.01"}
     code, _, err = finish(
@@ -238,6 +244,7 @@ def test_processes_given_different_configs_are_refused(tmp_path):
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_two_nodes_on_the_loopback_address_train_the_one_process_model(tmp_path):
     port = free_port()
     nodes = [

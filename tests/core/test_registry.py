@@ -162,6 +162,7 @@ def test_a_package_home_is_imported_when_first_asked_and_a_users_part_wins(tmp_p
         del sys.modules[name]
 
 
+@pytest.mark.slow
 def test_validating_a_config_imports_the_parts_it_names_only_when_asked():
     code = textwrap.dedent(
         """

@@ -297,6 +297,7 @@ def test_too_few_points_to_split(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_binarized_mnist(binarized_mnist):
     data = load_data(DataConfig(name="binarized_mnist", path=str(binarized_mnist)))
     assert data.train.shape == (50000, 784) and data.valid.shape == (10000, 784)

@@ -45,6 +45,7 @@ def valid_points(run_dir, n):
     return run, load_data(run.config.data).valid[:n]
 
 
+@pytest.mark.slow
 def test_is_from_the_command_line_is_the_python_estimate(run_dir, capsys):
     capsys.readouterr()
     argv = ["--samples", "64", "--points", "50", "--chunk-size", "16", "--seed", "3"]
@@ -130,6 +131,7 @@ def test_evaluate_needs_a_run(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_on_a_test_split(tmp_path, capsys):
     """A .npz with a test array: evaluate --split test measures exactly those points."""
     rng = np.random.default_rng(0)
@@ -191,6 +193,7 @@ def closed_form(run_dir, n=None):
     return MultivariateNormal(b, w @ w.T + 0.25 * torch.eye(6, dtype=torch.float64)).log_prob(x).mean().item()
 
 
+@pytest.mark.slow
 def test_a_user_registered_estimator_runs_from_the_command_line(linear_run, capsys):
     root, config = linear_run
     run_dir = root / "run"
@@ -220,6 +223,7 @@ def test_a_user_registered_estimator_runs_from_the_command_line(linear_run, caps
     assert json.loads((root / "o.json").read_text())["log_px"] == result["log_px"]
 
 
+@pytest.mark.slow
 def test_a_user_registered_estimator_measures_a_comparison(linear_run, capsys):
     root, config = linear_run
     out = root / "comparison"

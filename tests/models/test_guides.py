@@ -392,6 +392,7 @@ def train_and_measure_gap(kind):
     return vae, x, log_px, gap.item(), (elbo.std() / PARTICLES_EVAL**0.5).item(), kl_best_diagonal
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["full_normal", "iaf"])
 def test_expressive_guides_reach_log_px_on_a_correlated_posterior(kind, f64):
     vae, x, log_px, gap, stderr, kl_best_diagonal = train_and_measure_gap(kind)

@@ -80,6 +80,7 @@ def test_at_the_exact_posterior_the_guide_gradient_is_zero_for_every_draw(f64, s
     assert old.std(0).max() > 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("standard", "ours"), [("elbo", "elbo_stl"), ("iwae", "iwae_dreg")])
 def test_stl_and_dreg_are_unbiased_for_a_two_layer_guide(f64, standard, ours):
     """Away from the posterior, the mean gradients agree: for each of the guide's coordinates
@@ -92,6 +93,7 @@ def test_stl_and_dreg_are_unbiased_for_a_two_layer_guide(f64, standard, ours):
     assert a.var(0).sum() > b.var(0).sum()  # the point of both estimators
 
 
+@pytest.mark.slow
 def test_importance_sampling_and_ais_reach_log_px(f64):
     vae, x, log_px = two_layer_ppca("cpu")
     exact = log_marginal_likelihood(vae.model, vae.guide, x, num_samples=50, seed=0)

@@ -73,6 +73,7 @@ def test_the_grid_holds_every_registered_part_with_its_data():
         assert data_for(likelihood).shape == (B, D)  # a new likelihood needs its data here
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("prior", "guide", "likelihood"),
     list(itertools.product(PRIORS, GUIDES, LIKELIHOODS)),

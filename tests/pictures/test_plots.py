@@ -188,6 +188,7 @@ def test_training_curves_show_every_point_when_the_first_is_near():
     assert "axis" not in texts(fig)
 
 
+@pytest.mark.slow
 def test_training_curves_of_an_autoencoder_say_the_kl_is_not_defined(tmp_path):
     rows = [{k: v for k, v in row.items() if "elbo" not in k} for row in history(kl=False)]
     fig = plots.training_curves_figure(rows)

@@ -75,6 +75,7 @@ def small_config(**train) -> Config:
     return Config().override({**overrides, "train.epochs": 3, "train.batch_size": 100, **train})
 
 
+@pytest.mark.slow
 def test_compiled_training_gives_the_eager_metrics(tmp_path):
     """A few epochs compiled by Inductor (KL warm-up's weight an input, clipping and Adam in the
     graph, the partial last batch eager) against eager."""
@@ -150,6 +151,7 @@ print(json.dumps({"path": graphed.path, "losses": losses, "gap": gap}))
 """
 
 
+@pytest.mark.slow
 def test_compiled_noise_of_a_wide_latent_keeps_the_heap(tmp_path):
     """The keyed noise of 20 latent dimensions, compiled for the CPU: Inductor folds the int64
     counter times the golden gamma into its loop index, which overflows, and without -fwrapv

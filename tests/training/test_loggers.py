@@ -112,6 +112,7 @@ def test_tensorboard_new_run_hides_what_an_overwritten_run_left(tmp_path):
     assert values["elbo/valid"] == [(0, -95.0), (1, -96.0)]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings(
     "ignore:The ``noload`` loader strategy:DeprecationWarning"
 )  # MLflow's, SQLAlchemy 2.1

@@ -69,6 +69,7 @@ def test_resume_of_a_directory_without_a_checkpoint(tmp_path):
     assert not (tmp_path / "nowhere").exists()
 
 
+@pytest.mark.slow
 def test_a_schedule_that_spans_train_epochs_cannot_be_extended(tmp_path):
     run_dir = tmp_path / "run"
     cosine = ["--train.lr_schedule.kind", "cosine"]
@@ -148,6 +149,7 @@ def test_clipping_rescales_the_gradient_to_the_norm():
     )  # a loose bound: as is
 
 
+@pytest.mark.slow
 def test_best_checkpoint_and_early_stopping(tmp_path):
     run_dir = tmp_path / "run"
     args = ["--train.epochs", 40, "--train.patience", 2, "--train.lr", 0.03, "--train.run_dir", run_dir]
@@ -200,6 +202,7 @@ def test_checkpoint_cadence_in_epochs(tmp_path, monkeypatch):
     assert every.epochs == 2 and every.seconds is None
 
 
+@pytest.mark.slow
 def test_tracking_through_training_and_resume(tmp_path):
     pytest.importorskip("tensorboard")
     from tests.training.test_loggers import tensorboard_scalars
@@ -230,6 +233,7 @@ def test_a_logger_whose_extra_is_missing_is_refused_before_anything_is_written(t
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_full_disk_ends_in_one_line_and_leaves_the_last_checkpoint(tmp_path):
     """Files are limited to 1 MB (RLIMIT_FSIZE: writes past it fail as on a full disk): the
     default digits model's checkpoint (about 2 MB with Adam's state) cannot be written."""
@@ -299,6 +303,7 @@ def test_a_torn_metrics_file_is_read_to_its_last_whole_line(finished, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_an_early_stopped_run_resumed_stays_stopped_unless_patience_grows(tmp_path):
     run_dir = tmp_path / "run"
     args = ["--train.epochs", 40, "--train.patience", 2, "--train.lr", 0.03, "--train.run_dir", run_dir]
@@ -340,6 +345,7 @@ def test_a_users_own_model_resumes_exactly(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_tracking_keeps_the_untrained_row_through_a_resume_within_the_first_epoch(tmp_path, monkeypatch):
     pytest.importorskip("tensorboard")
     import os

@@ -94,6 +94,7 @@ def references(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_after", [2 * STEPS_PER_EPOCH, 40], ids=["epoch-boundary", "mid-epoch"])
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_an_interrupted_run_resumes_to_the_uninterrupted_one(tmp_path, references, variant, stop_after):
@@ -113,6 +114,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_one(tmp_path, reference
     assert_same_run(run_dir, references[variant])
 
 
+@pytest.mark.slow
 def test_a_finished_run_extended_with_more_epochs_equals_the_longer_run(tmp_path, references):
     run_dir = tmp_path / "run"
     run_cli("train", "--train.epochs", "2", "--train.run_dir", str(run_dir), *TINY)
@@ -120,6 +122,7 @@ def test_a_finished_run_extended_with_more_epochs_equals_the_longer_run(tmp_path
     assert_same_run(run_dir, references["elbo"])
 
 
+@pytest.mark.slow
 def test_sigterm_from_outside_and_a_second_writer(tmp_path, references, capsys):
     """A real run signalled at whatever moment it has reached; meanwhile a second writer is refused."""
     run_dir = tmp_path / "run"
@@ -157,6 +160,7 @@ def test_sigterm_from_outside_and_a_second_writer(tmp_path, references, capsys):
     assert_same_values(a["training"], b["training"], "training")
 
 
+@pytest.mark.slow
 def test_kill_9_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, references):
     run_dir = tmp_path / "run"
     args = ["train", "--train.epochs", str(EPOCHS), "--train.run_dir", str(run_dir), *TINY]

@@ -38,6 +38,7 @@ def test_training_on_digits_raises_the_validation_elbo(tmp_path):
     assert [r["epoch"] for r in run.history] == list(range(21))
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_gives_the_same_model(tmp_path):
     run = pyro_vae.train(tiny(tmp_path, **{"train.device": "cpu"}), quiet=True)
     loaded = pyro_vae.Run.load(run.dir)
@@ -112,6 +113,7 @@ def test_vae_tensors_live_on_the_configured_device(device, tmp_path):
     assert trace.nodes["z"]["value"].device.type == device.type
 
 
+@pytest.mark.slow
 def test_train_accepts_a_users_own_model_and_guide(tmp_path):
     """A hand-written Pyro model/guide pair (pyro.param, no VAE class) trains with pyro_vae.train."""
     data, model, guide = one_factor.data(500, 100), one_factor.model, one_factor.guide

@@ -27,6 +27,7 @@ def test_schedule_runs_from_zero_to_one():
     assert all(a < b for a, b in itertools.pairwise(betas))
 
 
+@pytest.mark.slow
 def test_ais_with_a_poor_proposal_is_within_a_tenth_of_a_nat_and_beats_is(f64):
     vae, x, log_px, _, _ = ppca("cpu", **POOR)  # 40 points
     pyro.set_rng_seed(0)
@@ -45,6 +46,7 @@ def test_ais_with_a_poor_proposal_is_within_a_tenth_of_a_nat_and_beats_is(f64):
     assert is_gap < gap - 1.0, (is_gap, gap)  # measured: IS −1.6 to −1.8 nats per point
 
 
+@pytest.mark.slow
 def test_bidirectional_monte_carlo_brackets_log_px_on_simulated_data(f64):
     vae, x, _, _, _ = ppca("cpu", **POOR)
     pyro.set_rng_seed(1)

@@ -1,6 +1,7 @@
 """Importance sampling in chunks (:mod:`pyro_vae.inference.estimators.chunks`): chunks of one
 shape that keep their tensors small, and the compiled chunk giving the eager estimate."""
 
+import pytest
 import torch
 
 import pyro_vae
@@ -9,6 +10,7 @@ from pyro_vae.inference.estimators.chunks import ELEMENTS, chunk_length
 from tests.models.test_parts_grid import build
 
 
+@pytest.mark.slow
 def test_compiled_importance_sampling_equals_eager_per_point(monkeypatch):
     made = []
     real = chunks.compile_graph

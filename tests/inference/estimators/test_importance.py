@@ -192,6 +192,7 @@ def test_chunk_and_batch_sizes_do_not_change_the_exact_answer(f64, device, chunk
     assert_exact(result, log_px, 50)
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_estimate_whatever_the_chunking(f64, device):
     # Each sample's noise is a function of (seed, point index, sample index, coordinate)
     # (pyro_vae.noise), so chunk and batch sizes change memory and nothing else: the

@@ -198,6 +198,7 @@ def test_keyed_noise_draws_nothing_for_the_delta_guide_and_says_nothing(capsys):
 # Training: metrics, best.pt and early stopping follow the reconstruction; every step path
 
 
+@pytest.mark.slow
 def test_training_rows_have_no_elbo_and_best_follows_the_reconstruction(tmp_path, monkeypatch, capsys):
     """The validation reconstruction is scripted (best at epoch 2, then worse): best.pt is
     epoch 2, and early stopping with patience 2 stops after epoch 4, in those words."""
@@ -234,6 +235,7 @@ def test_training_rows_have_no_elbo_and_best_follows_the_reconstruction(tmp_path
     assert "ELBO" not in err
 
 
+@pytest.mark.slow
 def test_a_trained_autoencoder_reconstructs_better_than_it_started(tmp_path):
     run = train(tiny_config(tmp_path, **{"train.epochs": 3}), quiet=True)
     first, last = run.history[0], run.history[-1]
@@ -241,6 +243,7 @@ def test_a_trained_autoencoder_reconstructs_better_than_it_started(tmp_path):
     assert run.vae is not None and run.vae.config.guide.kind == "delta"
 
 
+@pytest.mark.slow
 def test_compile_false_auto_and_true_train_the_autoencoder(tmp_path):
     recon = {}
     for mode in (False, "auto", True):
@@ -287,6 +290,7 @@ def compared(tmp_path_factory):
     return result, out
 
 
+@pytest.mark.slow
 def test_compare_sets_a_plain_autoencoder_beside_the_vae(compared):
     result, out = compared
     saved = json.loads((out / "comparison.json").read_text())["runs"]

@@ -272,11 +272,13 @@ def check_trained(run):
     assert rise > 4 * (first["valid_elbo_stderr"] + last["valid_elbo_stderr"]), (rise, first, last)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", OBJECTIVES.names())
 def test_every_objective_trains_the_vae(name, device, tmp_path):
     check_trained(train_tiny(tmp_path, device, **{"objective.kind": name}))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "modifiers",
     [

@@ -2,6 +2,7 @@
 squared-weight surrogate for the encoder; unbiased for IWAE's gradient with less variance, where
 dropping the second weight is biased."""
 
+import pytest
 from gradients import gradient_draws, z_scores
 from ppca import ppca
 
@@ -31,6 +32,7 @@ class IWAE_STL(LocalBound):
         return value, value
 
 
+@pytest.mark.slow
 def test_dreg_encoder_gradient_is_iwaes_in_expectation_with_less_variance(f64):
     vae, x, _, _, _ = ppca("cpu", shift=0.3, scale_factor=1.3)  # near, not at, the posterior
     phi = list(vae.encoder.parameters())  # 42 coordinates

@@ -1,6 +1,7 @@
 """Sticking the landing (:mod:`pyro_vae.inference.objectives.stl`): the ELBO's value with log q's
 parameters cut from the encoder's gradient; unbiased for the ELBO's gradient with less variance."""
 
+import pytest
 from gradients import gradient_draws, z_scores
 from ppca import ppca
 
@@ -17,6 +18,7 @@ def test_loss_and_gradient_equal_the_definition_by_hand(f64, name, options):
     check_against_the_definition(name, options)
 
 
+@pytest.mark.slow
 def test_stl_encoder_gradient_is_the_elbos_in_expectation_with_less_variance(f64):
     vae, x, _, _, _ = ppca("cpu", shift=0.3, scale_factor=1.3)
     phi = list(vae.encoder.parameters())
