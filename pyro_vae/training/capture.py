@@ -10,7 +10,8 @@ objective), and the backward pass is traced by ``torch.autograd.grad`` into the 
 The graph is then either *replayed* as recorded, operation by operation with the same
 kernels as the eager step (bit for bit its result, without Pyro's Python), with the
 gradients applied by :func:`~pyro_vae.training.update.update` as the eager step applies them;
-or *compiled* by TorchInductor, with that same update traced into the graph where the
+or *compiled* by TorchInductor, with the update (the same clipping, Adam's step written for
+the graph: :func:`~pyro_vae.training.update.adam_in_graph`) traced into the graph where the
 optimizer allows it (the run's fused Adam, :func:`~pyro_vae.training.update.steps_in_graph`),
 on the optimizer's own state tensors, so that its checkpoints hold what the graph did.
 
@@ -26,7 +27,14 @@ import torch
 from pyro_vae.inference.graphs import Uncompilable, agree, buffers_of, capture, compile_graph, first_line
 from pyro_vae.inference.noise import step_seed
 from pyro_vae.training.step import TrainStep, stepping
-from pyro_vae.training.update import params_of, start_state, stepping_tensors, steps_in_graph, update
+from pyro_vae.training.update import (
+    adam_corrections,
+    adam_in_graph,
+    clip,
+    params_of,
+    start_state,
+    steps_in_graph,
+)
 
 
 class Program:
@@ -70,8 +78,6 @@ class Program:
         self.steps = compile and not reduce and steps_in_graph(optimizer)
         if self.steps:
             start_state(optimizer, params)
-        #: the learning rate, an input of a graph that steps (refilled every step)
-        self.lr = torch.zeros((), device=x.device)
         self.signature = _signature(params)
         self.used: list[bool] = []
         example = self.inputs(x, index, t, inputs)
@@ -86,12 +92,12 @@ class Program:
 
     def inputs(self, x, index, t, inputs: dict) -> list:
         """The graph's inputs: parameters, buffers, minibatch, step, schedule values and, where
-        the graph steps, the learning rate and the optimizer's state, read from the optimizer at
-        every step (a resumed run loads new state tensors)."""
+        the graph steps, Adam's step sizes and roots for this step (from the learning rate now) and
+        its state, read from the optimizer at every step (a resumed run loads new state tensors)."""
         flat = [*self.params, *self.buffers.values(), x, index, t, *(inputs[k] for k in self.input_names)]
         if self.steps:
             states = [self.optimizer.state[p] for p in self.params]
-            flat += [self.lr.fill_(self.optimizer.param_groups[0]["lr"])]
+            flat += [*adam_corrections(self.optimizer, [s["step"] for s in states])]
             flat += [s[k] for k in ("step", "exp_avg", "exp_avg_sq") for s in states]
         return flat
 
@@ -119,14 +125,19 @@ class Program:
         if self.reduce:  # one buffer for the all-reduce; clipped after it
             return loss.detach(), torch.cat([g.reshape(-1) for g in grads])
         if self.steps:
-            lr, *moments = flat[n + m + 3 + len(self.input_names) :]
+            sizes, roots, *moments = flat[n + m + 3 + len(self.input_names) :]
             keys = ("step", "exp_avg", "exp_avg_sq")
             states = [dict(zip(keys, moments[i::n], strict=True)) for i in range(n)]
-            stepped = [p for p, used in zip(params, self.used, strict=True) if used]
-            with torch.no_grad(), stepping_tensors(self.optimizer, list(params), states, lr) as optimizer:
+            used = [i for i in range(n) if self.used[i]]
+            stepped = [params[i] for i in used]
+            with torch.no_grad():  # the parameters are the optimizer's leaves
                 for p, g in zip(stepped, grads, strict=True):
                     p.grad = g
-                update(optimizer, stepped, self.clip_norm)
+                clip(stepped, self.clip_norm)
+                grads = [p.grad for p in stepped]
+                adam_in_graph(
+                    self.optimizer, stepped, grads, [states[i] for i in used], sizes[used], roots[used]
+                )
         return (loss.detach(), *grads)
 
     def _static(self, flat: list) -> list:

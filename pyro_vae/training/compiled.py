@@ -91,6 +91,7 @@ class CompiledStep:
         self._last_key: tuple | None = None
         self._probe: list[float] = []
         self._t = torch.zeros((), dtype=torch.int64)
+        self._stepped = False  # whether the optimizer's public step() has run since a graph stepped
         self._values: dict[str, torch.Tensor] = {}
 
     @property
@@ -213,6 +214,12 @@ class CompiledStep:
     def _apply(self, program: Program, loss: torch.Tensor, grads: list) -> torch.Tensor:
         """The update from a graph's gradients, where the graph did not make it."""
         if program.steps:
+            if not self._stepped:
+                # the graph made the update: one public step() with no gradients (a no-op) lets a
+                # learning-rate schedule see the optimizer stepped, as it does after an eager step
+                self.eager.optimizer.zero_grad(set_to_none=True)
+                self.eager.optimizer.step()
+                self._stepped = True
             return loss
         if program.reduce:
             grads = self._summed(program, grads[0])

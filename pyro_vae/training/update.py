@@ -7,21 +7,33 @@ with ``torch.nn.utils.clip_grad_norm_`` and ``optimizer.step()``, on the device 
 the norm). Every path of a step calls :func:`update`: the eager step after its backward pass
 (:mod:`pyro_vae.training.step`), the replayed step after its graph has given the gradients
 (:mod:`pyro_vae.training.compiled`), and the compiled step inside the graph it traces
-(:mod:`pyro_vae.training.capture`), where :func:`stepping_tensors` points the optimizer at the
-graph's parameters and state, so that the compiler fuses the update with the backward pass.
+(:mod:`pyro_vae.training.capture`), where :func:`clip` is the same and Adam's step is
+:func:`adam_in_graph`, so that the compiler fuses the update with the backward pass.
+
+Why the graph writes Adam's step out: torch's fused kernel cannot be traced with the learning
+rate as a tensor (a schedule changes it), and its per-tensor form computes the bias corrections
+1 − βᵗ inside every parameter's loop, which the compiler then recomputes for every element:
+the compiled digits step took 0.80–0.92× the hand-written PyTorch step that way, against 0.65×
+with the corrections made once outside the graph (:func:`adam_corrections`;
+``benchmarks/step_overhead.py --case digits``). Both give the fused step's parameters to float
+rounding, which the check of a compiled graph against the eager step confirms.
 """
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 
 
 def update(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], clip_norm: float | None) -> None:
     """The step of ``optimizer`` with the gradients ``p.grad`` of ``params``, clipped to ``clip_norm``."""
+    clip(params, clip_norm)
+    optimizer.step()
+
+
+def clip(params: Sequence[torch.Tensor], clip_norm: float | None) -> None:
+    """Scale the gradients ``p.grad`` of ``params`` so that their joint norm is at most ``clip_norm``."""
     if clip_norm is not None:
         torch.nn.utils.clip_grad_norm_(params, clip_norm, foreach=True)
-    optimizer.step()
 
 
 def params_of(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -51,23 +63,30 @@ def start_state(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor]
             )
 
 
-@contextlib.contextmanager
-def stepping_tensors(
-    optimizer: torch.optim.Optimizer, params: list, states: list[dict], lr: torch.Tensor
-) -> Iterator[torch.optim.Optimizer]:
-    """``optimizer`` (of :func:`steps_in_graph`) made to step ``params``, whose state is ``states``,
-    at the learning rate ``lr`` (a tensor: an input of the graph, as the schedule changes it).
+def adam_corrections(
+    optimizer: torch.optim.Optimizer, steps: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam's step sizes lr/(1 − β₁ᵗ) and roots √(1 − β₂ᵗ) for the coming step t of each
+    parameter (``steps``: the counts so far), inputs of the graph made on the device before it."""
+    group = optimizer.param_groups[0]
+    beta1, beta2 = group["betas"]
+    t = torch.stack(steps) + 1
+    return group["lr"] / (1 - beta1**t), torch.sqrt(1 - beta2**t)
 
-    Inside a traced graph its step is torch's own Adam written per tensor (``differentiable``:
-    the bias corrections 1 − βᵗ computed from the step count as a tensor, never read back to
-    the host, which tracing could not), for the compiler to fuse; the fused kernel of the
-    eager step cannot be compiled with a tensor learning rate.
+
+def adam_in_graph(optimizer: torch.optim.Optimizer, params, grads, states, sizes, roots) -> None:
+    """``optimizer``'s step (of :func:`steps_in_graph`) in place, inside a traced graph, with the
+    step sizes and roots of :func:`adam_corrections` (Kingma & Ba 2015, Algorithm 1, as
+    ``torch.optim.Adam`` makes it)::
+
+        m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²,
+        θ ← θ − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
     """
-    groups, state = optimizer.param_groups, optimizer.state
-    per_tensor = {"fused": False, "foreach": False, "differentiable": True}
-    optimizer.param_groups = [{**groups[0], **per_tensor, "params": params, "lr": lr}]
-    optimizer.state = dict(zip(params, states, strict=True))  # type: ignore[assignment]
-    try:
-        yield optimizer
-    finally:
-        optimizer.param_groups, optimizer.state = groups, state
+    group = optimizer.param_groups[0]
+    (beta1, beta2), eps = group["betas"], group["eps"]
+    for p, g, state, size, root in zip(params, grads, states, sizes, roots, strict=True):
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        state["step"].add_(1)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        p.sub_(size * m / (v.sqrt() / root + eps))

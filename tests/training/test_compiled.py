@@ -199,8 +199,8 @@ def branching_pair():
 
 
 def test_a_schedule_after_graph_steps_does_not_warn(no_compiler, recwarn):
-    """The graph makes Adam's update through the optimizer's own step (traced), so a learning-rate
-    schedule stepped after it finds the optimizer stepped, with no private flag set by hand."""
+    """The graph makes Adam's update; a learning-rate schedule stepped after it finds the optimizer
+    stepped (its public step(), with no gradients: no second update), with no private flag set by hand."""
     torch.manual_seed(0)
     vae, x = build("normal", "normal", "gaussian"), data_for("gaussian")
     model, guide = vae.programs(param_sites=False)
