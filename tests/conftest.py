@@ -122,3 +122,16 @@ def read_only_dir(tmp_path):
             subprocess.run([chattr, "-i", str(path)], check=True)
         else:
             path.chmod(0o700)
+
+
+@pytest.fixture(scope="session")
+def digits_run_dir(tmp_path_factory) -> Path:
+    """One tiny run trained on the digits (3 epochs, hidden layers of 16), trained once per
+    process for the tests that only measure or draw from a trained run (evaluate, sample,
+    interpolate). They may write their own outputs into it, never change what training left."""
+    from pyro_vae.cli.main import main
+
+    run_dir = tmp_path_factory.mktemp("digits") / "run"
+    argv = ["--model.encoder.hidden", "[16]", "--model.decoder.hidden", "[16]", "--quiet"]
+    assert main(["train", "--train.epochs", "3", "--train.run_dir", str(run_dir), *argv]) == 0
+    return run_dir

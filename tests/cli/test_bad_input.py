@@ -4,17 +4,14 @@ nothing behind: no directory created, no temporary ``.*.tmp`` file, no half-writ
 import json
 
 import numpy as np
-import pyro
 import pytest
 import torch
 
 import pyro_vae.comparison.one_run
 import pyro_vae.evaluation.evaluate
-from pyro_vae import Run
 from pyro_vae.cli.main import main
 from pyro_vae.config.sections import DataConfig
 from pyro_vae.data.datasets import load_data
-from pyro_vae.evaluation.evaluate import sample_run
 from pyro_vae.models.vae import VAE
 
 TINY = ["--model.encoder.hidden", "[16]", "--model.decoder.hidden", "[16]"]
@@ -43,12 +40,10 @@ def temporaries(root) -> list:
     return sorted(root.rglob(".*.tmp"))
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """One tiny trained run (one epoch on the digits) for evaluate and sample."""
-    run_dir = tmp_path_factory.mktemp("bad_input") / "run"
-    assert main(["train", "--train.epochs", "1", "--train.run_dir", str(run_dir), "--quiet", *TINY]) == 0
-    return run_dir
+@pytest.fixture
+def run_dir(digits_run_dir):
+    """The tiny digits run of tests/conftest.py, for evaluate and sample."""
+    return digits_run_dir
 
 
 @pytest.fixture
@@ -314,50 +309,6 @@ def test_sample_more_than_the_disk_holds(run_dir, tmp_path, capsys, no_work):
     out = tmp_path / "huge.npy"
     refused(["sample", str(run_dir), "-n", str(10**15), "--out", str(out)], capsys, str(out), "GB free")
     assert everything(tmp_path) == set()
-
-
-def test_an_interrupted_sample_leaves_no_file(run_dir, tmp_path, monkeypatch):
-    draws = []
-
-    def interrupted(self, n, **kwargs):
-        draws.append(n)
-        if len(draws) == 2:
-            raise KeyboardInterrupt
-        return torch.zeros(n, 64)
-
-    monkeypatch.setattr(VAE, "sample", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        sample_run(run_dir, 25, out=tmp_path / "s.npy", chunk_size=10)
-    assert draws == [10, 10] and everything(tmp_path) == set()
-
-
-def one_batch(run_dir, n: int, seed: int) -> np.ndarray:
-    """What ``sample`` drew before it drew in chunks: all n at once."""
-    vae = Run.load(run_dir).vae
-    pyro.set_rng_seed(seed)
-    with torch.no_grad():
-        return vae.sample(n).numpy()
-
-
-def test_samples_within_one_chunk_are_those_of_one_batch(run_dir, tmp_path):
-    out = sample_run(run_dir, 37, out=tmp_path / "s.npy", seed=3)
-    expected = one_batch(run_dir, 37, seed=3)
-    np.save(tmp_path / "expected.npy", expected)
-    assert out.read_bytes() == (tmp_path / "expected.npy").read_bytes()  # bitwise, header too
-    grid = sample_run(run_dir, 37, out=tmp_path / "s.png", seed=3)
-    assert grid.stat().st_size > 0 and temporaries(tmp_path) == []
-
-
-def test_samples_across_chunks_continue_one_stream(run_dir, tmp_path):
-    """Chunks of 10: 25 draws are reproducible, their first 20 are the 20 draws' and their
-    first 10 one batch of 10."""
-    a = np.load(sample_run(run_dir, 25, out=tmp_path / "a.npy", seed=5, chunk_size=10))
-    b = np.load(sample_run(run_dir, 25, out=tmp_path / "b.npy", seed=5, chunk_size=10))
-    c = np.load(sample_run(run_dir, 20, out=tmp_path / "c.npy", seed=5, chunk_size=10))
-    assert a.shape == (25, 64) and a.dtype == np.float32
-    assert np.array_equal(a, b) and np.array_equal(a[:20], c)
-    assert np.array_equal(a[:10], one_batch(run_dir, 10, seed=5))
-    assert not np.array_equal(a[10:20], a[:10])  # each chunk draws afresh
 
 
 # -- compare ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``pyro-vae evaluate`` and ``sample`` (pyro_vae/evaluate.py): a trained run measured from the
+"""``pyro-vae evaluate`` (pyro_vae/evaluation/evaluate.py): a trained run measured from the
 command line, with any registered estimator, a user's own included."""
 
 import json
@@ -33,11 +33,10 @@ def prior_is(model, guide, x, /, *, seed, batch_size, device, progress, plate="d
 '''
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("evaluate") / "run"
-    assert main(["train", "--train.epochs", "3", "--train.run_dir", str(run_dir), *TINY, "--quiet"]) == 0
-    return run_dir
+@pytest.fixture
+def run_dir(digits_run_dir):
+    """The tiny digits run the tests of evaluation share (tests/conftest.py)."""
+    return digits_run_dir
 
 
 def valid_points(run_dir, n):
@@ -243,12 +242,3 @@ def test_a_user_registered_estimator_measures_a_comparison(linear_run, capsys):
     exact = closed_form(out / "runs" / "elbo-seed0")
     assert abs(row["log_px"] - exact) < 4 * row["log_px_mc_stderr"], (row["log_px"], exact)
     assert "the estimator prior_is (samples = 20000)" in capsys.readouterr().out
-
-
-def test_sample_writes_png_or_npy(run_dir, tmp_path, capsys):
-    assert main(["sample", str(run_dir), "-n", "9", "--out", str(tmp_path / "s.npy"), "--seed", "1"]) == 0
-    values = np.load(tmp_path / "s.npy")
-    run = Run.load(run_dir)
-    torch.manual_seed(1)
-    assert values.shape == (9, 64)
-    np.testing.assert_allclose(values, run.vae.sample(9).numpy(), rtol=0, atol=1e-6)
