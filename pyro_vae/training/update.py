@@ -41,14 +41,14 @@ def params_of(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
 
 
 def steps_in_graph(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether a graph can make ``optimizer``'s step (:func:`stepping_tensors`): ``torch.optim.Adam``
+    """Whether a graph can make ``optimizer``'s step (:func:`adam_in_graph`): ``torch.optim.Adam``
     with one group, fused (its step count a tensor on the device), without AMSGrad, maximize or
     weight decay, as ``pyro_vae.train`` makes it; else the optimizer steps after the graph."""
     if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
         return False
     group = optimizer.param_groups[0]
     plain = not (group["amsgrad"] or group["maximize"] or group["weight_decay"] or group["differentiable"])
-    return plain and group["fused"] and not torch.is_tensor(group["lr"])
+    return bool(plain and group["fused"]) and not torch.is_tensor(group["lr"])
 
 
 def start_state(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor]) -> None:
