@@ -65,11 +65,17 @@ def _offline(monkeypatch, tmp_path_factory):
 @pytest.fixture
 def scoped_registries():
     """Parts the test registers, in any family (priors ... datasets, loggers), are gone after it:
-    every registry is left exactly as it was, entries it replaced restored."""
+    every registry is left exactly as it was, entries it replaced restored, and plugin files the
+    test imported are forgotten, so that a later test naming one imports (registers) it anew."""
+    from pyro_vae.core import plugins
+
+    imported = dict(plugins._IMPORTED)
     with contextlib.ExitStack() as stack:
         for registry in REGISTRIES.values():
             stack.enter_context(registry.scoped())
         yield
+    plugins._IMPORTED.clear()
+    plugins._IMPORTED.update(imported)
 
 
 @pytest.fixture(params=DEVICES)

@@ -193,7 +193,7 @@ def closed_form(run_dir, n=None):
 
 
 @pytest.mark.slow
-def test_a_user_registered_estimator_runs_from_the_command_line(linear_run, capsys):
+def test_a_user_registered_estimator_runs_from_the_command_line(linear_run, capsys, scoped_registries):
     root, config = linear_run
     run_dir = root / "run"
     assert main(["train", "--config", str(config), "--train.run_dir", str(run_dir), "--quiet"]) == 0
@@ -223,7 +223,7 @@ def test_a_user_registered_estimator_runs_from_the_command_line(linear_run, caps
 
 
 @pytest.mark.slow
-def test_a_user_registered_estimator_measures_a_comparison(linear_run, capsys):
+def test_a_user_registered_estimator_measures_a_comparison(linear_run, capsys, scoped_registries):
     root, config = linear_run
     out = root / "comparison"
     argv = [
