@@ -69,11 +69,13 @@ def train(
     if resume is not None and overwrite:
         raise ConfigError("--resume continues a run and --overwrite replaces it: pass one of them")
     with contextlib.ExitStack() as hold, stepping():
-        signals = hold.enter_context(interrupts.catching())
         # Resolve: everything a user can get wrong is checked before anything is written.
         run = resolve_run(config, data, resume=resume, custom_model=model is not None, hold=hold)
         # Build: the programs, the objective, the optimizer, its schedule and the step.
         built = build(run, model, guide)
+        # Until here a signal stops at once (a dataset's download cleans up after itself); from
+        # here on it stops training after the current step, with a checkpoint.
+        signals = hold.enter_context(interrupts.catching())
         history = _open_run_dir(run, built, hold, overwrite=overwrite)
         quiet = quiet or not run.world.main
         _announce(run, built.state, quiet)
