@@ -10,6 +10,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "TrainConfig",
+    "as_config",
     "load_config",
     "read_config_file",
 ]
@@ -18,6 +19,7 @@ __getattr__, __dir__ = lazy_names(
     __name__,
     {
         "Config": "pyro_vae.config.run_config",
+        "as_config": "pyro_vae.config.run_config",
         "load_config": "pyro_vae.config.run_config",
         "read_config_file": "pyro_vae.config.run_config",
         "DataConfig": "pyro_vae.config.sections",

@@ -17,6 +17,7 @@ written with ``tomli-w``.
 
 import dataclasses
 import json
+import os
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ __all__ = [
     "Range",
     "Spec",
     "TrainConfig",
+    "as_config",
     "check_value",
     "describe",
     "load_config",
@@ -200,6 +202,27 @@ def load_config(path=None, overrides: dict[str, Any] | None = None) -> Config:
             overrides = {**overrides, "plugins": plugins}
         config = config.override(overrides)
     return config
+
+
+def as_config(value, where: str = "config") -> Config:
+    """A :class:`Config` from what a user may pass as one: a ``Config``, a dict of sections (as
+    :meth:`Config.from_dict` reads), a path to a ``.toml`` or ``.json`` file (as
+    :meth:`Config.load` reads, plugins imported), or None for the defaults.
+
+    :raises TypeError: for anything else, naming ``where`` and what is accepted.
+    """
+    if value is None:
+        return Config()
+    if isinstance(value, Config):
+        return value
+    if isinstance(value, dict):
+        return Config.from_dict({**value, "plugins": import_plugins(value.get("plugins", []))})
+    if isinstance(value, str | os.PathLike):
+        return load_config(value)
+    raise TypeError(
+        f"{where} must be a Config, a dict of sections, a path to a .toml or .json file, or None; "
+        f"got {type(value).__name__}"
+    )
 
 
 def _names_a_kind(values: dict, dotted: str) -> bool:

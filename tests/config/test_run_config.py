@@ -549,3 +549,34 @@ def test_bad_layer_and_image_settings_are_named(model, fragment):
     with pytest.raises(ConfigError) as info:
         ModelConfig(**model)
     assert fragment in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# as_config: what the library's entry points accept as a config
+# ---------------------------------------------------------------------------------------------
+
+
+def test_as_config_reads_a_config_a_dict_a_path_or_none(tmp_path):
+    from pyro_vae.config.run_config import as_config
+
+    config = Config().override({"train.epochs": 3, "data.name": "moons"})
+    config.save(tmp_path / "c.toml")
+    config.save(tmp_path / "c.json")
+    assert as_config(config) is config
+    assert as_config(config.to_dict()) == config
+    assert as_config(str(tmp_path / "c.toml")) == config
+    assert as_config(tmp_path / "c.json") == config
+    assert as_config(None) == Config()
+
+
+def test_as_config_refuses_other_values_naming_what_is_accepted():
+    from pyro_vae.config.run_config import as_config
+
+    with pytest.raises(TypeError) as e:
+        as_config(3, "compare's config")
+    assert str(e.value) == (
+        "compare's config must be a Config, a dict of sections, a path to a .toml or .json file, "
+        "or None; got int"
+    )
+    with pytest.raises(ConfigError, match="unknown section \\[nope\\]"):
+        as_config({"nope": {}})
