@@ -151,6 +151,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     signals: Signals | None = None,
     world: World | None = None,
+    minibatch=None,
 ) -> TrainState:
     """Train until ``state.epoch == epochs``, ``max_seconds`` of steps, or a callback sets
     ``state.stop``; returns ``state``. A signal in ``signals`` stops training after the current
@@ -159,6 +160,9 @@ def fit(
     :param step: called as ``step(x, index=..., epoch=..., step=...)`` on each minibatch of
         points ``index`` (a :class:`~pyro_vae.training.step.TrainStep`), returning the loss on the device.
     :param world: the processes training together; each holds all of ``train``.
+    :param minibatch: optional ``minibatch(x, index, epoch)``: what a step trains on, made from the
+        points ``x`` = ``train[index]`` in epoch ``epoch`` (0-based), such as a fresh binarization
+        (:mod:`pyro_vae.training.binarize`); by default ``x`` itself.
     """
     stops = _Stops(state, signals or Signals(), world or World(), max_seconds, callbacks)
     try:
@@ -168,7 +172,7 @@ def fit(
         while state.epoch < epochs and state.stop is None and not spent:
             stops.check()
             order = data_order(len(train), seed, state.epoch, shuffle).to(train.device)
-            spent = _epoch(state, step, train, order, stops, batch_size, device or train.device)
+            spent = _epoch(state, step, train, order, stops, batch_size, device or train.device, minibatch)
         stops.check()
         for callback in callbacks:
             callback.on_end(state)
@@ -219,13 +223,13 @@ class _Stops:
         raise Interrupted(f"interrupted by {self.signals.name} {where}", self.signals.received or 0)
 
 
-def _epoch(state: TrainState, step, train, order, stops: _Stops, batch_size: int, device) -> bool:
+def _epoch(state: TrainState, step, train, order, stops: _Stops, batch_size: int, device, minibatch) -> bool:
     """One epoch, or the rest of one a checkpoint stopped in; the callbacks' ``on_epoch_end``
     after it. Returns whether the time budget is spent (all processes stop after this epoch)."""
     if state.batch == 0:
         state.epoch_loss, state.epoch_points, state.epoch_seconds = torch.zeros((), device=device), 0, 0.0
     compiling = getattr(step, "compile_seconds", 0.0)
-    code = _steps(state, step, train, order, stops, batch_size, device)
+    code = _steps(state, step, train, order, stops, batch_size, device, minibatch)
     if code > _OUT_OF_TIME and state.batch * batch_size < len(train):
         stops.interrupt()  # within the epoch
     epoch = _end_epoch(state, step, stops.world, compiling)
@@ -234,7 +238,7 @@ def _epoch(state: TrainState, step, train, order, stops: _Stops, batch_size: int
     return code == _OUT_OF_TIME
 
 
-def _steps(state: TrainState, step, train, order, stops: _Stops, batch_size: int, device) -> int:
+def _steps(state: TrainState, step, train, order, stops: _Stops, batch_size: int, device, minibatch) -> int:
     """The epoch's minibatch steps from ``state.batch`` on, until its end or an agreed stop;
     returns the agreed vote (0: none)."""
     assert state.epoch_loss is not None
@@ -244,6 +248,8 @@ def _steps(state: TrainState, step, train, order, stops: _Stops, batch_size: int
         index = world.share(batch)
         x = train[index].to(device, non_blocking=True)  # no-op when held there
         index = index.to(device, non_blocking=True)
+        if minibatch is not None:
+            x = minibatch(x, index, state.epoch)
         state.epoch_loss += step(x, index=index, epoch=state.epoch + i / n, step=state.step)
         state.step, state.batch = state.step + 1, state.batch + 1
         state.epoch_points += len(batch)
