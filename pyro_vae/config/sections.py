@@ -280,6 +280,12 @@ class DataConfig(_Section):
     image_shape: ImageShape | None = None
     #: every value is divided by this when loaded: 255 maps 8-bit images to [0, 1]
     divide_by: PositiveFloat = 1.0
+    #: "none": the values as loaded; "dynamic": grey values in [0, 1] are the probabilities of
+    #: a 1, and every epoch trains on a fresh Bernoulli draw of each training point (Burda et
+    #: al. 2016), keyed by (train.seed, epoch, point); the validation and test points, and the
+    #: training points that pictures and the training ELBO show, are one draw fixed by
+    #: data.split_seed
+    binarize: Literal["none", "dynamic"] = "none"
 
     def check(self) -> None:
         check_image_shape("data.image_shape", self.image_shape)

@@ -9,6 +9,13 @@ integer labels (used only to colour pictures of the latent space). Every value i
 divided by ``data.divide_by`` (255 maps 8-bit images to [0, 1]). It is checked once when
 loaded (shape, dtype, finite values) and then held on the training device, so that a
 training step indexes it there and copies nothing from the host.
+
+With ``data.binarize = "dynamic"`` grey values in [0, 1] are the probabilities of binary pixels,
+as Burda et al. (2016) train on MNIST: every epoch draws each training point afresh
+(:mod:`pyro_vae.training.binarize`, from ``Data.train_probs``), while every split here holds one
+draw, fixed by ``data.split_seed`` and the split, so that the validation and test log p(x) are
+measured on the same bits by every run and command (Burda et al.'s code also scores a test set
+binarized once by a fixed seed).
 """
 
 import dataclasses
@@ -43,6 +50,9 @@ class Data:
     test: torch.Tensor | None = None  # (T, D)
     test_labels: torch.Tensor | None = None  # (T,)
     image_shape: tuple[int, ...] | None = None
+    #: data.binarize = "dynamic": the grey values that each epoch draws the training points
+    #: from; ``train`` then holds one fixed draw of them
+    train_probs: torch.Tensor | None = None  # (N, D)
 
     @property
     def dim(self) -> int:
@@ -59,7 +69,8 @@ class Data:
 
     def pin(self) -> "Data":
         """The same data in page-locked host memory, for asynchronous copies to a GPU."""
-        pinned = {k: getattr(self, k).pin_memory() for k in ("train", "valid")}
+        held = ("train", "valid", "train_probs")
+        pinned = {k: getattr(self, k).pin_memory() for k in held if getattr(self, k) is not None}
         return dataclasses.replace(self, **pinned)
 
 
@@ -67,7 +78,7 @@ def load_data(config: DataConfig, seed: int | None = None) -> Data:
     """Load, check, scale and split the data that ``config`` names (on the CPU).
 
     The split is drawn with ``seed``, by default ``config.split_seed``. Every split is
-    divided by ``config.divide_by``.
+    divided by ``config.divide_by``, then binarized once if ``config.binarize`` says so.
     """
     seed = config.split_seed if seed is None else seed
     if config.path is None:
@@ -105,6 +116,8 @@ def load_data(config: DataConfig, seed: int | None = None) -> Data:
         image_shape = _picture_shape(
             tuple(config.image_shape), "data.image_shape = " + show(list(config.image_shape))
         )
+    if config.binarize == "dynamic":
+        splits.update(_binarized(splits, seed, where))
     dim = splits["train"].shape[1]
     if image_shape is None and math.isqrt(dim) ** 2 == dim:
         image_shape = (math.isqrt(dim),) * 2
@@ -197,3 +210,34 @@ def _split(x, labels, fraction: float, seed: int, where: str) -> dict:
         "train_labels": pick(labels, train),
         "valid_labels": pick(labels, valid),
     }
+
+
+#: the key of each split's one draw under data.binarize = "dynamic", beside the split seed
+_DRAWS = {"train": 0, "valid": 1, "test": 2}
+
+
+def _binarized(splits: dict, seed: int, where: str) -> dict:
+    """data.binarize = "dynamic": every split as one Bernoulli draw of its grey values, from a
+    generator keyed by (``seed``, split); the training split's grey values as ``train_probs``."""
+    present = [s for s in _DRAWS if s in splits]
+    for split in present:
+        lo, hi = splits[split].min().item(), splits[split].max().item()
+        if lo < 0 or hi > 1:
+            raise DataError(
+                f'{where}: data.binarize = "dynamic" reads every value as the probability of a 1, '
+                f"but the {split} points span [{lo:g}, {hi:g}]; scale them to [0, 1] with "
+                "data.divide_by (255 for 8-bit images)"
+            )
+    train = splits["train"]
+    if bool(((train == 0) | (train == 1)).all()):
+        raise DataError(
+            f'{where}: data.binarize = "dynamic" draws the training points afresh every epoch from '
+            "their grey values, but they are already binary (every value 0 or 1), so every draw "
+            'would be the same; use data.binarize = "none"'
+        )
+    out = {"train_probs": train}
+    for split in present:
+        key = np.random.SeedSequence([seed & (2**64 - 1), _DRAWS[split]]).generate_state(1, np.uint64)[0]
+        uniform = torch.rand(splits[split].shape, generator=torch.Generator().manual_seed(int(key)))
+        out[split] = (uniform < splits[split]).to(splits[split].dtype)  # P(1) = the grey value
+    return out

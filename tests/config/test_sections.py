@@ -29,6 +29,7 @@ def test_defaults():
     assert model.data_dim is None and model.image_shape is None
     assert train.checkpoint_every == Every(seconds=60.0) and train.checkpoint_every.epochs is None
     assert data.image_shape is None and data.name == "digits"
+    assert data.binarize == "none"  # the values as loaded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,6 +72,16 @@ REFUSED = [
         lambda: DataConfig(image_shape=[2, 3, 4, 5]),
         "data.image_shape = [2, 3, 4, 5] is not allowed: expected [H, W] or [C, H, W]",
         id="data-image-shape-4d",
+    ),
+    pytest.param(
+        lambda: DataConfig(binarize="static"),
+        'data.binarize = "static" is not allowed: expected one of "none", "dynamic"',
+        id="data-binarize",
+    ),
+    pytest.param(
+        lambda: DataConfig(binarize=True),
+        'data.binarize = true is not allowed: expected one of "none", "dynamic"',
+        id="data-binarize-bool",
     ),
     pytest.param(
         lambda: TrainConfig(checkpoint_every={}),
@@ -133,6 +144,7 @@ SECTIONS = [
     pytest.param(TrainConfig(checkpoint_every={"epochs": 3}), id="train-epochs"),
     pytest.param(TrainConfig(checkpoint_every=Every(epochs=3, seconds=5.0)), id="train-both"),
     pytest.param(DataConfig(image_shape=(3, 4)), id="data"),
+    pytest.param(DataConfig(binarize="dynamic", divide_by=255.0), id="data-dynamic"),
 ]
 
 

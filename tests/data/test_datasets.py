@@ -400,3 +400,60 @@ def test_mnist_t10k_labels_load_and_follow_their_images(mnist_t10k):
     for x, y in [(data.valid, data.valid_labels), (data.train[:1000], data.train_labels[:1000])]:
         found = [label_of[row.astype(np.uint8).tobytes()] for row in x.numpy()]
         assert found == y.tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# data.binarize = "dynamic": every split one fixed draw, the training grey values kept
+# ---------------------------------------------------------------------------------------------
+
+
+def test_binarize_none_leaves_the_values_as_loaded(digits):
+    assert digits.train_probs is None
+    assert len(torch.unique(digits.train)) == 17  # 0/16 … 16/16
+
+
+def test_dynamic_keeps_the_grey_training_values_and_holds_a_draw_of_every_split(digits):
+    data = load_data(DataConfig(binarize="dynamic"))
+    assert torch.equal(data.train_probs, digits.train)  # the same split, the grey values kept
+    for split in ("train", "valid"):
+        bits, grey = getattr(data, split), getattr(digits, split)
+        assert bits.dtype == torch.float32 and set(torch.unique(bits).tolist()) == {0.0, 1.0}
+        assert torch.all(bits[grey == 0] == 0) and torch.all(bits[grey == 1] == 1)
+        # a Bernoulli draw: its mean is the grey values' mean, within 4 binomial standard errors
+        inside = (grey > 0) & (grey < 1)
+        p = grey[inside]
+        assert abs(bits[inside].mean().item() - p.mean().item()) < 4 * (p * (1 - p)).sum().sqrt() / len(p)
+    again = load_data(DataConfig(binarize="dynamic"))  # the draw is fixed: every command sees it
+    assert torch.equal(again.train, data.train) and torch.equal(again.valid, data.valid)
+    assert torch.equal(data.to("cpu").train_probs, data.train_probs)
+
+
+def test_each_split_and_each_split_seed_has_its_own_draw(tmp_path):
+    grey = np.full((500, 8), 0.5)
+    path = save_npz(tmp_path, train=grey, valid=grey, test=grey)  # splits of their own: no seed
+    first = load_data(DataConfig(path=path, binarize="dynamic"))
+    other = load_data(DataConfig(path=path, binarize="dynamic", split_seed=1))
+    draws = [first.train, first.valid, first.test, other.train, other.valid]
+    for i, a in enumerate(draws):
+        assert abs(a.mean().item() - 0.5) < 4 * 0.5 / 4000**0.5
+        for b in draws[i + 1 :]:  # independent draws agree on half the bits
+            assert abs((a == b).float().mean().item() - 0.5) < 4 * 0.5 / 4000**0.5
+
+
+def test_dynamic_refuses_values_outside_the_unit_interval():
+    message = refused(DataConfig(binarize="dynamic", divide_by=0.5))
+    assert message == (
+        "data.name = 'digits': data.binarize = \"dynamic\" reads every value as the probability of "
+        "a 1, but the train points span [0, 2]; scale them to [0, 1] with data.divide_by (255 for "
+        "8-bit images)"
+    )
+
+
+def test_dynamic_refuses_data_already_binary(tmp_path):
+    path = save_npz(tmp_path, train=np.eye(6), valid=np.eye(6)[:2])
+    message = refused(DataConfig(path=path, binarize="dynamic"))
+    assert message == (
+        f'data.path = {path!r}: data.binarize = "dynamic" draws the training points afresh every '
+        "epoch from their grey values, but they are already binary (every value 0 or 1), so every "
+        'draw would be the same; use data.binarize = "none"'
+    )
