@@ -36,10 +36,19 @@ Layout of the output directory::
     reconstructions.png         the same validation points reconstructed by each objective
     base_config.toml            the base config with the budget applied
 
+A run whose training loss becomes NaN or infinite does not stop the comparison: it is
+recorded as a result (``status`` "diverged" in its result.json, with the epoch and the loss),
+said in one line on stderr naming the objective and the seed (with ``quiet`` too), shown in
+the table ("diverged in epoch N") and in the figures (its curves end at its last epoch,
+marked ×), and the other runs go on.
+
 Running the same comparison again (``--out`` the same directory) reuses every run with a
-result.json whose recorded config and evaluation match, resumes runs that were interrupted in
-training from their checkpoints (exactly: :func:`pyro_vae.train` with ``resume``), and
-measures those that were interrupted while being measured.
+result.json whose recorded config and evaluation match (a divergence included, unless
+``retry_diverged``), measures again the runs trained further since (``pyro-vae train
+--resume``: their metrics go past the step the result recorded), resumes runs that were
+interrupted in training from their checkpoints (exactly: :func:`pyro_vae.train` with
+``resume``), and measures those that were interrupted while being measured. A ``--out`` that
+holds a training run (config.toml, checkpoint.pt) is refused.
 
 :func:`compare` plans (:mod:`pyro_vae.comparison.plan`: everything checked, nothing written
 yet), runs (each run trained and measured by :mod:`pyro_vae.comparison.one_run`), then reports
@@ -53,6 +62,7 @@ Rank 0 decides what is to be done from the files, and alone writes.
 """
 
 import json
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -84,7 +94,7 @@ class Comparison:
 
 
 def compare(
-    config: Config | None,
+    config: Config | dict | str | os.PathLike | None,
     objectives: list[str | dict],
     *,
     seeds: int = 1,
@@ -96,11 +106,14 @@ def compare(
     eval_points: int | None = None,
     out_dir=None,
     overwrite: bool = False,
+    retry_diverged: bool = False,
     quiet: bool = False,
 ) -> Comparison:
     """Train one VAE per objective and seed as ``config`` describes, and measure them all alike.
 
-    :param config: the base config (model, data, training); its ``[objective]`` is replaced.
+    :param config: the base config (model, data, training); its ``[objective]`` is replaced. A
+        :class:`~pyro_vae.Config`, a dict of sections, a path to a ``.toml`` or ``.json`` file, or
+        None for the defaults (:func:`pyro_vae.config.run_config.as_config`).
     :param objectives: words such as ``"iwae:k=5"`` or specs such as ``{"kind": "iwae"}``.
     :param seeds: runs per objective, with ``train.seed`` = base seed + 0, 1, …
     :param epochs: epochs per run (default: ``config.train.epochs``).
@@ -113,7 +126,9 @@ def compare(
     :param eval_points: measure on the first N validation points (default: all of them).
     :param out_dir: the comparison directory (default ``comparisons/<data name>-<date>-<time>``).
     :param overwrite: retrain runs whose recorded config differs, instead of refusing.
-    :param quiet: no progress bar.
+    :param retry_diverged: train again the runs recorded as diverged, instead of keeping the
+        divergence as their result.
+    :param quiet: no progress bar (a divergence is still said).
     """
     plan = plan_comparison(
         config,
@@ -127,6 +142,7 @@ def compare(
         eval_points=eval_points,
         out_dir=out_dir,
         overwrite=overwrite,
+        retry_diverged=retry_diverged,
     )
     rows, histories = _run(plan, quiet)
     if not distributed.world().main:
@@ -145,16 +161,29 @@ def _run(plan: Plan, quiet: bool) -> tuple[list[dict], dict[str, list[list[dict]
     )
     for run in bar:
         bar.set_description(f"{run.label} seed {run.seed}")
-        rows.append(run.row if run.row is not None else _train_and_measure(plan, run))
+        row = run.row if run.row is not None else _train_and_measure(plan, run)
+        if w.main and row.get("status") == one_run.DIVERGED:
+            kept = "" if run.row is None else "; kept as its result: pass --retry-diverged to train it again"
+            where = Path(run.config.train.run_dir) / one_run.RESULT
+            tqdm.write(
+                f"pyro-vae: warning: {run.label} seed {run.seed} {one_run.diverged_words(row)}; "
+                f"recorded in {where}{kept}",
+                file=sys.stderr,
+            )
+        rows.append(row)
         if w.main:
             histories[run.label].append(read_metrics(Path(run.config.train.run_dir) / METRICS))
     return rows, histories
 
 
 def _train_and_measure(plan: Plan, run: PlannedRun) -> dict:
-    """Train (or resume) one run and measure it; its result is written beside it."""
+    """Train (or resume) one run and measure it, or measure again one trained further since;
+    its result (or its divergence) is written beside it."""
     w = distributed.world()
     run_dir = Path(run.config.train.run_dir)
+    if run.remeasure:
+        measured = one_run.measure_again(run.config, plan.x, plan.device, plan.estimator, plan.options)
+        return _write_row(run, measured)
     # for another request: --overwrite retrains; rank 0's answer, once every process has read
     # the run directory (the broadcast gathers from all) and before rank 0 changes it
     stale = w.broadcast(one_run.measured_otherwise(run_dir))
@@ -172,9 +201,13 @@ def _train_and_measure(plan: Plan, run: PlannedRun) -> dict:
             f"command with --out {plan.out} to resume it",
             signum,
         ) from None
+    return _write_row(run, measured)
+
+
+def _write_row(run: PlannedRun, measured: dict) -> dict:
     row = {"objective": run.label, "seed": run.seed, **measured}
-    if w.main:
-        one_run.write_result(run_dir, run.request, row)
+    if distributed.world().main:
+        one_run.write_result(Path(run.config.train.run_dir), run.request, row)
     return row
 
 
@@ -202,11 +235,20 @@ def _report(plan: Plan, rows: list[dict], histories: dict[str, list[list[dict]]]
     _write(out / MARKDOWN, markdown)
     _write(out / CSV, report.to_csv(summary))
     _write(out / JSON, json.dumps({**about, "summary": summary, "runs": rows}, indent=2) + "\n")
-    report.comparison_curves(histories, out / CURVES, key=("valid_elbo", "valid_recon"))
+    diverged = {(r["objective"], r["seed"]): r["diverged_epoch"] for r in rows if _diverged(r)}
+    report.comparison_curves(histories, out / CURVES, key=("valid_elbo", "valid_recon"), diverged=diverged)
     title = f"log p̂(x) by {report.estimator_words(about)}, on {len(plan.x)} validation points"
     report.log_likelihood_bars(summary, out / LOG_LIKELIHOOD, title=title)
-    write_side_by_side(out, {r["objective"]: Path(r["run_dir"]) for r in rows if r["seed"] == 0}, plan.data)
+    shown: dict[str, Path] = {}  # each objective's first seed that did not diverge
+    for r in rows:
+        if not _diverged(r):
+            shown.setdefault(r["objective"], Path(r["run_dir"]))
+    write_side_by_side(out, {label: shown[label] for label in plan.labels if label in shown}, plan.data)
     return Comparison(rows=rows, summary=summary, dir=out, markdown=markdown)
+
+
+def _diverged(row: dict) -> bool:
+    return row.get("status") == one_run.DIVERGED
 
 
 def _write(path: Path, text: str) -> None:

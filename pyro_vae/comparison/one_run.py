@@ -3,13 +3,18 @@ then measured on the comparison's points, as one row of numbers (:func:`train_an
 
 The row holds what :mod:`pyro_vae.comparison.report` summarises: log p(x) with its standard errors (None,
 with the reason in ``log_px_absent``, where it is not defined), the ELBO and its terms, active
-units, seconds per epoch and peak memory, and where the run lives. It is kept in the run's
-``result.json`` beside the request it answers (the run's config and the evaluation), so that
-a comparison run again reuses it for the same request (:func:`finished`).
+units, seconds per epoch and peak memory, and where the run lives. A run whose training loss
+became NaN or infinite is a result too: its row has ``status`` "diverged", the epoch it diverged
+in and the loss, and no numbers. The row is kept in the run's ``result.json`` beside the request
+it answers (the run's config and the evaluation), so that a comparison run again reuses it for
+the same request (:func:`finished`), a divergence included; a run trained further since
+(``pyro-vae train --resume``) is measured again where it now stands (:func:`moved_past`,
+:func:`measure_again`).
 """
 
 import json
 import math
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -22,20 +27,42 @@ from pyro_vae.core import distributed
 from pyro_vae.core.errors import ConfigError, RunDirError
 from pyro_vae.core.files import InUse, atomic_write
 from pyro_vae.inference.measure import measure
-from pyro_vae.training.run import CHECKPOINT, first_difference
+from pyro_vae.training.loop import Diverged
+from pyro_vae.training.run import CHECKPOINT, METRICS, Run, first_difference, read_metrics
 from pyro_vae.training.trainer import train
 
 RESULT = "result.json"
+MEASURED, DIVERGED = "measured", "diverged"  # a row's status
 
 
 def train_and_measure(
     config: Config, data, x: torch.Tensor, device: torch.device, estimator: str, options: dict, fresh: bool
 ) -> dict:
-    """Train one run quietly, then measure it on the points ``x``: one row of numbers."""
+    """Train one run quietly, then measure it on the points ``x``: one row of numbers; a row
+    saying so (:func:`diverged_row`) where training diverged."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    run = _train_or_resume(config, data, fresh)
-    memory = _peak_memory_mb(device)
+    try:
+        run = _train_or_resume(config, data, fresh)
+    except Diverged as e:
+        return diverged_row(config, e, estimator, len(x))
+    return _measure(config, run, x, device, estimator, options, _peak_memory_mb(device))
+
+
+def measure_again(
+    config: Config, x: torch.Tensor, device: torch.device, estimator: str, options: dict
+) -> dict:
+    """Measure a run as its checkpoint now stands, without training it (it was trained further
+    outside the comparison): the same row, its peak memory None (not seen by this process)."""
+    run = Run.load(config.train.run_dir, device=device)
+    run.history = [row for row in run.history if row["epoch"] <= (run.epoch or 0)]
+    return _measure(run.config, run, x, device, estimator, options, None)
+
+
+def _measure(
+    config: Config, run: Run, x: torch.Tensor, device: torch.device, estimator: str, options: dict, memory
+) -> dict:
+    """The row of numbers of a trained run, measured on the points ``x``."""
     vae, x = run.vae, x.to(device)
     assert vae is not None  # train builds a VAE from a config
     pyro.set_rng_seed(config.train.seed)  # guides the keyed noise does not cover draw reproducibly
@@ -53,6 +80,7 @@ def train_and_measure(
     epoch_seconds = [row["seconds"] for row in run.history if row["epoch"] >= 1]
     return _finite(
         {
+            "status": MEASURED,
             "train_seed": config.train.seed,
             "run_dir": str(run.dir),
             "guide": config.model.guide.kind,
@@ -68,6 +96,7 @@ def train_and_measure(
             "kl": m.kl,
             "active_units": m.active_units,
             "epochs": run.history[-1]["epoch"],
+            "step": run.history[-1]["step"],  # where training stood when measured: see moved_past
             "train_seconds": sum(epoch_seconds),
             "seconds_per_epoch": statistics.fmean(epoch_seconds),
             "peak_memory_mb": memory,
@@ -76,6 +105,56 @@ def train_and_measure(
             "eval_points": len(x),
         }
     )
+
+
+def diverged_row(config: Config, e: Diverged, estimator: str, points: int) -> dict:
+    """The row of a run whose training loss became NaN or infinite: the epoch it diverged in (the
+    one after the last in its metrics), the loss, and no numbers."""
+    run_dir = Path(config.train.run_dir)
+    try:
+        last = read_metrics(run_dir / METRICS)[-1]
+    except (RunDirError, IndexError):  # no epoch recorded: it diverged before the first ended
+        last = {"epoch": 0, "step": 0}
+    loss = re.search(r"the loss is ([^;\s]+)", str(e))
+    return {
+        "status": DIVERGED,
+        "train_seed": config.train.seed,
+        "run_dir": str(run_dir),
+        "guide": config.model.guide.kind,
+        "diverged_epoch": last["epoch"] + 1,
+        "diverged_loss": loss.group(1) if loss else None,  # a word: JSON has no NaN or infinity
+        **dict.fromkeys(NUMBERS),
+        "epochs": None,  # none measured: the summary's epochs are those of the measured runs
+        "step": last["step"],  # the last epoch it finished
+        "estimator": estimator,
+        "eval_points": points,
+    }
+
+
+#: the numbers of a measured row, None in a diverged one
+NUMBERS = (
+    "log_px",
+    "log_px_absent",
+    "log_px_stderr",
+    "log_px_mc_stderr",
+    "ess_mean",
+    "untrusted_points",
+    "valid_elbo",
+    "valid_elbo_stderr",
+    "recon",
+    "kl",
+    "active_units",
+    "train_seconds",
+    "seconds_per_epoch",
+    "peak_memory_mb",
+    "memory",
+)
+
+
+def diverged_words(row: dict) -> str:
+    """ "diverged in epoch 3 (the loss is nan)": what a diverged run's row says."""
+    loss = f" (the loss is {row['diverged_loss']})" if row.get("diverged_loss") else ""
+    return f"diverged in epoch {row['diverged_epoch']}{loss}"
 
 
 def _train_or_resume(config: Config, data, fresh: bool):
@@ -131,6 +210,20 @@ def finished(run_dir: Path, request: dict, overwrite: bool) -> dict | None:
         f"({first_difference(saved['request'], request)}); pass --overwrite to retrain it, "
         "or choose another --out"
     )
+
+
+def moved_past(run_dir: Path, row: dict) -> bool:
+    """Whether the run was trained past where ``row`` measured it (``pyro-vae train --resume``
+    after the comparison): its metrics end at a later step (or, for a row without its step,
+    a later epoch)."""
+    try:
+        last = read_metrics(run_dir / METRICS)[-1]
+    except (RunDirError, IndexError):
+        return False
+    if row.get("step") is not None:
+        return last["step"] > row["step"]
+    done = row.get("epochs")
+    return done is not None and last["epoch"] > done
 
 
 def measured_otherwise(run_dir: Path) -> bool:

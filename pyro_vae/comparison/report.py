@@ -5,7 +5,11 @@ standard error over seeds, sd / √S; with one seed, log p(x) and the ELBO ± th
 error over the N evaluation points, sd_n / √N (each run's ``log_px_stderr`` and
 ``valid_elbo_stderr``), and the other figures bare. A log p(x) that is not defined for an
 objective (its run row has ``log_px`` None and a reason in ``log_px_absent``) is said to be
-so, with the reason, in the table and in the figure.
+so, with the reason, in the table and in the figure. A run that diverged (``status``
+"diverged") has no numbers: an objective's figures are over its seeds that did not diverge
+(the table's seeds column counts those, "+ N diverged" beside), a note under the table names
+each divergence, and an objective whose every run diverged says "diverged in epoch N" instead
+of numbers; its curves end at the last epoch it finished, marked ×.
 """
 
 import csv
@@ -14,11 +18,13 @@ import math
 import statistics
 from pathlib import Path
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from pyro_vae.comparison.one_run import DIVERGED, diverged_words
 from pyro_vae.pictures.axes import fit_y, note_below
 from pyro_vae.pictures.plots import curve, save_figure
 
@@ -51,8 +57,12 @@ def estimator_words(about: dict) -> str:
 def summarize(label: str, rows: list[dict]) -> dict:
     """Mean and standard error over seeds of each metric shown (``<key>_se``, None for one seed),
     the mean over seeds of each run's standard error over the points (``<key>_points_se``, for
-    :data:`POINT_SE`), each seed's log p̂(x), and why log p(x) is not defined, if it is not."""
-    out = {"objective": label, "seeds": len(rows)}
+    :data:`POINT_SE`), each seed's log p̂(x), and why log p(x) is not defined, if it is not.
+    ``seeds`` counts the runs measured; ``diverged`` lists the others (seed, epoch, loss)."""
+    keys = ("seed", "diverged_epoch", "diverged_loss")
+    diverged = [{k: r.get(k) for k in keys} for r in rows if r.get("status") == DIVERGED]
+    rows = [r for r in rows if r.get("status") != DIVERGED]
+    out: dict = {"objective": label, "seeds": len(rows), "diverged": diverged}
     for key, _, _ in METRICS_SHOWN:
         values = [r[key] for r in rows if r.get(key) is not None]
         out[key] = statistics.fmean(values) if values else None
@@ -70,6 +80,8 @@ def _cell(row: dict, key: str, fmt: str) -> str:
     """One figure of the table: mean ± SE over seeds; for one seed the SE over the points where
     one exists, else the bare number; "not defined" (with † when a reason is given) for None."""
     mean = row[key]
+    if mean is None and row["seeds"] == 0 and row.get("diverged"):
+        return _diverged_cell(row) if key == METRICS_SHOWN[0][0] else "—"
     if mean is None:
         return "not defined†" if key == "log_px" and row.get("log_px_absent") else "not defined"
     if row["seeds"] == 1:
@@ -78,6 +90,32 @@ def _cell(row: dict, key: str, fmt: str) -> str:
     else:
         se = row[f"{key}_se"]
     return f"{mean:{fmt}}" + ("" if se is None else f" ± {se:{fmt}}")
+
+
+def _diverged_cell(row: dict) -> str:
+    """ "diverged in epoch 3" (or "in epochs 1, 3"): an objective whose every run diverged."""
+    epochs = sorted({d["diverged_epoch"] for d in row["diverged"]})
+    return f"diverged in epoch{'s' if len(epochs) > 1 else ''} {', '.join(map(str, epochs))}"
+
+
+def _seeds_cell(row: dict) -> str:
+    diverged = len(row.get("diverged") or ())
+    return str(row["seeds"]) + (f" (+ {diverged} diverged)" if diverged else "")
+
+
+def _divergence_notes(about: dict, summary: list[dict]) -> list[str]:
+    """‡ lines under the table: each objective's runs that diverged, and what its figures are."""
+    notes = []
+    for row in summary:
+        if not row.get("diverged"):
+            continue
+        runs = "; ".join(f"seed {d['seed']} {diverged_words(d)}" for d in row["diverged"])
+        n = row["seeds"]
+        rest = "no numbers" if n == 0 else f"its figures are over the {n} seed{'s' if n > 1 else ''} measured"
+        if n == 1 and about["seeds"] > 1:
+            rest += " (± over the points)"
+        notes.append(f"‡ {row['objective']}: {runs}: {rest}")
+    return notes
 
 
 def markdown(about: dict, summary: list[dict]) -> str:
@@ -106,23 +144,24 @@ def markdown(about: dict, summary: list[dict]) -> str:
     ]
     for row in summary:
         cells = [_cell(row, k, f) for k, _, f in METRICS_SHOWN]
-        lines.append("| " + " | ".join([row["objective"], str(row["seeds"]), *cells]) + " |")
+        lines.append("| " + " | ".join([row["objective"], _seeds_cell(row), *cells]) + " |")
     notes = [
         f"† {row['objective']}: {row['log_px_absent']}"
         for row in summary
         if row["log_px"] is None and row.get("log_px_absent")
     ]
+    notes += _divergence_notes(about, summary)
     return "\n".join([*lines, *(["", *notes] if notes else [])]) + "\n"
 
 
 def to_csv(summary: list[dict]) -> str:
-    """The summary rows as CSV; None is an empty cell."""
+    """The summary rows as CSV; None is an empty cell; ``diverged`` the number of runs that did."""
     columns = ["objective", "seeds", *(c for k, _, _ in METRICS_SHOWN for c in (k, f"{k}_se"))]
-    columns += [*(f"{k}_points_se" for k in POINT_SE), "eval_points", "log_px_absent"]
+    columns += [*(f"{k}_points_se" for k in POINT_SE), "eval_points", "log_px_absent", "diverged"]
     text = io.StringIO()
     writer = csv.DictWriter(text, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(summary)
+    writer.writerows({**row, "diverged": len(row.get("diverged") or ())} for row in summary)
     return text.getvalue()
 
 
@@ -134,25 +173,35 @@ CURVE_TITLES = {
 
 
 def comparison_curves_figure(
-    histories_by_label: dict[str, list[list[dict]]], *, key="valid_elbo", legend="objective"
+    histories_by_label: dict[str, list[list[dict]]], *, key="valid_elbo", legend="objective", diverged=None
 ) -> Figure:
     """The figure :func:`comparison_curves` saves: one panel per key of ``key`` (a name or a tuple)."""
     keys = (key,) if isinstance(key, str) else tuple(key)
+    diverged = diverged or {}
     fig = Figure(figsize=(9 if len(keys) == 1 else 6.5 * len(keys), 5), layout="constrained")
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, k in zip(axes, keys, strict=True):
         named = []  # (which run, its line): the names of points left off the axis
         missing = []  # labels with no value of k: the quantity is not defined for them
+        ended = []  # the runs that diverged, each curve's end marked ×
         for i, (label, histories) in enumerate(histories_by_label.items()):
             for j, history in enumerate(histories):
                 line = curve(ax, history, k, color=f"C{i % 10}", lw=1.2, alpha=0.8, label=label)
+                name = label if len(histories) == 1 else f"{label} seed {j}"
+                if (label, j) in diverged:
+                    ended.append(f"{name} diverged in epoch {diverged[label, j]}")
+                    if line is not None:
+                        end = np.asarray(line.get_xydata())[-1]  # (epoch, value)
+                        ax.plot(*end, marker="x", ms=9, mew=2, ls="", color=f"C{i % 10}")
                 if line is not None:
-                    named.append((label if len(histories) == 1 else f"{label} seed {j}", line))
-                elif j == 0:
+                    named.append((name, line))
+                elif j == 0 and (label, j) not in diverged:
                     missing.append(label)
         notes = fit_y(ax, named, lowest=0.02) if named else []
         if missing:
             notes.append(f"not defined for {', '.join(missing)}")
+        if ended:
+            notes.append(f"× the last epoch finished: {'; '.join(ended)}")
         note_below(ax, notes, width=100 if len(keys) == 1 else 70)
         title = CURVE_TITLES.get(k, k)
         ax.set(xlabel="epoch", ylabel="nats per data point", title=f"{title}, one line per run")
@@ -161,13 +210,20 @@ def comparison_curves_figure(
     handles = [
         Line2D([], [], color=f"C{i % 10}", lw=1.2, label=label) for i, label in enumerate(histories_by_label)
     ]
+    if diverged:
+        handles.append(Line2D([], [], color="0.3", marker="x", ms=9, mew=2, ls="", label="diverged"))
     if handles:  # outside the axes, to the right: never on a curve
         axes[-1].legend(handles=handles, title=legend, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
 def comparison_curves(
-    histories_by_label: dict[str, list[list[dict]]], path, *, key="valid_elbo", legend="objective"
+    histories_by_label: dict[str, list[list[dict]]],
+    path,
+    *,
+    key="valid_elbo",
+    legend="objective",
+    diverged: dict | None = None,
 ) -> Path:
     """Validation metrics by epoch of several runs: one colour per label (objective), one line per
     seed, one panel per metric of ``key`` (a name, or a tuple such as ``("valid_elbo", "valid_recon")``).
@@ -176,9 +232,11 @@ def comparison_curves(
     ``metrics.jsonl``), in seed order; ``legend`` is what the labels are. A label with no value
     of a metric (the ELBO of an autoencoder) is named under its panel. Each axis follows
     :func:`pyro_vae.pictures.axes.fit_y` (the lowest 2 % of the later epochs' values may be left off,
-    marked and named).
+    marked and named). ``diverged`` maps (label, seed index) to the epoch that run diverged in:
+    its curve ends at the last epoch it finished, marked ×, and a note under the panel says so.
     """
-    return save_figure(comparison_curves_figure(histories_by_label, key=key, legend=legend), path)
+    figure = comparison_curves_figure(histories_by_label, key=key, legend=legend, diverged=diverged)
+    return save_figure(figure, path)
 
 
 def _error(row: dict, key: str) -> tuple[float | None, str]:
@@ -215,11 +273,7 @@ def log_likelihood_figure(summary: list[dict], *, key="log_px", title="log p̂(x
     floor = f"the axis spans at least {FLOOR:g} nats"
     ax.set(xlabel=f"nats per data point (higher is better)\nbars: {words}; {floor}", title=title)
     ax.grid(axis="x", alpha=0.3)
-    absent = [
-        f"{row['objective']} — {row.get(f'{key}_absent') or 'not measured'}"
-        for row in summary
-        if row.get(key) is None
-    ]
+    absent = [f"{row['objective']} — {_why_absent(row, key)}" for row in summary if row.get(key) is None]
     note_below(ax, [f"not estimated: {a}" for a in absent], width=100)
     if dots:
         keys = [
@@ -228,6 +282,12 @@ def log_likelihood_figure(summary: list[dict], *, key="log_px", title="log p̂(x
         ]
         ax.legend(handles=keys, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     return fig
+
+
+def _why_absent(row: dict, key: str) -> str:
+    if row.get(f"{key}_absent"):
+        return row[f"{key}_absent"]
+    return _diverged_cell(row) if row["seeds"] == 0 and row.get("diverged") else "not measured"
 
 
 def _span(ax: Axes, ends: list[float]) -> None:

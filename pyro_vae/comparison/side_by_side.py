@@ -7,7 +7,8 @@
 * ``reconstructions.png``: the same validation points, then each objective's reconstructions
   of them, one row each: the fidelity the table's reconstruction column measures.
 
-Each objective is shown by its first seed's run, at the weights the table measured.
+Each objective is shown by its first seed's run that did not diverge, at the weights the table
+measured; an objective whose every run diverged is left out.
 """
 
 from pathlib import Path
@@ -27,9 +28,9 @@ SHOWN = 16  # validation points in reconstructions.png
 @torch.no_grad()
 def write_side_by_side(out: Path, runs: dict[str, Path], data, *, seed: int = 0) -> list[Path]:
     """Draw ``samples.png`` and ``reconstructions.png`` in ``out`` from the runs ``{label: run_dir}``;
-    nothing (and no error) when the data are not images."""
+    nothing (and no error) when the data are not images, or there is no run to draw."""
     shape = data.image_shape
-    if shape is None or image_problem(shape, data.dim) is not None:
+    if not runs or shape is None or image_problem(shape, data.dim) is not None:
         return []
     lo, hi = data.train.min().item(), data.train.max().item()
     x = data.valid[:SHOWN]

@@ -202,6 +202,92 @@ def test_a_changed_config_is_refused_unless_overwrite(finished, tmp_path, count_
     assert count_training == [str(out / "runs" / "elbo-seed0")]
 
 
+@pytest.mark.slow
+def test_a_run_extended_by_train_resume_is_measured_again(finished, tmp_path, count_training):
+    out = tmp_path / "cmp"
+    shutil.copytree(finished[0], out)
+    rows = {(r["objective"], r["seed"]): r for r in json.loads((out / "comparison.json").read_text())["runs"]}
+    extended = out / "runs" / "elbo-seed1"
+    argv = ["train", "--resume", extended, "--train.epochs", "3", "--train.compile", "false", "--quiet"]
+    code, _, err = run_cli(argv)
+    assert code == 0, err
+
+    code, _, err = run_cli(compare_argv(out))
+    assert code == 0, err
+    assert count_training == []  # measured again, not trained again
+    now = {(r["objective"], r["seed"]): r for r in json.loads((out / "comparison.json").read_text())["runs"]}
+    assert now["elbo", 1]["epochs"] == 3 and now["elbo", 1]["step"] == Run.load(extended).history[-1]["step"]
+    assert now["elbo", 1]["peak_memory_mb"] is None  # not seen by this process
+    x = load_data(Config.load(out / "base_config.toml").data).valid[:50]
+    vae = Run.load(extended).vae
+    pyro.set_rng_seed(1)
+    m = measure(vae.model, vae.guide, x, estimator="is", options={"samples": 20}, seed=1)
+    assert now["elbo", 1]["log_px"] == pytest.approx(m.log_px, rel=1e-6)
+    assert now["elbo", 1]["log_px"] != pytest.approx(rows["elbo", 1]["log_px"], rel=1e-6)
+    assert json.loads((extended / "result.json").read_text())["row"] == now["elbo", 1]  # kept from now on
+    for key in set(rows) - {("elbo", 1)}:
+        assert now[key] == rows[key], key
+    elbo = next(
+        line for line in (out / "comparison.md").read_text().splitlines() if line.startswith("| elbo")
+    )
+    assert elbo.split(" | ")[7] == "2.5 ± 0.5"  # epochs: 2 and 3
+
+
+@pytest.mark.slow
+def test_a_diverging_objective_is_a_result_and_the_others_go_on(tmp_path, count_training):
+    out = tmp_path / "cmp"
+    argv = compare_argv(out, ["beta:beta=1e38", "elbo"], 1, ["--epochs", "1", "--train.compile", "false"])
+    code, stdout, err = run_cli(argv)
+    assert code == 0, err
+    runs = out / "runs"
+    assert count_training == [str(runs / "beta_beta=1e38-seed0"), str(runs / "elbo-seed0")]  # on after it
+    row = json.loads((runs / "beta_beta=1e38-seed0" / "result.json").read_text())["row"]
+    assert (row["status"], row["diverged_epoch"], row["epochs"]) == ("diverged", 1, None)
+    assert row["diverged_loss"] in ("nan", "inf") and row["log_px"] is None
+    where = runs / "beta_beta=1e38-seed0" / "result.json"
+    loss = row["diverged_loss"]
+    said = f"pyro-vae: warning: beta:beta=1e38 seed 0 diverged in epoch 1 (the loss is {loss}); "
+    said += f"recorded in {where}"
+    assert err.splitlines() == [said]  # with --quiet too
+    table = (out / "comparison.md").read_text()
+    assert "| beta:beta=1e38 | 0 (+ 1 diverged) | diverged in epoch 1 | — |" in table and table in stdout
+    measured = [
+        r
+        for r in json.loads((out / "comparison.json").read_text())["runs"]
+        if r["objective"] != "beta:beta=1e38"
+    ]
+    assert [(r["objective"], r["status"], r["epochs"]) for r in measured] == [("elbo", "measured", 1)]
+    for name in (*FIGURES, "samples.png", "reconstructions.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
+
+    code, _, err = run_cli(argv)  # the divergence is the result: kept, not retrained
+    assert code == 0, err
+    assert len(count_training) == 2
+    assert err.splitlines() == [f"{said}; kept as its result: pass --retry-diverged to train it again"]
+    assert (out / "comparison.md").read_text() == table
+
+    code, _, err = run_cli([*argv, "--retry-diverged"])
+    assert code == 0, err
+    assert count_training[2:] == [str(runs / "beta_beta=1e38-seed0")]
+    assert err.splitlines() == [said]
+
+
+def test_an_out_that_is_a_training_run_is_refused_before_anything_is_written(tmp_path, count_training):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in ("config.toml", "checkpoint.pt", "metrics.jsonl", "samples.png", "reconstructions.png"):
+        (run_dir / name).write_bytes(b"the run's own")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    code, stdout, err = run_cli(compare_argv(run_dir, ["elbo"], 1))
+    assert (code, stdout) == (2, "")
+    assert err == (
+        f"pyro-vae: error: --out {str(run_dir)!r} is a training run's directory (it holds config.toml, "
+        "checkpoint.pt, metrics.jsonl), not a comparison's: choose another --out\n"
+    )
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert count_training == []
+
+
 # ---------------------------------------------------------------------------------------------
 # Budgets and bad input
 # ---------------------------------------------------------------------------------------------
@@ -287,3 +373,11 @@ def test_objective_words():
     assert parse_objective("meanfield")[0] == "meanfield"
     with pytest.raises(ConfigError, match="particles is given twice"):
         parse_objective("iwae:k=5,particles=5")
+
+
+def test_compare_refuses_a_config_it_cannot_read_as_one(tmp_path):
+    out = tmp_path / "cmp"
+    with pytest.raises(TypeError) as e:
+        compare(42, ["elbo"], out_dir=out, quiet=True)
+    assert str(e.value).startswith("config must be a Config, a dict of sections, a path to a .toml or .json")
+    assert not out.exists()

@@ -81,3 +81,52 @@ def test_a_run_resumes_from_its_own_checkpoint_and_else_starts_afresh(tmp_path, 
     trains.state.refuse = ConfigError("another run's checkpoint")
     one_run._train_or_resume(config, None, fresh=False)
     assert trains.calls == ["fresh", "resume", "fresh", "resume", "fresh"]
+
+
+def test_a_run_that_diverges_is_a_row_with_its_epoch_and_loss(tmp_path, monkeypatch):
+    from pyro_vae.training.loop import Diverged
+    from pyro_vae.training.run import METRICS
+
+    def diverging(config, **kwargs):
+        raise Diverged("training diverged in epoch 3: the loss is inf; no checkpoint was written")
+
+    monkeypatch.setattr(one_run, "train", diverging)
+    (tmp_path / METRICS).write_text(
+        "".join(json.dumps({"epoch": e, "step": 17 * e}) + "\n" for e in range(3))
+    )
+    config = SimpleNamespace(
+        train=SimpleNamespace(run_dir=str(tmp_path), seed=4),
+        model=SimpleNamespace(guide=SimpleNamespace(kind="normal")),
+    )
+    row = one_run.train_and_measure(
+        config, None, torch.zeros(7, 2), torch.device("cpu"), "is", {}, fresh=True
+    )
+    assert {k: row[k] for k in ("status", "diverged_epoch", "diverged_loss", "step", "train_seed")} == {
+        "status": "diverged",
+        "diverged_epoch": 3,  # the epoch after the last one its metrics hold
+        "diverged_loss": "inf",
+        "step": 34,
+        "train_seed": 4,
+    }
+    assert all(row[k] is None for k in one_run.NUMBERS) and row["epochs"] is None
+    assert row["run_dir"] == str(tmp_path) and row["eval_points"] == 7
+    assert one_run.diverged_words(row) == "diverged in epoch 3 (the loss is inf)"
+    json.dumps(row, allow_nan=False)  # JSON holds it
+
+
+def test_a_run_trained_past_its_result_is_found(tmp_path):
+    from pyro_vae.training.run import METRICS
+
+    def metrics(epochs):
+        (tmp_path / METRICS).write_text(
+            "".join(json.dumps({"epoch": e, "step": 10 * e}) + "\n" for e in range(epochs + 1))
+        )
+
+    assert not one_run.moved_past(tmp_path, {"epochs": 2, "step": 20})  # no metrics: nothing to say
+    metrics(2)
+    assert not one_run.moved_past(tmp_path, {"epochs": 2, "step": 20})
+    assert not one_run.moved_past(tmp_path, {"epochs": None, "step": 20})  # a divergence after epoch 2
+    metrics(3)  # pyro-vae train --resume ran another epoch
+    assert one_run.moved_past(tmp_path, {"epochs": 2, "step": 20})
+    assert one_run.moved_past(tmp_path, {"epochs": 2})  # a result written before rows held their step
+    assert not one_run.moved_past(tmp_path, {"epochs": 3})

@@ -2,6 +2,7 @@
 its runs, their seeds, configs and guides, the runs measured already, and bad input refused with
 the directory untouched."""
 
+import json
 import re
 
 import numpy as np
@@ -163,6 +164,56 @@ def test_a_run_measured_for_another_request_is_refused_unless_overwrite(base, tm
     assert plan(base, out).runs[0].row == {"log_px": -1.5}  # overwrite removes nothing while planning
 
 
+def test_a_divergence_is_kept_as_the_result_unless_retried(base, tmp_path):
+    out = tmp_path / "cmp"
+    run = plan(base, out, objectives=["elbo"], seeds=1).runs[0]
+    (out / "runs" / "elbo-seed0").mkdir(parents=True)
+    row = {"status": "diverged", "diverged_epoch": 2, "diverged_loss": "nan", "epochs": None, "step": 12}
+    write_result(out / "runs" / "elbo-seed0", run.request, row)
+    assert plan(base, out, objectives=["elbo"], seeds=1).runs[0].row == row
+    assert plan(base, out, objectives=["elbo"], seeds=1, retry_diverged=True).runs[0].row is None
+    measured = {"status": "measured", "log_px": -1.5, "epochs": 3, "step": 30}
+    write_result(out / "runs" / "elbo-seed0", run.request, measured)  # retried: a number kept
+    assert plan(base, out, objectives=["elbo"], seeds=1, retry_diverged=True).runs[0].row == measured
+
+
+def test_a_run_trained_further_since_its_result_is_measured_again(base, tmp_path):
+    out = tmp_path / "cmp"
+    run = plan(base, out, objectives=["elbo"], seeds=1).runs[0]
+    run_dir = out / "runs" / "elbo-seed0"
+    run_dir.mkdir(parents=True)
+    write_result(run_dir, run.request, {"status": "measured", "log_px": -1.5, "epochs": 3, "step": 30})
+    lines = [json.dumps({"epoch": e, "step": 10 * e}) + "\n" for e in range(5)]
+    (run_dir / "metrics.jsonl").write_text("".join(lines[:4]))  # as measured
+    again = plan(base, out, objectives=["elbo"], seeds=1).runs[0]
+    assert (again.row, again.remeasure) == (
+        {"status": "measured", "log_px": -1.5, "epochs": 3, "step": 30},
+        False,
+    )
+    (run_dir / "metrics.jsonl").write_text("".join(lines))  # pyro-vae train --resume: one epoch more
+    again = plan(base, out, objectives=["elbo"], seeds=1).runs[0]
+    assert (again.row, again.remeasure) == (None, True)
+
+
+@pytest.mark.parametrize("form", ["dict", "toml", "json"])
+def test_the_base_config_may_be_a_dict_or_a_file(base, tmp_path, form):
+    if form == "dict":
+        given = base.to_dict()
+    else:
+        given = str(tmp_path / f"base.{form}")
+        base.save(given)
+    assert plan(given, tmp_path / "cmp").base == plan(base, tmp_path / "other").base
+
+
+def test_a_base_config_of_another_type_is_refused_naming_what_is_accepted(tmp_path):
+    with pytest.raises(TypeError) as e:
+        plan(["elbo"], tmp_path / "cmp")
+    assert str(e.value) == (
+        "config must be a Config, a dict of sections, a path to a .toml or .json file, or None; got list"
+    )
+    assert not (tmp_path / "cmp").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: refused before anything is written
 # ---------------------------------------------------------------------------------------------
@@ -219,4 +270,20 @@ def test_an_out_dir_that_is_a_file_is_refused_with_nothing_written(base, tmp_pat
     before = snapshot(tmp_path)
     with pytest.raises(RunDirError, match=r"comparison directory .*cmp' is a file"):
         plan(base, tmp_path / "cmp")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("held", [["config.toml", "checkpoint.pt"], ["metrics.jsonl"]])
+def test_an_out_dir_that_holds_a_training_run_is_refused_with_nothing_written(base, tmp_path, held):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in [*held, "samples.png", "reconstructions.png"]:
+        (run_dir / name).write_bytes(b"the run's own")
+    before = snapshot(tmp_path)
+    with pytest.raises(RunDirError) as e:
+        plan(base, run_dir)
+    assert str(e.value) == (
+        f"--out {str(run_dir)!r} is a training run's directory (it holds {', '.join(held)}), "
+        "not a comparison's: choose another --out"
+    )
     assert snapshot(tmp_path) == before

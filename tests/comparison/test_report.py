@@ -110,6 +110,60 @@ def test_an_undefined_log_likelihood_is_said_to_be_so_with_its_reason():
     assert list(parsed[0])[:4] == ["objective", "seeds", "log_px", "log_px_se"]
 
 
+def diverged_row(objective, seed, epoch, loss="nan") -> dict:
+    """A diverged run's row as ``compare`` writes it: no numbers, the epoch and the loss."""
+    none = dict.fromkeys(run_row(objective, seed, 0.0, 0.0))
+    return (
+        none
+        | {"objective": objective, "seed": seed, "status": "diverged", "diverged_epoch": epoch}
+        | {
+            "diverged_loss": loss,
+            "eval_points": 180,
+        }
+    )
+
+
+def test_a_diverged_objective_says_so_in_the_table_instead_of_numbers():
+    summary = [
+        report.summarize("elbo", [run_row("elbo", 0, 31.154, 30.3325)]),
+        report.summarize("beta:beta=1e38", [diverged_row("beta:beta=1e38", 0, 1)]),
+    ]
+    assert summary[1]["seeds"] == 0 and summary[1]["log_px"] is None and summary[1]["epochs"] is None
+    assert summary[1]["diverged"] == [{"seed": 0, "diverged_epoch": 1, "diverged_loss": "nan"}]
+    text = report.markdown(ABOUT, summary)
+    cells = table_rows(text)
+    assert cells["beta:beta=1e38"] == ["0 (+ 1 diverged)", "diverged in epoch 1", *["—"] * 7]
+    assert cells["elbo"][0] == "1"
+    assert (
+        text.splitlines()[-1] == "‡ beta:beta=1e38: seed 0 diverged in epoch 1 (the loss is nan): no numbers"
+    )
+
+    parsed = list(csv.DictReader(io.StringIO(report.to_csv(summary))))
+    assert [(r["objective"], r["seeds"], r["diverged"], r["log_px"]) for r in parsed] == [
+        ("elbo", "1", "0", "31.154"),
+        ("beta:beta=1e38", "0", "1", ""),
+    ]
+
+
+def test_a_seed_that_diverged_leaves_the_figures_to_the_others_and_is_named():
+    rows = [run_row("elbo", 0, 31.0, 29.0), diverged_row("elbo", 1, 4, "inf"), run_row("elbo", 2, 32.5, 30.0)]
+    summary = [report.summarize("elbo", rows)]
+    assert summary[0]["seeds"] == 2
+    assert summary[0]["log_px"] == 31.75 and summary[0]["log_px_se"] == pytest.approx(0.75, rel=1e-12)
+    assert summary[0]["epochs"] == 5  # the measured runs' epochs, not the diverged one's
+    text = report.markdown(ABOUT | {"seeds": 3}, summary)
+    assert table_rows(text)["elbo"][:2] == ["2 (+ 1 diverged)", "31.75 ± 0.75"]
+    assert text.splitlines()[-1] == (
+        "‡ elbo: seed 1 diverged in epoch 4 (the loss is inf): its figures are over the 2 seeds measured"
+    )
+    one_left = report.summarize("elbo", rows[:2])
+    assert (
+        report.markdown(ABOUT | {"seeds": 2}, [one_left])
+        .splitlines()[-1]
+        .endswith("its figures are over the 1 seed measured (± over the points)")
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Figures
 # ---------------------------------------------------------------------------------------------
@@ -190,3 +244,26 @@ def test_log_likelihood_bars_leave_out_and_name_an_undefined_log_likelihood(tmp_
     only = [report.summarize("autoencoder", [autoencoder_row(s) for s in range(2)])]
     assert report.log_likelihood_bars(only, tmp_path / "ll.png").is_file()
     assert f"not estimated: autoencoder — {ABSENT}" in texts(report.log_likelihood_figure(only))
+
+
+def test_comparison_curves_end_a_diverged_run_at_its_last_epoch_marked():
+    diverged = history(epochs=3)
+    histories = {"elbo": [history()], "beta": [diverged]}
+    fig = report.comparison_curves_figure(
+        histories, key=("valid_elbo", "valid_recon"), diverged={("beta", 0): 4}
+    )
+    for ax, key in zip(fig.axes[:2], ("valid_elbo", "valid_recon"), strict=True):
+        marks = [line for line in ax.get_lines() if line.get_marker() == "x"]
+        assert [(list(m.get_xdata()), list(m.get_ydata())) for m in marks] == [([3], [diverged[-1][key]])]
+        assert marks[0].get_color() == "C1"  # beta's colour
+    assert texts(fig).count("× the last epoch finished: beta diverged in epoch 4") == 2
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["elbo", "beta", "diverged"]
+    assert assert_every_point_shown_or_named(fig) == 4  # epoch 0 of each line, in each panel
+    assert points_in_legends(fig) == []
+
+
+def test_log_likelihood_bars_name_an_objective_whose_runs_all_diverged():
+    summary = [*bars_summary(1), report.summarize("beta", [diverged_row("beta", 0, 2)])]
+    fig = report.log_likelihood_figure(summary)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["iwae:k=5", "elbo"]
+    assert "not estimated: beta — diverged in epoch 2" in texts(fig)
