@@ -186,7 +186,8 @@ def _compare(commands, help: str) -> None:
     where = "where to write (default comparisons/<data>-<date>-<time>)"
     add_flags(compare, "out", metavar="DIR", help=where)
     add_flags(compare, "overwrite", help="retrain runs in DIR whose recorded config differs")
-    add_flags(compare, "quiet")
+    add("--retry-diverged", action="store_true", help="retrain runs in DIR recorded as diverged")
+    add_flags(compare, "quiet", help="no progress bar (a run that diverges is still said)")
 
 
 def _data(commands, help: str) -> None:

@@ -10,7 +10,7 @@
                          [--split valid] [--out FILE] [--seed N] [--device DEVICE]
     pyro-vae compare --objectives WORD [WORD ...] [--config FILE] [--seeds N] [--epochs N | --seconds S]
                      [--estimator NAME] [--option KEY=VALUE ...] [--eval-samples K] [--eval-points N]
-                     [--out DIR] [--overwrite] [--quiet] [--SECTION.KEY VALUE ...]
+                     [--out DIR] [--overwrite] [--retry-diverged] [--quiet] [--SECTION.KEY VALUE ...]
     pyro-vae data get NAME [NAME ...] [--dir DIR] [--quiet]
     pyro-vae data list [--dir DIR]
 
@@ -69,6 +69,7 @@ def _compare(args, extra: list[str]) -> None:
         eval_points=args.eval_points,
         out_dir=args.out,
         overwrite=args.overwrite,
+        retry_diverged=args.retry_diverged,
         quiet=args.quiet,
     )
     if distributed.world().main:
