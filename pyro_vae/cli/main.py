@@ -11,8 +11,8 @@
     pyro-vae compare --objectives WORD [WORD ...] [--config FILE] [--seeds N] [--epochs N | --seconds S]
                      [--estimator NAME] [--option KEY=VALUE ...] [--eval-samples K] [--eval-points N]
                      [--out DIR] [--overwrite] [--retry-diverged] [--quiet] [--SECTION.KEY VALUE ...]
-    pyro-vae data get NAME [NAME ...] [--dir DIR] [--quiet]
-    pyro-vae data list [--dir DIR]
+    pyro-vae data get NAME [NAME ...] [--dir DIR] [--quiet] [--plugins FILE ...]
+    pyro-vae data list [--dir DIR] [--plugins FILE ...]
 
 Estimators and their options come from the registry (:mod:`pyro_vae.inference.estimators`), so one a
 user registers in a plugin file (the run's ``plugins``, or ``--plugins FILE``) is a choice
@@ -150,10 +150,12 @@ def _evaluate(args) -> None:
 
 
 def _data(args) -> None:
+    from pyro_vae.core.plugins import import_plugins
     from pyro_vae.data import catalog
 
     if not _writes():
         return  # one process fetches
+    import_plugins(args.plugins)  # the datasets they register
     if args.data_command == "list":
         for row in catalog.listing(args.dir):
             partly = f"{row.present} of {row.files} files"
