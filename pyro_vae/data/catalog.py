@@ -4,8 +4,9 @@
 published files (:class:`~pyro_vae.data.downloads.RemoteFile`: size, published checksum,
 mirrors) and reads them into the arrays that :func:`pyro_vae.data.datasets.load_data` checks and
 splits. Its files live in ``cache_dir() / NAME``; loading the dataset fetches the missing ones
-first (``pyro-vae data get NAME`` does only that). :func:`register_download` makes one an entry
-of the ``dataset`` registry, the family every dataset belongs to.
+first (``pyro-vae data get NAME`` does only that; ``--plugins FILE`` for a plugin's dataset).
+:func:`register_download` makes one an entry of the ``dataset`` registry, the family every
+dataset belongs to.
 
 The sizes and checksums are the published ones, from tensorflow_datasets'
 ``tensorflow_datasets/url_checksums/`` files (size and sha256 per URL). Nothing here imports
@@ -23,7 +24,7 @@ from pyro_vae.core.errors import ConfigError, DataError
 from pyro_vae.core.options import show
 from pyro_vae.core.registry import DATASETS
 from pyro_vae.data.array_files import read_idx
-from pyro_vae.data.downloads import RemoteFile, cache_dir, fetch_all, is_cached
+from pyro_vae.data.downloads import NotFetched, RemoteFile, cache_dir, fetch_all, is_cached, shown
 
 
 @dataclass(frozen=True)
@@ -85,13 +86,25 @@ def load_download(name: str, directory: str | Path | None = None) -> dict:
     download = get_download(name)
     try:
         where = fetch_dataset(name, directory, progress=sys.stderr.isatty())
-    except DataError as e:
+    except NotFetched as e:
         files = ", ".join(f.name for f in download.files)
+        mirror = download.files[0].mirrors[0]
         raise DataError(
-            f"data.name = {show(name)}: {e}; get it with `pyro-vae data get {name}` where the network "
-            f"is reachable, or put {files} (from {download.files[0].mirrors[0]}) in {folder(name, directory)}"
+            f"data.name = {show(name)}: {e}; get it with `pyro-vae data get {name}{_plugin_flag(download)}` "
+            f"where the network is reachable, or put {files} (from {shown(mirror, mirror)}) in "
+            f"{folder(name, directory)}"
         ) from None
+    except DataError as e:  # the cache's problem: the network would not help
+        raise DataError(f"data.name = {show(name)}: {e}") from None
     return download.read(where)
+
+
+def _plugin_flag(download: Download) -> str:
+    """`` --plugins FILE`` where a plugin file registered ``download`` (the name
+    :func:`pyro_vae.core.plugins.import_plugin` gives its module says so); else nothing."""
+    names = getattr(download.read, "__globals__", {})
+    plugin = names.get("__name__", "").startswith("pyro_vae_plugin_") and names.get("__file__")
+    return f" --plugins {plugin}" if plugin else ""
 
 
 @dataclass(frozen=True)

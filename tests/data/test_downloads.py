@@ -3,16 +3,16 @@ checked, cached and refused (with which line), the ``pyro-vae data`` commands, a
 binarized MNIST and MNIST entries on files rebuilt from the shared data."""
 
 import hashlib
-import http.server
 import io
 import json
 import math
 import os
+import re
 import socket
-import threading
 import types
 from pathlib import Path
 
+import loopback
 import numpy as np
 import pytest
 import torch
@@ -29,41 +29,10 @@ MNIST_TEST_LABELS = [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]  # the first ten of t10k-labe
 
 @pytest.fixture
 def server():
-    """An HTTP server on 127.0.0.1 serving ``files`` (path -> bytes) and logging ``requests``;
-    a path in ``stall`` answers only after the test ends (a mirror that times out)."""
-    files: dict[str, bytes] = {}
-    requests: list[str] = []
-    stall: set[str] = set()
-    release = threading.Event()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            requests.append(self.path)
-            if self.path in stall:
-                release.wait(10)
-            body = files.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):  # quiet
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
-        yield types.SimpleNamespace(url=url, files=files, requests=requests, stall=stall)
-    finally:
-        release.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    """A mirror on 127.0.0.1 (:func:`loopback.serve`): ``files`` served, ``requests`` logged; a
+    path in ``stall`` answers only after the test ends (a mirror that times out)."""
+    with loopback.serve() as mirror:
+        yield mirror
 
 
 def refused_url() -> str:
@@ -225,6 +194,51 @@ def test_cache_dir_flag_then_environment_then_xdg_then_home(tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []  # naming a directory creates none
 
 
+def test_a_password_in_a_mirror_url_is_sent_and_never_shown(server, tmp_path):
+    body = b"private" * 3
+    server.files["/private/f.bin"] = body
+    server.auth["/private/"] = "user:secret"
+    base = server.url.replace("http://", "http://user:{}@")
+    file = remote("f.bin", body, base.format("wrong") + "/private/", base.format("secret") + "/missing/")
+    with pytest.raises(DataError) as e:
+        downloads.fetch(file, tmp_path)
+    shown = server.url.replace("http://", "http://user:***@")
+    assert one_line(e) == (
+        f"could not fetch f.bin: {shown}/private/f.bin (HTTP 401 Unauthorized); "
+        f"{shown}/missing/f.bin (HTTP 404 Not Found)"
+    )
+    good = remote("f.bin", body, base.format("secret") + "/private/")
+    assert downloads.fetch(good, tmp_path).read_bytes() == body  # sent as basic authentication
+
+
+def test_a_failed_fetch_leaves_no_folder_it_created_and_keeps_one_it_found(server, tmp_path):
+    file = remote("f.bin", b"abc", f"{server.url}/missing/")
+    with pytest.raises(DataError, match="HTTP 404"):
+        downloads.fetch(file, tmp_path / "cache" / "dataset")
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its parent
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DataError, match="HTTP 404"):
+        downloads.fetch(file, tmp_path / "mine")
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]
+
+
+def test_a_mirror_that_trickles_for_ever_is_given_up_in_one_line(server, tmp_path, monkeypatch):
+    """Under MIN_RATE bytes/s over RATE_WINDOW s is no progress; the mirror trickles at most
+    100 bytes/s, far under the limit however fast the machine, and never times out."""
+    body = b"t" * 100_000
+    server.files["/slow/f.bin"] = body
+    server.trickle.add("/slow/f.bin")
+    monkeypatch.setattr(downloads, "MIN_RATE", 1e6)
+    monkeypatch.setattr(downloads, "RATE_WINDOW", 0.05)
+    with pytest.raises(DataError) as e:
+        downloads.fetch(remote("f.bin", body, f"{server.url}/slow/"), tmp_path / "cache")
+    assert (
+        one_line(e)
+        == f"could not fetch f.bin: {server.url}/slow/f.bin (stalled: under 1e+06 bytes/s over 0.05 s)"
+    )
+    assert list(tmp_path.iterdir()) == []  # no temporary file, no folder
+
+
 # ---------------------------------------------------------------------------------------------
 # Datasets by name
 # ---------------------------------------------------------------------------------------------
@@ -296,6 +310,92 @@ def test_data_get_reports_a_failed_fetch_in_one_line(tiny, server, tmp_path, cap
     err = capsys.readouterr().err
     url = f"{server.url}/a/tiny_train.npy"
     assert err == f"pyro-vae: error: could not fetch tiny_train.npy: {url} (HTTP 404 Not Found)\n"
+
+
+def cache_problem(kind: str, root: Path) -> tuple[Path, str]:
+    """A cache that cannot take the dataset ``tiny_test``, and the start of the line saying why."""
+    if kind == "cache-is-a-file":
+        (root / "cache").write_bytes(b"")
+        return root / "cache", f"cannot fetch into {root / 'cache' / 'tiny_test'}: {root / 'cache'} is a file"
+    (root / "cache").mkdir()
+    (root / "cache" / "tiny_test").write_bytes(b"")
+    return (
+        root / "cache",
+        f"cannot fetch into {root / 'cache' / 'tiny_test'}: {root / 'cache' / 'tiny_test'} is a file",
+    )
+
+
+MOVE = "move it away, or use another cache (PYRO_VAE_DATA=DIR, or `pyro-vae data get --dir DIR`)"
+
+
+@pytest.mark.parametrize("kind", ["cache-is-a-file", "folder-is-a-file"])
+def test_a_file_in_the_way_of_the_cache_is_one_line_naming_it(tiny, tmp_path, monkeypatch, capsys, kind):
+    cache, start = cache_problem(kind, tmp_path)
+    assert main(["data", "get", "tiny_test", "--dir", str(cache), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"pyro-vae: error: {start}, not a directory; {MOVE}\n"
+    monkeypatch.setenv(downloads.DATA_ENV, str(cache))
+    assert (
+        main(["train", "--data.name", "tiny_test", "--train.run_dir", str(tmp_path / "run"), "--quiet"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err == f'pyro-vae: error: data.name = "tiny_test": {start}, not a directory; {MOVE}\n'
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_read_only_cache_is_one_line_naming_it(tiny, read_only_dir, tmp_path, monkeypatch, capsys):
+    writable = "use another cache (PYRO_VAE_DATA=DIR, or `pyro-vae data get --dir DIR`)"
+    assert main(["data", "get", "tiny_test", "--dir", str(read_only_dir), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    reason = r"(permission denied|operation not permitted|read-only file system)"
+    where = re.escape(str(read_only_dir / "tiny_test"))
+    assert re.fullmatch(
+        rf"pyro-vae: error: cannot create {where}: {reason}; make it writable, or {re.escape(writable)}\n",
+        err,
+    )
+    monkeypatch.setenv(downloads.DATA_ENV, str(read_only_dir))
+    assert (
+        main(["train", "--data.name", "tiny_test", "--train.run_dir", str(tmp_path / "run"), "--quiet"]) == 2
+    )
+    assert re.fullmatch(
+        rf'pyro-vae: error: data.name = "tiny_test": cannot create {where}: {reason}; .*\n',
+        capsys.readouterr().err,
+    )
+    with pytest.raises(
+        DataError, match=rf"^cannot write in {re.escape(str(read_only_dir))}: {reason}; make it writable"
+    ):
+        downloads.fetch(tiny.entry.files[0], read_only_dir)  # a folder there already
+    assert list(read_only_dir.iterdir()) == []
+
+
+PLUGIN = """
+import numpy as np
+from pyro_vae import Download, RemoteFile, register_download
+
+register_download(
+    Download("plugged", (RemoteFile("p.npy", {size}, "sha256:{sha256}", ("{url}/p/",)),),
+             lambda folder: {{"data": np.load(folder / "p.npy")}}, "A plugin's dataset.")
+)
+"""
+
+
+def test_data_get_and_list_know_the_datasets_a_plugin_registers(server, tmp_path, capsys, scoped_registries):
+    body = npy_bytes(TRAIN)
+    server.files["/p/p.npy"] = body
+    plugin = tmp_path / "plugged.py"
+    plugin.write_text(PLUGIN.format(size=len(body), sha256=hashlib.sha256(body).hexdigest(), url=server.url))
+    cache = tmp_path / "cache"
+    assert main(["data", "list", "--dir", str(cache), "--plugins", str(plugin)]) == 0
+    row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("plugged "))
+    assert row.split()[3:] == ["not", "cached", str(cache / "plugged")]
+    assert main(["data", "get", "plugged", "--dir", str(cache), "--quiet", "--plugins", str(plugin)]) == 0
+    assert capsys.readouterr().out == f"{cache / 'plugged'}\n"
+    assert (cache / "plugged" / "p.npy").read_bytes() == body
+
+    server.files.clear()  # what train says when it cannot fetch a plugin's dataset: the flag too
+    with pytest.raises(
+        DataError, match=rf"get it with `pyro-vae data get plugged --plugins {re.escape(str(plugin))}`"
+    ):
+        load_data(DataConfig(name="plugged"))
 
 
 # ---------------------------------------------------------------------------------------------
