@@ -49,13 +49,48 @@ def tiny(config: Config, data: Path, **train) -> Config:
     return config.override(words)
 
 
-def test_every_row_has_its_config_naming_the_published_figure():
+def test_every_row_has_its_config_naming_the_published_figures():
     assert sorted(p.stem for p in PAPER.glob("*.toml")) == sorted(paper_table.ROWS)
     for name, row in paper_table.ROWS.items():
+        config = Config.load(PAPER / f"{name}.toml")
+        # every config trains on the static binarization, beside the figure published for it
+        assert config.data.name == "binarized_mnist" and config.data.binarize == "none", name
+        assert row.static.data == "static" and paper_table.data_words(config) == "static", name
         lines = (PAPER / f"{name}.toml").read_text().splitlines()
         comment = "\n".join(line for line in lines if line.startswith("#"))
-        assert f"−{-row.published:.2f}" in comment, name  # the row it reproduces, as published
-        assert row.source.split(",")[0].split(" ")[0] in comment, name
+        for figure in (row.static, row.dynamic):
+            if figure is not None:
+                assert f"−{-figure.value:.2f}" in comment, name  # the figure it reproduces
+                assert figure.source.split(",")[0].split(" ")[0] in comment, name
+    # Burda et al.'s figures on each binarization: Appendix D (static) and Table 1 (dynamic)
+    burda = {n: (r.static.value, r.dynamic.value) for n, r in paper_table.ROWS.items() if r.dynamic}
+    assert burda == {"iwae_k5": (-87.63, -85.54), "iwae_k50": (-87.10, -84.78)}
+
+
+def test_dynamic_rows_train_grey_mnist_drawn_afresh_in_a_directory_of_their_own(tmp_path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(paper_table.pyro_vae, "train", lambda config, **kw: trained.append(config))
+    paper_table.train_row("iwae_k5", tmp_path, 60.0, None, "cpu", True, "dynamic")
+    (config,) = trained
+    assert config.train.run_dir == str(tmp_path / "iwae_k5-dynamic") and config.train.max_seconds == 60
+    assert (config.data.name, config.data.binarize) == ("mnist", "dynamic")
+    assert round(config.data.valid_fraction * 60000) == 400  # Burda et al. hold out 400 images
+    assert config.objective.kind == "iwae" and config.objective.params["particles"] == 5
+    assert paper_table.data_words(config) == "dynamic (mnist)"
+    assert paper_table.published("iwae_k5", "dynamic").value == -85.54
+
+
+def test_rows_are_those_with_a_figure_on_the_binarization():
+    assert paper_table.chosen_rows(None, "static") == list(paper_table.ROWS)
+    assert paper_table.chosen_rows(None, "dynamic") == ["iwae_k5", "iwae_k50"]
+    with pytest.raises(SystemExit) as info:
+        paper_table.chosen_rows("iwae_k5,vamp", "dynamic")
+    assert str(info.value) == (
+        "--rows vamp --binarization dynamic: its paper publishes no figure on dynamic MNIST; "
+        "rows that have one: iwae_k5, iwae_k50"
+    )
+    with pytest.raises(SystemExit, match="--rows: unknown row 'vea'; rows: vae, iwae_k5"):
+        paper_table.chosen_rows("vea", "static")
 
 
 @pytest.mark.slow
@@ -89,7 +124,11 @@ def test_the_table_trains_continues_and_reuses(small_data, tmp_path, monkeypatch
     assert len(per_point) == 50 and math.isclose(first["vae"]["valid_log_px"], per_point.mean(), rel_tol=1e-6)
     # K = 16 importance samples bound log p(x) no worse than the ELBO, beyond noise
     assert first["vae"]["valid_log_px"] > first["vae"]["valid_elbo"] - 3 * kept["log_px_stderr"]
-    assert "| VAE, standard prior (`vae.toml`) |" in capsys.readouterr().out
+    assert first["vae"]["data"] == "static" and first["iwae_k5"]["published_data"] == "static"
+    assert first["iwae_k5"]["published"] == -87.63  # Burda et al.'s figure on static MNIST
+    out = capsys.readouterr().out
+    assert "| VAE, standard prior (`vae.toml`) | static |" in out
+    assert "| -87.63 (Burda et al. 2016, Appendix D), static |" in out
 
     # the same budget again: nothing trains, nothing is estimated again
     stamps = {p: p.stat().st_mtime_ns for p in runs.glob("*/*") if p.suffix in (".pt", ".json")}
