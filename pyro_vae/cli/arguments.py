@@ -206,7 +206,9 @@ def _data(commands, help: str) -> None:
     shown = actions.add_parser("list", help="every dataset pyro-vae can fetch: size, whether cached, where")
     add_flags(shown, "dir")
     for action in (get, shown):  # a plugin's datasets, as the config's `plugins` names them for train
-        action.add_argument("--plugins", nargs="+", default=[], metavar="FILE", help="their datasets")
+        action.add_argument(
+            "--plugins", nargs="+", default=[], metavar="FILE", help="plugin files, for the datasets they register"
+        )
 
 
 #: the commands, as ``pyro-vae --help`` lists them: name -> (one line of help, the function
