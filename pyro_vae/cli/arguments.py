@@ -207,7 +207,7 @@ def _data(commands, help: str) -> None:
     add_flags(shown, "dir")
     for action in (get, shown):  # a plugin's datasets, as the config's `plugins` names them for train
         action.add_argument(
-            "--plugins", nargs="+", default=[], metavar="FILE", help="plugin files, for the datasets they register"
+            "--plugins", nargs="+", default=[], metavar="FILE", help="plugin files registering datasets"
         )
 
 
