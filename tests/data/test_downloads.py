@@ -328,6 +328,7 @@ def cache_problem(kind: str, root: Path) -> tuple[Path, str]:
 MOVE = "move it away, or use another cache (PYRO_VAE_DATA=DIR, or `pyro-vae data get --dir DIR`)"
 
 
+@pytest.mark.slow  # train's first call in a process loads the training modules
 @pytest.mark.parametrize("kind", ["cache-is-a-file", "folder-is-a-file"])
 def test_a_file_in_the_way_of_the_cache_is_one_line_naming_it(tiny, tmp_path, monkeypatch, capsys, kind):
     cache, start = cache_problem(kind, tmp_path)
@@ -342,6 +343,7 @@ def test_a_file_in_the_way_of_the_cache_is_one_line_naming_it(tiny, tmp_path, mo
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # train's first call in a process loads the training modules
 def test_a_read_only_cache_is_one_line_naming_it(tiny, read_only_dir, tmp_path, monkeypatch, capsys):
     writable = "use another cache (PYRO_VAE_DATA=DIR, or `pyro-vae data get --dir DIR`)"
     assert main(["data", "get", "tiny_test", "--dir", str(read_only_dir), "--quiet"]) == 2
