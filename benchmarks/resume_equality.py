@@ -24,7 +24,7 @@ import torch
 
 from pyro_vae.training.checkpoint import load_checkpoint
 
-TIMED = {"seconds", "epoch_seconds", "items_per_second"}
+TIMED = {"seconds", "epoch_seconds", "items_per_second", "compile_seconds"}
 
 
 def differences(a, b, place: str = "") -> list[str]:

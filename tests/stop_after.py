@@ -4,6 +4,8 @@ A test hook, run in a subprocess by tests/training/test_resume.py:
 
 * ``STOP_AFTER=N STOP_SIGNAL=SIGINT|SIGTERM``: the process sends itself the signal right after
   its N-th training step, as Ctrl-C or ``kill`` would at that moment;
+* ``AUTO_PATH=replayed|compiled``: ``train.compile = "auto"`` decides that path whatever the
+  run's length (its thresholds moved), as it would for a longer run;
 * ``KILL_IN_SAVE=N``: the N-th checkpoint write stops half-way through writing its temporary
   file and the process kills itself with SIGKILL, as a power cut or ``kill -9`` would;
 * under torchrun, ``STOP_RANK=R`` stops only the process of rank R, and ``RANK_ARGS_R="..."``
@@ -18,7 +20,7 @@ import sys
 
 import pyro_vae.core.files
 import pyro_vae.training.checkpoint
-import pyro_vae.training.step
+import pyro_vae.training.compiled
 from pyro_vae.cli.main import main
 from pyro_vae.core.errors import RunDirError
 
@@ -29,7 +31,7 @@ argv = sys.argv[1:] + os.environ.get(f"RANK_ARGS_{rank}", "").split()
 
 if "STOP_AFTER" in os.environ and os.environ.get("STOP_RANK", rank) == rank:
     stop_after, how = int(os.environ["STOP_AFTER"]), os.environ["STOP_SIGNAL"]
-    step = pyro_vae.training.step.TrainStep.__call__
+    step = pyro_vae.training.compiled.CompiledStep.__call__  # every step, eager or a graph
 
     def counting_step(self, x, **kwargs):
         loss = step(self, x, **kwargs)
@@ -42,7 +44,12 @@ if "STOP_AFTER" in os.environ and os.environ.get("STOP_RANK", rank) == rank:
             os.kill(os.getpid(), getattr(signal, how))
         return loss
 
-    pyro_vae.training.step.TrainStep.__call__ = counting_step
+    pyro_vae.training.compiled.CompiledStep.__call__ = counting_step
+
+if os.environ.get("AUTO_PATH") == "compiled":
+    pyro_vae.training.compiled.AUTO_SECONDS = 0.0
+elif os.environ.get("AUTO_PATH") == "replayed":
+    pyro_vae.training.compiled.AUTO_SECONDS, pyro_vae.training.compiled.REPLAY_SECONDS = float("inf"), 0.0
 
 if "KILL_IN_SAVE" in os.environ:
     kill_in_save = int(os.environ["KILL_IN_SAVE"])

@@ -34,7 +34,8 @@ AUTO_SECONDS = 120.0
 
 class Uncompilable(PyroVAEError):
     """A program cannot be captured (``stage`` "capture") or compiled, or its compiled graph
-    disagrees with it (``stage`` "compile").
+    disagrees with it (``stage`` "compile"), or the eager step it is checked against gave a
+    non-finite loss (``stage`` "diverged": the run's fault, not the graph's).
 
     ``done`` is the result of the work when it was nonetheless done (eagerly, by the check)."""
 

@@ -172,6 +172,10 @@ class Program:
         with stepping():
             eager = self._step(*before)
         how = "compiled" if self.compile else "replayed"
+        if not torch.isfinite(eager[0]):  # one host read, at the check: the run diverges here
+            self._keep_eager(flat, before)
+            done = eager[0] if self.steps else None  # else the eager step runs again, and updates
+            raise Uncompilable(f"diverged: its loss is {eager[0].item()}", done=done, stage="diverged")
         try:
             agree(out, eager, what="output (loss, then gradients)", how=how)
             if self.steps:  # and the update: the parameters as the eager step leaves them
@@ -179,12 +183,17 @@ class Program:
         except Uncompilable as e:
             if not self.steps:
                 raise
-            with torch.no_grad():  # the eager step's update stands, made once
-                for v, b in zip(flat, before, strict=True):
-                    v.copy_(b)
+            self._keep_eager(flat, before)
             raise Uncompilable(str(e), done=eager[0], stage=e.stage) from None
         self.checked = True
         return out[0], list(out[1:])
+
+    def _keep_eager(self, flat: list, before: list) -> None:
+        """Where the graph made the update, put the eager step's in its place (made once)."""
+        if self.steps:
+            with torch.no_grad():
+                for v, b in zip(flat, before, strict=True):
+                    v.copy_(b)
 
 
 def _signature(params: list) -> tuple:

@@ -7,6 +7,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts::
     custom_model  whether a user's own model/guide was trained (then ``model`` holds its
                   parameters by site name; else the VAE's state dict)
     model         the parameters
+    step_path     how its steps ran: "compiled", "replayed" or "eager" (a resumed run keeps a
+                  compiled path compiled and an uncompiled one uncompiled: pyro_vae.training.compiled)
     training      the training state (pyro_vae.training.loop.TrainState.state_dict(): epoch, step,
                   position within the epoch, optimizer, schedule, best epoch, seconds)
     rng           torch's generators (CPU, and every CUDA device), Python's and NumPy's
@@ -77,7 +79,9 @@ def checksum(value, h=None, place: str = "") -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(path: Path, *, config: dict, model: dict, training: dict, custom_model: bool) -> None:
+def save_checkpoint(
+    path: Path, *, config: dict, model: dict, training: dict, custom_model: bool, step_path: str = "eager"
+) -> None:
     """Write a checkpoint of the current state (the RNG state is read here)."""
     payload = {
         "format": FORMAT,
@@ -85,6 +89,7 @@ def save_checkpoint(path: Path, *, config: dict, model: dict, training: dict, cu
         "custom_model": custom_model,
         "model": model,
         "training": training,
+        "step_path": step_path,
         "rng": rng_state(),
     }
     payload["checksum"] = checksum(payload)

@@ -24,13 +24,21 @@ checked against the eager step on the same minibatch and noise; and a graph is m
 another shape runs eager until it comes twice in a row (an epoch's last, partial batch stays
 eager), then gets its own.
 
-``train.compile = "auto"`` times the first eager steps: it compiles when the steps left would
-take :data:`~pyro_vae.inference.graphs.AUTO_SECONDS` or more eagerly, replays when they would take
-:data:`REPLAY_SECONDS` or more, and else stays eager; where the step cannot be captured it
-trains eager, saying why in one line. A resumed run keeps a compiled run compiled. ``true``
-compiles or fails with the reason; ``false`` runs Pyro's program every step. With several
-processes the graph's gradients are summed by one all-reduce of one flat buffer, as
-DistributedDataParallel's hook sums them in the eager step, and the processes agree on every
+``train.compile = "auto"`` decides once, before the first step, from what the config fixes
+and never from a clock (:func:`plan`): the eager seconds the run's steps would take by a cost
+model of the step (:func:`eager_seconds`: Pyro's Python per step, and the matrix products of
+the parameters over the minibatch), compiled when that is :data:`~pyro_vae.inference.graphs.AUTO_SECONDS`
+or more, replayed when it is :data:`REPLAY_SECONDS` or more, eager below. So the same config
+takes the same path on a quiet machine and a busy one. The run records the path in its
+checkpoints and keeps it when resumed or extended: a run continued from its checkpoint
+computes what the run that was never stopped computes, bit for bit (eager and replayed steps
+are the same computation, so extending a run whose path was decided for fewer epochs equals
+the longer run unless the longer one would have compiled). Where the step cannot be captured
+it trains eager, saying why in one line. ``true`` compiles or fails with the reason;
+``false`` runs Pyro's program every step. Only a full minibatch runs a graph: an epoch's last,
+partial one runs eager, whatever came before it. With several processes the graph's
+gradients are summed by one all-reduce of one flat buffer, as DistributedDataParallel's hook
+sums them in the eager step, and the processes agree on every
 choice before any of them acts on it.
 """
 
@@ -44,21 +52,60 @@ from pyro_vae.training.capture import Program
 from pyro_vae.training.step import TrainStep
 from pyro_vae.training.update import update
 
-#: ``auto`` replays the captured step when the eager steps left would take this many seconds
+#: ``auto`` replays the captured step when the eager steps would take this many seconds
 REPLAY_SECONDS = 10.0
-#: eager steps ``auto`` runs before it decides; it times all but the first two
-PROBE = 8
 #: graphs kept for different minibatch shapes; past these, new shapes run eager
 MAX_PROGRAMS = 4
+#: the cost model's eager seconds per step outside the matrix products (Pyro's handlers, the
+#: small kernels), and its rate of floating-point operations in them, by device type: measured
+#: on the digits and MNIST steps of ``benchmarks/step_overhead.py`` (2 vCPUs; 4.9 and 6.6 ms)
+STEP_OVERHEAD = {"cpu": 4e-3, "cuda": 5e-3}
+FLOP_RATE = {"cpu": 1e11, "cuda": 1e13}
+
+
+def eager_seconds(params: int, points: int, steps: int, device_type: str) -> float:
+    """The cost model of ``auto``: the eager seconds of ``steps`` steps of a model with ``params``
+    parameters on minibatches of ``points`` points,
+
+        steps · (c + 6 · params · points / r),
+
+    each parameter taking part in about one multiply-add per point forward and two backward
+    (6 operations), c and r being :data:`STEP_OVERHEAD` and :data:`FLOP_RATE` for the device.
+    A figure of the config, not of the machine's present speed."""
+    kind = device_type if device_type in STEP_OVERHEAD else "cpu"
+    return steps * (STEP_OVERHEAD[kind] + 6.0 * params * points / FLOP_RATE[kind])
+
+
+def plan(mode: bool | str, seconds: float, recorded: str | None = None) -> tuple[str | None, str | None]:
+    """The path a run's step takes, as ``(target, reason)``: ``target`` "compiled", "replayed" or
+    None (eager, for ``reason``). ``seconds`` is :func:`eager_seconds` of the run's steps (capped
+    by its time budget); ``recorded`` the path a resumed run took, which ``auto`` keeps (compiled
+    steps round differently from eager and replayed ones, which compute the same bits)."""
+    if mode is False:
+        return None, "is not compiled (train.compile = false)"
+    if mode is True:
+        return "compiled", None
+    if recorded in ("compiled", "replayed"):
+        return recorded, None
+    if recorded == "eager":
+        return None, "ran eager before this run was resumed, and keeps its path"
+    if seconds >= AUTO_SECONDS:
+        return "compiled", None
+    if seconds >= REPLAY_SECONDS:
+        return "replayed", None
+    return None, (
+        f"would take about {seconds:.0f} s eager by the config's estimate, under the "
+        f"{REPLAY_SECONDS:.0f} s that repay capturing it (train.compile = true compiles anyway)"
+    )
 
 
 class CompiledStep:
     """A :class:`~pyro_vae.training.step.TrainStep` that runs its graph where it can; the same call.
 
     :param mode: ``"auto"``, ``True`` or ``False`` (``train.compile``).
-    :param steps_planned: the run's total steps, for ``auto``'s estimate of the time left.
-    :param max_seconds: the run's budget of step seconds, which caps that estimate.
-    :param resumed: the path of the run being resumed (its last metrics row's ``step_path``).
+    :param target, reason: ``auto``'s decision (:func:`plan`); by default a graph is replayed.
+    :param batches: minibatches per epoch, and ``partial`` whether the last of them is short:
+        that one runs eager (None: every minibatch is full).
     :param say: prints a line (of rank 0; None: silent).
     """
 
@@ -67,90 +114,69 @@ class CompiledStep:
         eager: TrainStep,
         mode: bool | str = "auto",
         *,
-        steps_planned: int | None = None,
-        max_seconds: float | None = None,
-        resumed: str | None = None,
+        target: str | None = "replayed",
+        reason: str | None = None,
+        batches: int | None = None,
+        partial: bool = False,
         say: Callable[[str], None] | None = None,
     ):
-        self.eager, self.mode = eager, mode
-        self.steps_planned, self.max_seconds, self.say = steps_planned, max_seconds, say
+        self.eager, self.mode, self.say = eager, mode, say
+        self.batches, self.partial = batches, partial
         self.world = eager.world
         #: seconds spent capturing and compiling so far
         self.compile_seconds = 0.0
+        if mode is True:
+            target, reason = "compiled", None
+        elif mode is False:
+            target, reason = None, "is not compiled (train.compile = false)"
         #: why the step runs eager, once that is settled
-        self.reason: str | None = None if mode else "is not compiled (train.compile = false)"
+        self.reason: str | None = reason
         free_bits = getattr(eager.objective, "free_bits", None)
         if mode and self.world.size > 1 and free_bits:
             # a collective inside the loss: no graph of one process's share can hold it
             self.reason = "sums free bits' batch statistic across processes inside the loss"
             if say is not None:
                 say(f"the training step runs eager: it {self.reason}")
-        #: "compiled" or "replayed" once decided
-        self.target: str | None = "compiled" if mode is True or (mode and resumed == "compiled") else None
+        #: "compiled" or "replayed": what runs the steps where a graph can
+        self.target: str | None = target
         self._programs: dict[tuple, Program] = {}
-        self._last_key: tuple | None = None
-        self._probe: list[float] = []
+        self._diverging = False  # a non-finite loss came before the first graph was checked
         self._t = torch.zeros((), dtype=torch.int64)
         self._stepped = False  # whether the optimizer's public step() has run since a graph stepped
         self._values: dict[str, torch.Tensor] = {}
 
     @property
     def path(self) -> str:
-        """ "compiled" or "replayed" once a graph runs the steps (an epoch's partial batch aside),
-        else "eager"."""
-        return self.target if self.target and self._programs and self.reason is None else "eager"
+        """ "compiled" or "replayed" where a graph runs the full minibatches (an epoch's partial
+        one runs eager), else "eager": what the metrics rows and the checkpoints record."""
+        return self.target if self.target and self.reason is None else "eager"
 
     def inputs(self, epoch: float, step: int) -> dict:
         return self.eager.inputs(epoch, step)
 
     def __call__(self, x: torch.Tensor, *, index: torch.Tensor | None = None, epoch: float, step: int):
-        if self.reason is not None or index is None:
+        if self.reason is not None or self._diverging or index is None or not self._full(step):
             return self._eager(x, index, epoch, step)
-        if self.target is None:
-            return self._probing(x, index, epoch, step)
         key = (x.shape, x.dtype, x.device, index.shape, index.dtype)
         program = self._programs.get(key)
         if program is not None and program.matches():
-            self._last_key = key
             return self._run(program, x, index, epoch, step)
         loss = self._first(key, x, index, epoch, step)
         return loss if loss is not None else self._eager(x, index, epoch, step)
 
+    def _full(self, step: int) -> bool:
+        """Whether step ``step`` takes a full minibatch (the same answer on every process)."""
+        return self.batches is None or not (self.partial and step % self.batches == self.batches - 1)
+
     def _eager(self, x, index, epoch, step):
         return self.eager(x, index=index, epoch=epoch, step=step)
-
-    def _probing(self, x, index, epoch, step):
-        """An eager step, timed; after :data:`PROBE` of them, ``auto`` decides (rank 0's clock
-        for every process)."""
-        start = time.perf_counter()
-        loss = self._eager(x, index, epoch, step)
-        if len(self._probe) == PROBE - 1 and x.device.type == "cuda":
-            torch.cuda.synchronize(x.device)  # once: the pace of the steps, not of their launch
-        self._probe.append(time.perf_counter() - start)
-        if len(self._probe) == PROBE:
-            pace = sum(self._probe[2:]) / (PROBE - 2)
-            left = pace * max(0, (self.steps_planned or 0) - step - 1)
-            if self.max_seconds is not None:
-                left = min(left, self.max_seconds)
-            target, reason = "compiled" if left >= AUTO_SECONDS else "replayed", None
-            if left < REPLAY_SECONDS:
-                reason = (
-                    f"would take about {left:.0f} s more eager, under the {REPLAY_SECONDS:.0f} s that "
-                    "repay capturing it (train.compile = true compiles anyway)"
-                )
-            self.target, self.reason = self.world.broadcast((target, reason))
-        return loss
 
     def _first(self, key, x, index, epoch, step) -> torch.Tensor | None:
         """This step's loss by a new graph for ``key``, or None to run it eager (and every
         later one, with the ``reason``, where the step cannot be captured). The processes
         agree on the outcome before any of them takes part in a collective."""
-        if self._programs and key != self._last_key:
-            self._last_key = key  # a shape seen once (an epoch's last batch) runs eager
-            return None
         if len(self._programs) >= MAX_PROGRAMS:
             return None
-        self._last_key = key
         start = time.perf_counter()
         failure = None
         try:
@@ -163,6 +189,10 @@ class CompiledStep:
         spent = time.perf_counter() - start
         self.compile_seconds += spent
         failures = [f for f in self.world.objects(failure and (str(failure), failure.stage)) if f]
+        if any(stage == "diverged" for _, stage in failures):
+            # not the capture's fault: the loop reports the divergence at the epoch's end
+            self._diverging = True
+            return failure.done if failure is not None else None
         if failures:
             reason = failures[0][0]
             compiler = all(stage == "compile" for _, stage in failures)

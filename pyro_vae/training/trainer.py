@@ -24,11 +24,12 @@ from pyro_vae.core import interrupts
 from pyro_vae.core.distributed import World
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.data.datasets import Data
+from pyro_vae.inference.graphs import AUTO_SECONDS
 from pyro_vae.inference.noise import step_seed
 from pyro_vae.training import callbacks as cb
 from pyro_vae.training.build import Built, build
 from pyro_vae.training.checkpoint import save_checkpoint, set_rng_state
-from pyro_vae.training.compiled import CompiledStep
+from pyro_vae.training.compiled import CompiledStep, eager_seconds, plan
 from pyro_vae.training.loggers import open_loggers
 from pyro_vae.training.loop import Diverged, TrainState, fit
 from pyro_vae.training.resolve import Resolved, resolve_run
@@ -80,7 +81,7 @@ def train(
         quiet = quiet or not run.world.main
         _announce(run, built.state, quiet)
         step = _compiled_step(run, built, history, quiet)
-        result, callbacks = _result_and_callbacks(run, built, history, quiet)
+        result, callbacks = _result_and_callbacks(run, built, step, history, quiet)
         # Loop: from the checkpoint's random state, when resumed.
         _seed_streams(run, built.state)
         _fit(run, built, step, callbacks, signals)
@@ -108,19 +109,55 @@ def _open_run_dir(run: Resolved, built: Built, hold: contextlib.ExitStack, *, ov
 
 
 def _compiled_step(run: Resolved, built: Built, history: list[dict], quiet: bool) -> CompiledStep:
-    """The step the loop calls: eager, replayed or compiled as ``train.compile`` says."""
-    tc, state = run.config.train, built.state
+    """The step the loop calls: eager, replayed or compiled as ``train.compile`` says, ``auto``
+    deciding from the config alone (:func:`~pyro_vae.training.compiled.plan`): the same path on
+    every machine and on every process, and a resumed run's recorded one."""
+    tc, world, n = run.config.train, run.world, len(built.data.train)
+    batches = math.ceil(n / tc.batch_size)
+    params = sum(p.numel() for group in built.state.optimizer.param_groups for p in group["params"])
+    seconds = eager_seconds(
+        params, math.ceil(tc.batch_size / world.size), tc.epochs * batches, run.device.type
+    )
+    if tc.max_seconds is not None:
+        seconds = min(seconds, tc.max_seconds)
+    recorded = None
+    if run.checkpoint is not None:  # a checkpoint from before runs recorded it: the last row's path
+        recorded = run.checkpoint.get(
+            "step_path", (history[-1].get("step_path") if history else None) or "eager"
+        )
+    target, reason = plan(tc.compile, seconds, recorded)
+    say = None if quiet else (lambda line: print(f"pyro-vae: {line}", file=sys.stderr))
+    if (
+        say is not None
+        and tc.compile == "auto"
+        and recorded in ("eager", "replayed")
+        and seconds >= AUTO_SECONDS
+    ):
+        say(
+            f"the training step stays {recorded}, as this run began (a run this long from the start "
+            "would compile it, with other float rounding)"
+        )
+    if tc.batch_size < world.size:  # some process holds no point of any minibatch
+        target, reason = None, f"leaves some of the {world.size} processes no point of a minibatch"
+    elif n < tc.batch_size:
+        target, reason = (
+            None,
+            f"has no full minibatch ({n} training points, train.batch_size = {tc.batch_size})",
+        )
     return CompiledStep(
         built.eager,
         tc.compile,
-        steps_planned=tc.epochs * math.ceil(len(built.data.train) / tc.batch_size),
-        max_seconds=None if tc.max_seconds is None else max(0.0, tc.max_seconds - state.seconds),
-        resumed=history[-1].get("step_path") if history else None,
-        say=None if quiet else (lambda line: print(f"pyro-vae: {line}", file=sys.stderr)),
+        target=target,
+        reason=reason,
+        batches=batches,
+        partial=n % tc.batch_size != 0,
+        say=say,
     )
 
 
-def _result_and_callbacks(run: Resolved, built: Built, history: list[dict], quiet: bool) -> tuple[Run, list]:
+def _result_and_callbacks(
+    run: Resolved, built: Built, step: CompiledStep, history: list[dict], quiet: bool
+) -> tuple[Run, list]:
     """The :class:`Run` returned, and the callbacks that fill its directory and history."""
     vae, config = built.vae, run.config
     programs = (vae.model, vae.guide) if vae is not None else (built.model, built.guide)  # for SVI
@@ -131,7 +168,12 @@ def _result_and_callbacks(run: Resolved, built: Built, history: list[dict], quie
         weights = vae.state_dict() if vae is not None else {k: p.detach() for k, p in params.items()}
         training = state.state_dict()
         save_checkpoint(
-            path, config=config.to_dict(), model=weights, training=training, custom_model=vae is None
+            path,
+            config=config.to_dict(),
+            model=weights,
+            training=training,
+            custom_model=vae is None,
+            step_path=step.path,
         )
 
     pair = (built.model, built.guide)

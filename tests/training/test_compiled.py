@@ -7,6 +7,7 @@ capturing can get wrong. A few programs are also compiled by Inductor, and the p
 ``torch.compile`` replaced by the captured graph itself, which is quick.
 """
 
+import dataclasses
 import os
 from types import SimpleNamespace
 
@@ -21,7 +22,7 @@ from pyro_vae import VAE, Config, make_objective
 from pyro_vae.inference.noise import step_seed
 from pyro_vae.training import capture, compiled
 from pyro_vae.training.capture import Program, Uncompilable
-from pyro_vae.training.compiled import PROBE, CompiledStep
+from pyro_vae.training.compiled import CompiledStep
 from pyro_vae.training.step import TrainStep, stepping
 from tests.models.test_parts_grid import build, data_for
 
@@ -223,7 +224,7 @@ def test_a_program_that_cannot_be_captured_trains_eager_saying_why(no_compiler):
     step = CompiledStep(
         TrainStep(make_objective("elbo"), pair.model, pair.guide, optimizer), "auto", say=lines.append
     )
-    step.target = "compiled"  # as auto is once it has timed its first steps and found the run long
+    step.target = "compiled"  # as auto decides for a long run
     x = torch.randn(10, 3)
     with stepping():
         for t in range(3):
@@ -239,46 +240,75 @@ def test_a_program_that_cannot_be_captured_trains_eager_saying_why(no_compiler):
         forced(x, index=torch.arange(10), epoch=0.0, step=0)
 
 
-def test_shapes_the_program_was_not_made_for_run_eager_or_get_their_own(no_compiler):
+@pytest.mark.slow
+def test_a_partial_minibatch_runs_eager_whatever_came_before_it(no_compiler):
+    """Only full minibatches run a graph, so which steps run eager is a function of the step
+    number alone: a run resumed just before an epoch's partial batch takes the path the
+    uninterrupted run took (no graph for the partial batch's shape)."""
     torch.manual_seed(0)
-    vae = build("normal", "normal", "bernoulli")
-    step = CompiledStep(sgd_step(vae, make_objective("elbo")), True)
     x = (torch.rand(30, 6) > 0.5).float()
     index = torch.arange(30)
-    made = []
-    original = Program.__init__
+    shapes = [20, 20, 7, 20, 20, 7]  # epochs of 3 minibatches, the last one short
+    made, original = [], Program.__init__
 
     def counting(self, eager, x, *args, **kw):
         made.append(tuple(x.shape))
         original(self, eager, x, *args, **kw)
 
-    with stepping(), pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Program, "__init__", counting)
-        for t, n in enumerate([20, 20, 7, 20, 20, 12, 12, 12]):  # a partial batch, then a new size
-            step(x[:n], index=index[:n], epoch=0.0, step=t)
-    assert made == [(20, 6), (12, 6)]  # 7 came once between 20s: eager; 12 came twice in a row
-    assert step.path == "compiled"
+    def run(steps, **kw):
+        step = CompiledStep(
+            sgd_step(build("normal", "normal", "bernoulli"), make_objective("elbo")), True, **kw
+        )
+        with stepping(), pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Program, "__init__", counting)
+            for t in steps:
+                step(x[: shapes[t]], index=index[: shapes[t]], epoch=0.0, step=t)
+        return step
+
+    assert run(range(6), batches=3, partial=True).path == "compiled" and made == [(20, 6)]
+    made.clear()
+    resumed = run([2, 3], batches=3, partial=True)  # from a checkpoint written before step 2
+    assert made == [(20, 6)] and resumed.path == "compiled"
+    made.clear()
+    run(range(4))  # no epoch given: every shape is full, and gets its own graph
+    assert made == [(20, 6), (7, 6)]
 
 
-@pytest.mark.parametrize("left,path", [("long", "compiled"), ("middle", "replayed"), ("short", "eager")])
-def test_auto_compiles_a_long_run_replays_a_middling_one_and_not_a_short_one(
-    no_compiler, monkeypatch, left, path
-):
-    torch.manual_seed(0)
-    x = (torch.rand(20, 6) > 0.5).float()
-    index = torch.arange(20)
-    if left == "middle":  # whatever the pace here, the steps left fall between the two thresholds
-        monkeypatch.setattr(compiled, "AUTO_SECONDS", 1e9)
-        monkeypatch.setattr(compiled, "REPLAY_SECONDS", 0.0)
-    vae = build("normal", "normal", "bernoulli")
-    planned = PROBE + 5 if left == "short" else 10**9
-    step = CompiledStep(sgd_step(vae, make_objective("elbo")), "auto", steps_planned=planned)
-    with stepping():
-        for t in range(PROBE + 2):
-            step(x, index=index, epoch=0.0, step=t)
-    assert step.path == path
-    if path == "eager":
-        assert "under the 10 s that repay capturing it" in step.reason
+@pytest.mark.parametrize(
+    "seconds,recorded,target",
+    [
+        (compiled.AUTO_SECONDS, None, "compiled"),
+        (compiled.AUTO_SECONDS - 1, None, "replayed"),
+        (compiled.REPLAY_SECONDS, None, "replayed"),
+        (compiled.REPLAY_SECONDS - 1, None, None),
+        (0.0, "compiled", "compiled"),  # a resumed run keeps its path
+        (1e9, "replayed", "replayed"),
+        (0.0, "replayed", "replayed"),
+        (1e9, "eager", None),
+    ],
+)
+def test_auto_decides_from_the_configs_estimate_and_the_recorded_path(seconds, recorded, target):
+    assert compiled.plan("auto", seconds, recorded)[0] == target
+    assert compiled.plan(True, seconds, recorded) == ("compiled", None)
+    assert compiled.plan(False, seconds, recorded)[0] is None
+    reason = compiled.plan("auto", seconds, recorded)[1]
+    if target is None and recorded is None:
+        assert f"would take about {seconds:.0f} s eager by the config's estimate" in reason
+    elif target is None:
+        assert reason == "ran eager before this run was resumed, and keeps its path"
+
+
+def test_the_cost_model_replays_the_default_run_and_compiles_a_long_mnist_run():
+    """The default run (digits, 300 epochs of 17 steps, batch 100) replays; examples/
+    binarized_mnist.toml's MLP (670424 parameters) compiles over 50 epochs of 500 steps and
+    runs one epoch eager."""
+    params = sum(p.numel() for p in VAE(dataclasses.replace(Config().model, data_dim=64)).parameters())
+    digits = compiled.eager_seconds(params, 100, 300 * 17, "cpu")
+    assert digits == pytest.approx(300 * 17 * (4e-3 + 6 * params * 100 / 1e11))
+    assert compiled.plan("auto", digits)[0] == "replayed"
+    mnist = lambda epochs: compiled.eager_seconds(670424, 100, epochs * 500, "cpu")  # noqa: E731
+    assert compiled.plan("auto", mnist(50))[0] == "compiled"
+    assert compiled.plan("auto", mnist(1))[0] is None
 
 
 def test_a_replayed_step_is_the_eager_step_bit_for_bit(no_compiler):

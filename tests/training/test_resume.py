@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from pyro_vae.cli.main import main
+from pyro_vae.training import compiled
 from pyro_vae.training.checkpoint import load_checkpoint
 from pyro_vae.training.run import CHECKPOINT, METRICS
 
@@ -41,7 +42,8 @@ VARIANTS = {
     ],
 }  # fmt: skip
 EPOCHS, STEPS_PER_EPOCH = 4, 17  # 1617 digits in batches of 100
-TIMED = {"seconds", "epoch_seconds", "items_per_second"}  # wall-clock: the only values allowed to differ
+# wall-clock: the only values allowed to differ
+TIMED = {"seconds", "epoch_seconds", "items_per_second", "compile_seconds"}
 
 
 def run_cli(*args) -> None:
@@ -74,13 +76,13 @@ def assert_same_values(a, b, place=""):
         assert a == b, (place, a, b)
 
 
-def assert_same_run(resumed: Path, reference: Path) -> None:
+def assert_same_run(resumed: Path, reference: Path, epochs: int = EPOCHS) -> None:
     a, b = load_checkpoint(resumed / CHECKPOINT), load_checkpoint(reference / CHECKPOINT)
     for part in ("model", "training", "rng"):
         assert_same_values(a[part], b[part], part)
     rows = [json.loads(line) for line in (resumed / METRICS).read_text().splitlines()]
     expected = [json.loads(line) for line in (reference / METRICS).read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == list(range(EPOCHS + 1))
+    assert [r["epoch"] for r in rows] == list(range(epochs + 1))
     assert_same_values(rows, expected, "metrics")
 
 
@@ -172,3 +174,38 @@ def test_kill_9_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, ref
     run_cli("train", "--resume", str(run_dir), "--train.checkpoint_every", "{ epochs = 1 }")
     assert not list(run_dir.glob(".*.tmp"))  # the stale temporary file is gone
     assert_same_run(run_dir, references["elbo"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["replayed", "compiled"])
+def test_with_default_settings_a_resumed_or_extended_run_is_the_uninterrupted_one(
+    tmp_path, monkeypatch, path
+):
+    """``train.compile = "auto"`` as a user leaves it, deciding the replayed or the compiled path
+    (its thresholds moved, as for a longer run): a run stopped by SIGINT just before the first
+    epoch's short last minibatch and resumed, and a 1-epoch run extended to 2, end bitwise equal
+    to the 2-epoch run, which recorded the same path."""
+    auto = TINY[: TINY.index("--train.compile")]
+
+    def decide(target):  # auto's thresholds, moved so that it decides ``target`` for these runs
+        monkeypatch.setattr(compiled, "AUTO_SECONDS", 0.0 if target == "compiled" else float("inf"))
+        monkeypatch.setattr(compiled, "REPLAY_SECONDS", 0.0 if target == "replayed" else float("inf"))
+
+    decide(path)
+    reference, stopped, extended = tmp_path / "reference", tmp_path / "stopped", tmp_path / "extended"
+    run_cli("train", "--train.epochs", "2", "--train.run_dir", str(reference), *auto)
+    assert load_checkpoint(reference / CHECKPOINT)["step_path"] == path
+    rows = [json.loads(line) for line in (reference / METRICS).read_text().splitlines()]
+    assert [r["step_path"] for r in rows[1:]] == [path, path]
+    args = ["train", "--train.epochs", "2", "--train.run_dir", str(stopped), *auto]
+    env = {"STOP_AFTER": str(STEPS_PER_EPOCH - 1), "STOP_SIGNAL": "SIGINT", "AUTO_PATH": path}
+    cut = hooked(env, *args, timeout=600)
+    assert cut.returncode == 130, cut.stderr
+    assert load_checkpoint(stopped / CHECKPOINT)["training"]["batch"] == STEPS_PER_EPOCH - 1
+    decide("eager")  # what auto would decide now matters not: a resumed run keeps its recorded path
+    run_cli("train", "--resume", str(stopped))
+    assert_same_run(stopped, reference, epochs=2)
+    decide(path)
+    run_cli("train", "--train.epochs", "1", "--train.run_dir", str(extended), *auto)
+    run_cli("train", "--resume", str(extended), "--train.epochs", "2")
+    assert_same_run(extended, reference, epochs=2)
