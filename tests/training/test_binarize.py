@@ -84,10 +84,13 @@ def test_fit_trains_each_step_on_the_hooks_minibatch():
             assert torch.equal(got, expected), (batch_size, epoch)
 
 
-def test_only_dynamic_data_gets_the_hook():
-    assert dynamic_binarization(load_data(DataConfig()), seed=0) is None
-    hook = dynamic_binarization(load_data(DataConfig(binarize="dynamic")), seed=4)
-    assert isinstance(hook, DynamicBinarization) and hook.seed == 4
+def test_only_dynamic_data_gets_the_hook(tmp_path):
+    path = tmp_path / "grey.npz"
+    np.savez(path, train=np.full((6, 4), 0.25), valid=np.full((2, 4), 0.75))
+    assert dynamic_binarization(load_data(DataConfig(path=str(path))), seed=0) is None
+    data = load_data(DataConfig(path=str(path), binarize="dynamic"))
+    hook = dynamic_binarization(data, seed=4)
+    assert isinstance(hook, DynamicBinarization) and hook.seed == 4 and hook.probs is data.train_probs
 
 
 # ---------------------------------------------------------------------------------------------
