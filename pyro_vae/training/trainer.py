@@ -18,15 +18,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyro
+import torch
 
 from pyro_vae.config.run_config import Config
 from pyro_vae.core import interrupts
 from pyro_vae.core.distributed import World
 from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.options import show
 from pyro_vae.data.datasets import Data
 from pyro_vae.inference.graphs import AUTO_SECONDS
 from pyro_vae.inference.noise import step_seed
 from pyro_vae.training import callbacks as cb
+from pyro_vae.training.binarize import dynamic_binarization
 from pyro_vae.training.build import Built, build
 from pyro_vae.training.checkpoint import save_checkpoint, set_rng_state
 from pyro_vae.training.compiled import CompiledStep, eager_seconds, plan
@@ -209,6 +212,7 @@ def _fit(run: Resolved, built: Built, step, callbacks: list, signals) -> None:
             callbacks=callbacks,
             signals=signals,
             world=run.world,
+            minibatch=dynamic_binarization(built.data, tc.seed),
         )
     except interrupts.Interrupted as e:
         raise interrupts.Interrupted(
@@ -223,7 +227,23 @@ def _fit(run: Resolved, built: Built, step, callbacks: list, signals) -> None:
             if checkpoints is not None and checkpoints.saved
             else "no checkpoint was written"
         )
-        raise Diverged(f"{e}; {kept}") from None
+        raise Diverged(f"{e}; {_why(config, step, e)}; {kept}", e.epoch, e.lr) from None
+
+
+def _why(config: Config, step: CompiledStep, e: Diverged) -> str:
+    """What to try: a smaller learning rate, unless the loss was not finite before any update
+    (one host read, once the run has failed)."""
+    if step.first is not None and step.first[0] == 0 and not torch.isfinite(step.first[1]).item():
+        objective = config.objective
+        named = ", ".join(
+            [f"objective.kind = {show(objective.kind)}"]
+            + [f"{k} = {show(v)}" for k, v in objective.params.items()]
+        )
+        return (
+            "its first loss, before any update, was not finite, so the learning rate is not the "
+            f"cause: look at the objective ({named}) and the model"
+        )
+    return f"try a smaller --train.lr (now {e.lr:g})"
 
 
 def _announce(run: Resolved, state: TrainState, quiet: bool) -> None:
