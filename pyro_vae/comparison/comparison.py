@@ -171,8 +171,9 @@ def _run(plan: Plan, quiet: bool) -> tuple[list[dict], dict[str, list[list[dict]
                 file=sys.stderr,
             )
         rows.append(row)
-        if w.main:
-            histories[run.label].append(read_metrics(Path(run.config.train.run_dir) / METRICS))
+        if w.main:  # none where a run that diverged in its first epoch left no metrics
+            metrics = Path(run.config.train.run_dir) / METRICS
+            histories[run.label].append(read_metrics(metrics) if metrics.exists() else [])
     return rows, histories
 
 

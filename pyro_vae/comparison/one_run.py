@@ -235,5 +235,8 @@ def measured_otherwise(run_dir: Path) -> bool:
 
 
 def write_result(run_dir: Path, request: dict, row: dict) -> None:
+    """Keep ``row`` in the run's result.json, beside the ``request`` it answers; the directory is
+    made again where training removed it (a run that diverged before its first checkpoint)."""
     text = json.dumps({"request": request, "row": row}, indent=2) + "\n"
+    run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / RESULT, lambda tmp: tmp.write_text(text))

@@ -189,7 +189,8 @@ def comparison_curves_figure(
                 line = curve(ax, history, k, color=f"C{i % 10}", lw=1.2, alpha=0.8, label=label)
                 name = label if len(histories) == 1 else f"{label} seed {j}"
                 if (label, j) in diverged:
-                    ended.append(f"{name} diverged in epoch {diverged[label, j]}")
+                    before = ", before any epoch was recorded" if line is None else ""
+                    ended.append(f"{name} in epoch {diverged[label, j]}{before}")
                     if line is not None:
                         end = np.asarray(line.get_xydata())[-1]  # (epoch, value)
                         ax.plot(*end, marker="x", ms=9, mew=2, ls="", color=f"C{i % 10}")
@@ -201,7 +202,7 @@ def comparison_curves_figure(
         if missing:
             notes.append(f"not defined for {', '.join(missing)}")
         if ended:
-            notes.append(f"× the last epoch finished: {'; '.join(ended)}")
+            notes.append(f"diverged (× its last epoch finished): {'; '.join(ended)}")
         note_below(ax, notes, width=100 if len(keys) == 1 else 70)
         title = CURVE_TITLES.get(k, k)
         ax.set(xlabel="epoch", ylabel="nats per data point", title=f"{title}, one line per run")

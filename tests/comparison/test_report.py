@@ -256,7 +256,7 @@ def test_comparison_curves_end_a_diverged_run_at_its_last_epoch_marked():
         marks = [line for line in ax.get_lines() if line.get_marker() == "x"]
         assert [(list(m.get_xdata()), list(m.get_ydata())) for m in marks] == [([3], [diverged[-1][key]])]
         assert marks[0].get_color() == "C1"  # beta's colour
-    assert texts(fig).count("× the last epoch finished: beta diverged in epoch 4") == 2
+    assert texts(fig).count("diverged (× its last epoch finished): beta in epoch 4") == 2
     assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["elbo", "beta", "diverged"]
     assert assert_every_point_shown_or_named(fig) == 4  # epoch 0 of each line, in each panel
     assert points_in_legends(fig) == []
@@ -267,3 +267,13 @@ def test_log_likelihood_bars_name_an_objective_whose_runs_all_diverged():
     fig = report.log_likelihood_figure(summary)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["iwae:k=5", "elbo"]
     assert "not estimated: beta — diverged in epoch 2" in texts(fig)
+
+
+def test_comparison_curves_name_a_run_that_diverged_before_any_epoch_was_recorded():
+    fig = report.comparison_curves_figure({"elbo": [history()], "beta": [[]]}, diverged={("beta", 0): 1})
+    (ax,) = fig.axes
+    assert [line.get_label() for line in ax.get_lines() if line.get_label()[0] != "_"] == ["elbo"]
+    assert not [line for line in ax.get_lines() if line.get_marker() == "x"]
+    text = texts(fig)
+    assert "diverged (× its last epoch finished): beta in epoch 1, before any epoch was recorded" in text
+    assert "not defined for" not in text
