@@ -87,25 +87,34 @@ def make_dir(path: Path, what: str = "directory") -> Path:
 
 @contextlib.contextmanager
 def lock_dir(path: Path, what: str = "run directory") -> Iterator[None]:
-    """Hold an exclusive lock on directory ``path``; refuse if another process holds it."""
+    """Hold an exclusive lock on directory ``path``; refuse if another process holds it.
+
+    The lock is ``flock`` on the file ``.lock``, which the holder removes as it lets go, so a
+    directory no process works in holds no ``.lock``. A process that took the lock on a file
+    removed meanwhile (its holder let go) takes it again on the new one."""
     if fcntl is None:
         yield
         return
     lock = Path(path) / LOCK
-    try:
-        f = open(lock, "a+")  # noqa: SIM115 (closed by the with below, after the lock is taken)
-    except OSError as e:
-        raise RunDirError(f"cannot lock {what} {str(path)!r}: {_reason(e)}") from None
-    with f:
+    while True:
+        try:
+            f = open(lock, "a+")  # noqa: SIM115 (closed below, after the lock is let go)
+        except OSError as e:
+            raise RunDirError(f"cannot lock {what} {str(path)!r}: {_reason(e)}") from None
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
+            f.close()
             raise InUse(
                 f"{what} {str(path)!r} is in use by {holder}; wait for it to finish, or choose "
                 "another directory"
             ) from None
+        if _same_file(f, lock):
+            break
+        f.close()  # locked a file its holder removed as it let go: lock the one there now
+    with f:
         f.seek(0)
         f.truncate()
         f.write(f"process {os.getpid()}\n")
@@ -113,7 +122,16 @@ def lock_dir(path: Path, what: str = "run directory") -> Iterator[None]:
         try:
             yield
         finally:
+            with contextlib.suppress(OSError):
+                lock.unlink()  # while still held: no other process can hold this file now
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _same_file(f, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+    except OSError:
+        return False
 
 
 def _sync_dir(path: Path) -> None:

@@ -144,6 +144,8 @@ class CompiledStep:
         self._t = torch.zeros((), dtype=torch.int64)
         self._stepped = False  # whether the optimizer's public step() has run since a graph stepped
         self._values: dict[str, torch.Tensor] = {}
+        #: the step number and loss (on the device) of this process's first step
+        self.first: tuple[int, torch.Tensor] | None = None
 
     @property
     def path(self) -> str:
@@ -155,6 +157,12 @@ class CompiledStep:
         return self.eager.inputs(epoch, step)
 
     def __call__(self, x: torch.Tensor, *, index: torch.Tensor | None = None, epoch: float, step: int):
+        loss = self._step(x, index, epoch, step)
+        if self.first is None:
+            self.first = (step, loss)
+        return loss
+
+    def _step(self, x, index, epoch, step):
         if self.reason is not None or self._diverging or index is None or not self._full(step):
             return self._eager(x, index, epoch, step)
         key = (x.shape, x.dtype, x.device, index.shape, index.dtype)

@@ -80,28 +80,64 @@ def claim_run_dir(path: Path, *, overwrite: bool = False, resume: bool = False) 
 
     Refuses a directory another process is training in (with or without ``overwrite``), and
     one that holds another run unless ``overwrite`` (its files are removed) or ``resume``.
-    Temporary files a killed process left are removed.
+    What a start that never finished an epoch left (a config and the untrained model's
+    metrics, no checkpoint) is no run: it is replaced, and a new run that fails before its
+    first checkpoint removes what it wrote, so the same command can be run again. Temporary
+    files a killed process left are removed.
     """
     path = Path(path)
+    existed = path.is_dir()
     make_dir(path, "run directory")
-    with lock_dir(path):
-        held = [name for name in (CONFIG, METRICS, CHECKPOINT) if (path / name).exists()]
-        if held and not (overwrite or resume):
-            raise RunDirError(
-                f"run directory {str(path)!r} already holds a run ({', '.join(held)}); resume it with "
-                f"--resume {path}, choose another --train.run_dir or pass --overwrite"
-            )
-        if overwrite:
-            for name in ARTEFACTS:
-                (path / name).unlink(missing_ok=True)
-            for name in TRACKERS:
-                if (path / name).is_dir():
-                    shutil.rmtree(path / name, ignore_errors=True)
-                else:
-                    (path / name).unlink(missing_ok=True)
-        for tmp in path.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
-        yield
+    try:
+        with lock_dir(path):
+            _claim(path, overwrite=overwrite, resume=resume)
+            try:
+                yield
+            except BaseException:
+                if not resume and not (path / CHECKPOINT).exists():
+                    _remove_artefacts(path)
+                raise
+    finally:
+        if not existed:
+            with contextlib.suppress(OSError):  # a directory this run made and left empty
+                path.rmdir()
+
+
+def _claim(path: Path, *, overwrite: bool, resume: bool) -> None:
+    if not (overwrite or resume) and _never_trained(path):
+        _remove_artefacts(path)
+    held = [name for name in (CONFIG, METRICS, CHECKPOINT) if (path / name).exists()]
+    if held and not (overwrite or resume):
+        raise RunDirError(
+            f"run directory {str(path)!r} already holds a run ({', '.join(held)}); resume it with "
+            f"--resume {path}, choose another --train.run_dir or pass --overwrite"
+        )
+    if overwrite:
+        _remove_artefacts(path)
+    for tmp in path.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def _never_trained(path: Path) -> bool:
+    """Whether ``path`` holds only what a run that never finished an epoch writes: its config
+    and at most the untrained model's metrics row, no checkpoint."""
+    if (path / CHECKPOINT).exists() or (path / BEST).exists() or not (path / METRICS).is_file():
+        return False
+    try:
+        rows = read_metrics(path / METRICS)
+    except RunDirError:
+        return False
+    return all(row.get("epoch") == 0 for row in rows)
+
+
+def _remove_artefacts(path: Path) -> None:
+    for name in ARTEFACTS:
+        (path / name).unlink(missing_ok=True)
+    for name in TRACKERS:
+        if (path / name).is_dir():
+            shutil.rmtree(path / name, ignore_errors=True)
+        else:
+            (path / name).unlink(missing_ok=True)
 
 
 def append_metrics(path: Path, row: dict) -> None:

@@ -1,5 +1,7 @@
 """pyro_vae.core.files: atomic writes, directories and the run-directory lock."""
 
+import os
+
 import pytest
 
 from pyro_vae.core.errors import RunDirError
@@ -60,3 +62,33 @@ def test_the_lock_is_exclusive_and_released(tmp_path):
             pass
     with lock_dir(tmp_path):
         pass
+    assert not (tmp_path / ".lock").exists()  # a directory no process works in holds no lock file
+
+
+def test_a_refused_lock_leaves_the_holders_file_and_a_released_one_leaves_none(tmp_path):
+    with lock_dir(tmp_path):
+        held = (tmp_path / ".lock").read_text()
+        for _ in range(2):
+            with pytest.raises(InUse), lock_dir(tmp_path):
+                pass
+        assert (tmp_path / ".lock").read_text() == held
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lock_taken_on_a_file_its_holder_removed_is_taken_again_on_the_new_one(tmp_path, monkeypatch):
+    """Between opening ``.lock`` and locking it, its holder let go (removing it) and another
+    process made a new one: the lock must be on the file that is there, not the removed one."""
+    from pyro_vae.core import files
+
+    real, calls = files.fcntl.flock, []
+
+    def racing(fd, op):
+        if op & files.fcntl.LOCK_EX and not calls:
+            (tmp_path / ".lock").unlink()
+            (tmp_path / ".lock").write_text("process 1\n")
+        calls.append(os.fstat(fd).st_ino)
+        return real(fd, op)
+
+    monkeypatch.setattr(files.fcntl, "flock", racing)
+    with lock_dir(tmp_path):
+        assert os.stat(tmp_path / ".lock").st_ino == calls[1] != calls[0]

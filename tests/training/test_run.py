@@ -12,6 +12,7 @@ from pyro_vae.training.checkpoint import save_checkpoint
 from pyro_vae.training.run import (
     CHECKPOINT,
     CONFIG,
+    METRICS,
     Run,
     append_metrics,
     check_same_run,
@@ -30,7 +31,10 @@ def claim(path, **kwargs):
 def test_claiming_refuses_a_run_unless_overwrite_or_resume(tmp_path):
     fresh = tmp_path / "a" / "b"
     claim(fresh)
-    assert fresh.is_dir()
+    assert not fresh.exists()  # made for a run that left it empty: removed
+    fresh.mkdir()
+    claim(fresh)
+    assert fresh.is_dir() and list(fresh.iterdir()) == []  # one it found stays, and no .lock in it
     (fresh / CONFIG).write_text("")
     (fresh / "mine.txt").write_text("kept")
     with pytest.raises(RunDirError, match=r"already holds a run \(config\.toml\); resume it with --resume"):
@@ -42,6 +46,32 @@ def test_claiming_refuses_a_run_unless_overwrite_or_resume(tmp_path):
     claim(fresh)  # empty of runs again
     with pytest.raises(RunDirError, match="is a file"):
         claim(fresh / "mine.txt")
+
+
+def test_what_a_start_that_never_finished_an_epoch_left_is_replaced(tmp_path):
+    (tmp_path / CONFIG).write_text("x")
+    append_metrics(tmp_path / METRICS, {"epoch": 0, "elbo": -1.5})
+    (tmp_path / "mine.txt").write_text("kept")
+    with claim_run_dir(tmp_path):
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "mine.txt"]
+    append_metrics(tmp_path / METRICS, {"epoch": 0, "elbo": -1.5})
+    append_metrics(tmp_path / METRICS, {"epoch": 1, "elbo": -1.25})  # an epoch finished: a run
+    with pytest.raises(RunDirError, match=r"already holds a run \(metrics\.jsonl\)"):
+        claim(tmp_path)
+
+
+def test_a_new_run_that_fails_before_its_first_checkpoint_removes_what_it_wrote(tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(ValueError), claim_run_dir(run_dir):
+        (run_dir / CONFIG).write_text("x")
+        raise ValueError("diverged")
+    assert not run_dir.exists()
+    run_dir.mkdir()
+    with pytest.raises(ValueError), claim_run_dir(run_dir):
+        (run_dir / CONFIG).write_text("x")
+        (run_dir / CHECKPOINT).write_bytes(b"after epoch 1")
+        raise ValueError("diverged in epoch 2")
+    assert sorted(p.name for p in run_dir.iterdir()) == [CHECKPOINT, CONFIG]  # resumable: kept
 
 
 def test_metrics_round_trip(tmp_path):
@@ -64,6 +94,7 @@ def test_a_torn_last_metrics_line_is_dropped_a_damaged_one_refused(tmp_path):
 
 def test_a_second_writer_is_refused_while_the_lock_is_held(tmp_path):
     run_dir = tmp_path / "run"
+    run_dir.mkdir()
     with claim_run_dir(run_dir):
         # flock is per open file: a second claim, even from this process, is refused
         for overwrite in (False, True):

@@ -142,3 +142,35 @@ def test_vae_can_be_built_from_a_model_config_alone():
     assert {f.name for f in trace.nodes["x"]["cond_indep_stack"]} == {"data"}
     with pytest.raises(pyro_vae.ConfigError, match="data_dim"):
         VAE(pyro_vae.ModelConfig(latent_dim=4))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["eager", "replayed"])
+def test_a_run_diverging_in_its_first_epoch_leaves_nothing_that_blocks_the_same_command(
+    tmp_path, capsys, monkeypatch, path
+):
+    """A loss of inf in the very first step is the divergence it is (one line, not a capture
+    problem, on the replayed path too), the run directory it made is gone, and the same
+    command with a sound objective trains in it; no run leaves its .lock behind."""
+    from pyro_vae.cli.main import main
+    from pyro_vae.training import compiled
+
+    if path == "replayed":  # as auto decides for a longer run
+        monkeypatch.setattr(compiled, "AUTO_SECONDS", float("inf"))
+        monkeypatch.setattr(compiled, "REPLAY_SECONDS", 0.0)
+    run_dir = tmp_path / "run"
+    args = ["train", "--train.epochs", "1", "--train.run_dir", str(run_dir), "--train.device", "cpu"]
+    args += ["--model.encoder.hidden", "[8]", "--model.decoder.hidden", "[8]"]
+    assert main([*args, "--objective.kind", "beta", "--objective.beta", "1e38"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("pyro-vae: error: training diverged in epoch 1: the loss is ")
+    assert (
+        "; its first loss, before any update, was not finite, so the learning rate is not the cause: "
+        in err[-1]
+    )
+    assert 'look at the objective (objective.kind = "beta", beta = 1e+38' in err[-1]
+    assert not any("capture" in line for line in err), err
+    assert not run_dir.exists()
+    assert main([*args, "--quiet"]) == 0
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
+    assert (run_dir / CHECKPOINT).is_file()
