@@ -13,6 +13,7 @@ parameters and metrics are bitwise those of the run that was never interrupted.
 
 import contextlib
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import pyro
 import torch
 
-from pyro_vae.config.run_config import Config
+from pyro_vae.config.run_config import Config, as_config
 from pyro_vae.core import interrupts
 from pyro_vae.core.distributed import World
 from pyro_vae.core.errors import ConfigError
@@ -42,7 +43,7 @@ from pyro_vae.training.step import stepping
 
 
 def train(
-    config: Config | None = None,
+    config: "Config | dict | str | os.PathLike | None" = None,
     *,
     model=None,
     guide=None,
@@ -53,8 +54,10 @@ def train(
 ) -> Run:
     """Train a VAE (or a user's own ``model``/``guide`` pair) as ``config`` describes.
 
-    :param config: the run; ``Config()`` (digits, default VAE) when omitted, or with
-        ``resume`` the config its checkpoint records.
+    :param config: the run: a :class:`~pyro_vae.config.run_config.Config`, a dict of its
+        sections or a path to a ``.toml``/``.json`` file (:func:`~pyro_vae.config.run_config.as_config`);
+        ``Config()`` (digits, default VAE) when omitted, or with ``resume`` the config its
+        checkpoint records.
     :param model, guide: optional Pyro programs ``model(x)``, ``guide(x)`` to train instead
         of the VAE that ``config.model`` describes; their sites must sit under one plate
         named ``"data"`` for the per-data-point metrics.
@@ -68,6 +71,7 @@ def train(
     :returns: a :class:`~pyro_vae.training.run.Run` with the trained VAE, its metrics and its directory.
     :raises pyro_vae.core.interrupts.Interrupted: on SIGINT or SIGTERM, after writing a checkpoint.
     """
+    config = None if config is None else as_config(config, "pyro_vae.train's config")
     if (model is None) != (guide is None):
         raise ConfigError("pass both model and guide, or neither")
     if resume is not None and overwrite:

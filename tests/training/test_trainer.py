@@ -174,3 +174,24 @@ def test_a_run_diverging_in_its_first_epoch_leaves_nothing_that_blocks_the_same_
     assert main([*args, "--quiet"]) == 0
     assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
     assert (run_dir / CHECKPOINT).is_file()
+
+
+@pytest.mark.slow
+def test_train_takes_a_config_as_a_dict_or_a_file_and_refuses_anything_else(tmp_path):
+    sections = {
+        "model": {"encoder": {"kind": "mlp", "hidden": [8]}, "decoder": {"kind": "mlp", "hidden": [8]}},
+        "train": {"epochs": 1, "compile": False, "device": "cpu", "run_dir": str(tmp_path / "dict")},
+    }
+    from_dict = pyro_vae.train(sections, quiet=True)
+    assert from_dict.config.model.encoder.params["hidden"] == [8] and from_dict.epoch == 1
+    Config.from_dict({**sections, "train": {**sections["train"], "run_dir": str(tmp_path / "file")}}).save(
+        tmp_path / "run.toml"
+    )
+    from_file = pyro_vae.train(str(tmp_path / "run.toml"), quiet=True)
+    assert from_file.dir == tmp_path / "file"
+    for a, b in zip(from_dict.vae.parameters(), from_file.vae.parameters(), strict=True):
+        assert torch.equal(a, b)  # the same config, however it came: the same model
+    with pytest.raises(
+        TypeError, match=r"pyro_vae.train's config must be a Config, a dict of sections, a path"
+    ):
+        pyro_vae.train(42)
