@@ -28,8 +28,12 @@ A logger of your own is a :class:`Logger` subclass registered by its config name
         def log_metrics(self, row): ...
 """
 
+import contextlib
+import importlib
 import importlib.util
+import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from pyro_vae.core.errors import ConfigError
@@ -65,8 +69,10 @@ class Logger:
         run logged for later epochs are logged again and should replace the old ones.
     """
 
-    #: the import name the logger needs (checked by :func:`check_loggers` before a run starts)
+    #: the package the logger needs (checked by :func:`check_loggers` before a run starts)
     module: str | None = None
+    #: what the logger imports to work, if not ``module`` itself (imported by the check)
+    imports: str | None = None
     #: the extra of pyro-vae that installs it: ``pip install "pyro-vae[EXTRA]"``
     extra: str | None = None
 
@@ -90,6 +96,7 @@ class TensorBoardLogger(Logger):
     and the figures as images (``pip install "pyro-vae[tensorboard]"``)."""
 
     module = extra = "tensorboard"
+    imports = "torch.utils.tensorboard"
 
     def __init__(self, run_dir: Path, *, start_epoch: int):
         super().__init__(run_dir, start_epoch=start_epoch)
@@ -133,7 +140,11 @@ class MLflowLogger(Logger):
         # MLflow 3 refuses its file store by default and recommends SQLite; the client holds
         # the store's address, so nothing global (mlflow.set_tracking_uri) is touched
         self.tracking_uri = f"sqlite:///{(self.run_dir / 'mlflow.db').resolve()}"
-        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        with _quieter("mlflow", "alembic"):  # its INFO lines on making the store are not the run's
+            self.client = MlflowClient(tracking_uri=self.tracking_uri)
+            self._start(start_epoch)
+
+    def _start(self, start_epoch: int) -> None:
         found = self.client.get_experiment_by_name(self.experiment)
         if found is not None:
             experiment_id = found.experiment_id
@@ -166,6 +177,32 @@ class MLflowLogger(Logger):
         self.client.set_terminated(self.run_id)
 
 
+@contextlib.contextmanager
+def _quieter(*names: str) -> Iterator[None]:
+    """Python loggers ``names`` at WARNING for the duration (their level is restored after)."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _import_failure(name: str | None) -> str | None:
+    """Why importing ``name`` fails (its first line), or None when it imports."""
+    if name is None:
+        return None
+    try:
+        importlib.import_module(name)
+    except Exception as e:  # a broken dependency raises anything: TypeError, AttributeError …
+        text = str(e).strip().splitlines()
+        return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+    return None
+
+
 def _installed(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None  # finds, imports nothing
@@ -176,7 +213,9 @@ def _installed(module: str) -> bool:
 def check_loggers(names: list[str], key: str = "train.loggers") -> None:
     """Refuse unknown or repeated names and loggers whose package is missing, in one line each.
 
-    Imports no backend: it runs before anything of a run is written.
+    It imports each logger's backend (what :attr:`Logger.imports` names), before anything of a
+    run is written: a package that is found but broken (a tracker whose dependency has the
+    wrong version) is refused here, not after ``config.toml`` exists.
     """
     for i, name in enumerate(names):
         given = f"{key} = {show(list(names))}"
@@ -190,6 +229,11 @@ def check_loggers(names: list[str], key: str = "train.loggers") -> None:
         if module is not None and not _installed(module):
             hint = f': pip install "pyro-vae[{extra}]"' if extra else ""
             raise ConfigError(f"{given} needs the {module} package, which is not installed{hint}")
+        failure = _import_failure(getattr(entry, "imports", None) or module)
+        if failure:
+            raise ConfigError(
+                f"{given} needs the {module} package, which is installed but fails to import ({failure})"
+            )
 
 
 def open_loggers(names: list[str], run_dir: Path, *, start_epoch: int) -> list[Logger]:

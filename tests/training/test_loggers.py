@@ -1,7 +1,5 @@
 """The experiment-tracking loggers: what they write is read back and compared exactly."""
 
-import builtins
-import contextlib
 
 import matplotlib.pyplot as plt
 import pytest
@@ -178,18 +176,35 @@ def test_an_unknown_or_repeated_logger_is_refused_in_one_line():
         check_loggers(["mlflow", "mlflow"])
 
 
-def test_check_loggers_imports_no_backend(monkeypatch):
-    imported = []
-    real_import = builtins.__import__
+def test_a_logger_whose_package_is_found_but_fails_to_import_is_refused_in_one_line(
+    tmp_path, monkeypatch, scoped_registries
+):
+    """As tensorboard is where protobuf has the wrong version: found, but its import raises."""
+    (tmp_path / "broken_tracker").mkdir()
+    (tmp_path / "broken_tracker" / "__init__.py").write_text(
+        'raise TypeError("Descriptors cannot be created directly.\\nMore lines.")\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
 
-    def recording_import(name, *args, **kwargs):
-        imported.append(name)
-        return real_import(name, *args, **kwargs)
+    class Broken(Logger):
+        module, extra = "broken_tracker", "broken"
 
-    monkeypatch.setattr(builtins, "__import__", recording_import)
-    with contextlib.suppress(ConfigError):  # a backend not installed here is refused, not imported
-        check_loggers(["tensorboard", "mlflow"])
-    assert not [name for name in imported if "tensorboard" in name or "mlflow" in name]
+    register_logger("broken", Broken)
+    with pytest.raises(ConfigError) as error:
+        check_loggers(["broken"])
+    assert str(error.value) == (
+        'train.loggers = ["broken"] needs the broken_tracker package, which is installed but fails to '
+        "import (TypeError: Descriptors cannot be created directly.)"
+    )
+
+
+def test_mlflow_says_nothing_of_its_own_while_making_its_store(tmp_path, capfd):
+    pytest.importorskip("mlflow")
+    pytest.importorskip("sqlalchemy")
+    (logger,) = log_epochs(["mlflow"], tmp_path / "run", range(1), start_epoch=0, offset=0.0)
+    logger.close()
+    out, err = capfd.readouterr()
+    assert "INFO" not in out + err, out + err
 
 
 def test_a_registered_logger_is_opened_with_the_run(tmp_path, scoped_registries):
