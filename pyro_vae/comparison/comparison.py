@@ -221,7 +221,7 @@ def _report(plan: Plan, rows: list[dict], histories: dict[str, list[list[dict]]]
     if tc.max_seconds is not None and tc.epochs < MAX_EPOCHS:
         budget_words += f" (at most {tc.epochs} epochs)"
     about = {
-        "data": plan.base.data.name,
+        "data": plan.base.data.label,
         "seeds": plan.seeds,
         "budget": budget_words,
         "estimator": plan.estimator,

@@ -87,7 +87,7 @@ def plan_comparison(
     device = resolve_device(base.train.device)
     w = distributed.join(device, base.train.backend)
     device = distributed.device_of(device)
-    out = w.broadcast(Path(out_dir) if out_dir else fresh_dir("comparisons", base.data.name))
+    out = w.broadcast(Path(out_dir) if out_dir else fresh_dir("comparisons", base.data.label))
     _not_a_training_run(out)
     data = load_data(base.data)  # one split for every run
     x = data.valid[:eval_points]  # (N, D)

@@ -17,6 +17,7 @@ import math
 import re
 import typing
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Annotated, Literal
 
 from pyro_vae.core.errors import ConfigError
@@ -286,6 +287,14 @@ class DataConfig(_Section):
     #: training points that pictures and the training ELBO show, are one draw fixed by
     #: data.split_seed
     binarize: Literal["none", "dynamic"] = "none"
+
+    @property
+    def label(self) -> str:
+        """What the run calls its data: ``name``, or with ``path`` set and ``name`` left at its
+        default, the file's name (so a run on a file does not say it trains on the digits)."""
+        if self.path is None or self.name != "digits":
+            return self.name
+        return PurePath(self.path).name
 
     def check(self) -> None:
         check_image_shape("data.image_shape", self.image_shape)

@@ -73,7 +73,7 @@ def build_vae(config: Config, data: Data, device: torch.device) -> VAE:
     vae = VAE(config.model)
     for split in ("train", "valid"):
         try:
-            vae.likelihood.check_data(getattr(data, split), f"the {split} data of {config.data.name!r}")
+            vae.likelihood.check_data(getattr(data, split), f"the {split} data of {config.data.label!r}")
         except DataError as e:
             raise DataError(f"{e} (model.likelihood.kind = {config.model.likelihood.kind!r})") from None
     vae.initialize(data.train)

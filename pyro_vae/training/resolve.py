@@ -48,11 +48,12 @@ def resolve_run(
     device = distributed.device_of(device)
     data = data or load_data(config.data)
     run_dir = str(resume) if resume is not None else config.train.run_dir
-    run_dir = world.broadcast(run_dir or str(fresh_dir("runs", config.data.name)))
+    run_dir = world.broadcast(run_dir or str(fresh_dir("runs", config.data.label)))
     config = resolve_config(config, data, custom_model=custom_model, run_dir=run_dir)
     check_same_everywhere(config, world)
     if checkpoint is not None:
-        check_resumable(config, Config.from_dict(checkpoint["config"]), Path(resume))
+        done = checkpoint["training"]["epoch"]
+        check_resumable(config, Config.from_dict(checkpoint["config"]), Path(resume), done)
     check_loggers(config.train.loggers)
     return Resolved(config, data, device, world, checkpoint)
 
@@ -95,7 +96,7 @@ def resolve_config(
         model = dataclasses.replace(model, data_dim=data.dim, image_shape=_image_shape(model, data))
     path = str(Path(config.data.path).resolve()) if config.data.path else None
     image = list(data.image_shape) if data.image_shape else None
-    run_dir = run_dir or config.train.run_dir or str(fresh_dir("runs", config.data.name))
+    run_dir = run_dir or config.train.run_dir or str(fresh_dir("runs", config.data.label))
     return dataclasses.replace(
         config,
         model=model,

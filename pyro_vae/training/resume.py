@@ -41,8 +41,14 @@ def read_resumed(run_dir: Path, hold: contextlib.ExitStack) -> dict:
     return payload
 
 
-def check_resumable(config: Config, recorded: Config, run_dir: Path) -> None:
-    """Refuse a change that would make the resumed run another run (model, objective, data …)."""
+def check_resumable(config: Config, recorded: Config, run_dir: Path, done: int = 0) -> None:
+    """Refuse a change that would make the resumed run another run (model, objective, data …),
+    and fewer ``train.epochs`` than the ``done`` its checkpoint has trained."""
+    if config.train.epochs < done:
+        raise ConfigError(
+            f"--train.epochs {config.train.epochs} is fewer than the {done} epochs {str(run_dir)!r} has "
+            f"trained: a resumed run goes on to train.epochs (its best.pt holds the best epoch so far)"
+        )
     differs = first_difference(recorded.to_dict(), config.to_dict(), ignore=EXTENDABLE)
     if differs:
         key = differs.split(" = ")[0]

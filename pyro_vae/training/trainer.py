@@ -259,7 +259,7 @@ def _announce(run: Resolved, state: TrainState, quiet: bool) -> None:
         f"{world.size} processes (batch {config.train.batch_size} in all)" if world.size > 1 else run.device
     )
     print(
-        f"pyro-vae: {doing} on {config.data.name} ({len(data.train)} train / {len(data.valid)} valid "
+        f"pyro-vae: {doing} on {config.data.label} ({len(data.train)} train / {len(data.valid)} valid "
         f"points, {data.dim} values each) on {where or run.device}, objective {config.objective.kind}; "
         f"run: {config.train.run_dir}",
         file=sys.stderr,

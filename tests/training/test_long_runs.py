@@ -53,13 +53,16 @@ def finished(tmp_path_factory):
         (["--data.split_seed", "3"], "--data.split_seed cannot change when resuming"),
         (["--overwrite"], "pass one of them"),
         (["--config", "x.toml"], "pass --config or --resume, not both"),
+        (["--train.epochs", "1"], "--train.epochs 1 is fewer than the 2 epochs"),
     ],
 )
 def test_resume_refuses_what_would_make_another_run(finished, args, words):
     before = (finished / CHECKPOINT).read_bytes(), (finished / METRICS).read_text()
+    config = (finished / "config.toml").read_text()
     code, err = cli("train", "--resume", finished, *args)
     assert code == 2 and len(err) == 1 and err[0].startswith("pyro-vae: error:") and words in err[0], err
     assert ((finished / CHECKPOINT).read_bytes(), (finished / METRICS).read_text()) == before  # untouched
+    assert (finished / "config.toml").read_text() == config
 
 
 def test_resume_of_a_directory_without_a_checkpoint(tmp_path):

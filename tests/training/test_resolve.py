@@ -113,3 +113,21 @@ def test_place_on_cpu(digits):
             continue
         assert after.device == cpu
         assert torch.equal(after, before)
+
+
+def test_a_run_on_a_file_is_named_for_the_file_not_the_default_dataset(tmp_path, monkeypatch, capsys):
+    """data.path with data.name left at "digits": the run directory and the start line name the file."""
+    from pyro_vae.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "points.npy", np.random.default_rng(0).random((30, 12)).astype(np.float32))
+    assert DataConfig(path="points.npy").label == "points.npy"
+    assert DataConfig(name="mine", path="points.npy").label == "mine"
+    assert DataConfig().label == "digits"
+    args = ["train", "--data.path", "points.npy", "--train.epochs", "1", "--train.compile", "false"]
+    assert main([*args, "--model.encoder.hidden", "[4]", "--model.decoder.hidden", "[4]"]) == 0
+    err = capsys.readouterr().err
+    assert "pyro-vae: training on points.npy (27 train / 3 valid points, 12 values each)" in err, err
+    assert "digits" not in err
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("points.npy-")
