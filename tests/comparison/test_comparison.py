@@ -373,6 +373,8 @@ def test_objective_words():
     assert parse_objective("meanfield")[0] == "meanfield"
     with pytest.raises(ConfigError, match="particles is given twice"):
         parse_objective("iwae:k=5,particles=5")
+    with pytest.raises(ConfigError, match=r"objective 'iwae:k=2,k=3': particles is given twice"):
+        parse_objective("iwae:k=2,k=3")  # the same key twice, not the last one silently
 
 
 def test_compare_refuses_a_config_it_cannot_read_as_one(tmp_path):

@@ -107,20 +107,21 @@ def parse_objective(word: str | dict) -> tuple[str, dict]:
     a spec, ``{"kind": "iwae", "particles": 5}``. Raises :class:`ConfigError` naming the word.
     """
     if isinstance(word, dict):
-        options: dict[str, Any] = dict(word)
-        name = str(options.pop("kind", ""))
-        pairs = [(k, show(v)) for k, v in options.items()]
+        given = dict(word)
+        name = str(given.pop("kind", ""))
+        pairs = [(k, show(v)) for k, v in given.items()]
+        options: list[tuple[str, Any]] = list(given.items())
     else:
         name, _, rest = word.partition(":")
         items = [item.partition("=") for item in rest.split(",")] if rest.strip() else []
         if any(not eq or not k.strip() for k, eq, _ in items):
             raise ConfigError(f"objective {word!r}: expected NAME or NAME:key=value[,key=value...]")
         pairs = [(k.strip(), v.strip()) for k, _, v in items]
-        options = {k: parse_value(v) for k, v in pairs}
+        options = [(k, parse_value(v)) for k, v in pairs]  # a list: a key given twice is seen
     name = name.strip()
     label = name + "".join((":" if i == 0 else ",") + f"{k}={v}" for i, (k, v) in enumerate(pairs))
     spec = {"kind": name}
-    for key, value in options.items():
+    for key, value in options:
         key = ALIASES.get(key, key)
         if key in spec:
             raise ConfigError(f"objective {label!r}: {key} is given twice")
