@@ -232,10 +232,12 @@ class TrainConfig(_Section):
     #: how several processes (torchrun) talk: "auto" (nccl for CUDA, gloo for the CPU), "gloo"
     #: or "nccl"
     backend: Literal["auto", "gloo", "nccl"] = "auto"
-    #: run the training step as a captured graph (pyro_vae.training.compiled): "auto" compiles a run whose
-    #: steps would take 2 minutes or more, replays the graph (bit for bit the eager step) for one
-    #: of 10 s or more, and trains eager, saying why, where the step cannot be captured; true
-    #: compiles or fails with the reason; false runs Pyro's program every step
+    #: run the training step as a captured graph (pyro_vae.training.compiled): "auto" decides from
+    #: the config (a cost model of the eager step over the planned steps, no clock): it compiles a
+    #: run whose steps would take 2 minutes or more, replays the graph (bit for bit the eager step)
+    #: for one of 10 s or more, and trains eager, saying why, where the step cannot be captured; a
+    #: resumed run keeps its path; true compiles or fails with the reason; false runs Pyro's
+    #: program every step
     compile: Literal["auto"] | bool = "auto"
     #: where the run is written; empty means runs/<data name>-<date>-<time>
     run_dir: str = ""
