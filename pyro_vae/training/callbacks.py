@@ -53,9 +53,9 @@ class Metrics(Callback):
             row["kl_estimator"] = m.kl_estimator
         seconds = epoch.seconds if epoch else 0.0
         row.update(seconds=seconds, items_per_second=epoch.points / seconds if epoch and seconds else None)
-        row.update(
-            step_path=epoch.path if epoch else None, compile_seconds=epoch.compile_seconds if epoch else 0.0
-        )
+        # the rounding the steps had: a replayed graph computes the eager step's bits, so it is "eager"
+        path = None if epoch is None else "compiled" if epoch.path == "compiled" else "eager"
+        row.update(step_path=path, compile_seconds=epoch.compile_seconds if epoch else 0.0)
         self.history.append(row)
         if self.path is not None:  # None: a process that measures but does not write
             append_metrics(self.path, row)
@@ -213,6 +213,10 @@ class Messages(Callback):
 
     def __init__(self, metrics: Metrics, run_dir: Path, *, lr: float, layered: bool, quiet: bool):
         self.metrics, self.run_dir, self.lr, self.layered, self.quiet = metrics, run_dir, lr, layered, quiet
+        self.path: str | None = None  # what ran the last epoch's steps: eager, replayed or compiled
+
+    def on_epoch_end(self, state, epoch):
+        self.path = epoch.path
 
     def say(self, line: str, *, warning: bool = False) -> None:
         if warning or not self.quiet:
@@ -231,7 +235,7 @@ class Messages(Callback):
         if state.stop:
             self.say(state.stop)
         compiling = sum(row.get("compile_seconds") or 0.0 for row in self.metrics.history)
-        path = last.get("step_path") or "eager"
+        path = self.path or last.get("step_path") or "eager"
         doing = "compiling" if path == "compiled" else "capturing"
         how = f"{path} step" + (f", {compiling:.1f} s of it {doing}" if compiling else "")
         key, name = criterion(last)

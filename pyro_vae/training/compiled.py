@@ -31,9 +31,11 @@ the parameters over the minibatch), compiled when that is :data:`~pyro_vae.infer
 or more, replayed when it is :data:`REPLAY_SECONDS` or more, eager below. So the same config
 takes the same path on a quiet machine and a busy one. The run records the path in its
 checkpoints and keeps it when resumed or extended: a run continued from its checkpoint
-computes what the run that was never stopped computes, bit for bit (eager and replayed steps
-are the same computation, so extending a run whose path was decided for fewer epochs equals
-the longer run unless the longer one would have compiled). Where the step cannot be captured
+computes what the run that was never stopped computes, bit for bit. Eager and replayed steps
+are the same computation (the metrics rows call both "eager"), so only compiling is kept or
+refused: a resumed compiled run stays compiled, an uncompiled one is never compiled, and
+extending a run equals running it longer unless the longer run would have compiled and the
+shorter did not. Where the step cannot be captured
 it trains eager, saying why in one line. ``true`` compiles or fails with the reason;
 ``false`` runs Pyro's program every step. Only a full minibatch runs a graph: an epoch's last,
 partial one runs eager, whatever came before it. With several processes the graph's
@@ -79,17 +81,16 @@ def eager_seconds(params: int, points: int, steps: int, device_type: str) -> flo
 def plan(mode: bool | str, seconds: float, recorded: str | None = None) -> tuple[str | None, str | None]:
     """The path a run's step takes, as ``(target, reason)``: ``target`` "compiled", "replayed" or
     None (eager, for ``reason``). ``seconds`` is :func:`eager_seconds` of the run's steps (capped
-    by its time budget); ``recorded`` the path a resumed run took, which ``auto`` keeps (compiled
-    steps round differently from eager and replayed ones, which compute the same bits)."""
+    by its time budget); ``recorded`` the path a resumed run took: ``auto`` keeps a compiled run
+    compiled and never compiles one that was not (compiled steps round differently from eager
+    and replayed ones, which compute the same bits, so either of those serves)."""
     if mode is False:
         return None, "is not compiled (train.compile = false)"
     if mode is True:
         return "compiled", None
-    if recorded in ("compiled", "replayed"):
-        return recorded, None
-    if recorded == "eager":
-        return None, "ran eager before this run was resumed, and keeps its path"
-    if seconds >= AUTO_SECONDS:
+    if recorded == "compiled":
+        return "compiled", None
+    if recorded is None and seconds >= AUTO_SECONDS:
         return "compiled", None
     if seconds >= REPLAY_SECONDS:
         return "replayed", None

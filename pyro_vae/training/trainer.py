@@ -141,7 +141,7 @@ def _compiled_step(run: Resolved, built: Built, history: list[dict], quiet: bool
         and seconds >= AUTO_SECONDS
     ):
         say(
-            f"the training step stays {recorded}, as this run began (a run this long from the start "
+            "the training step stays uncompiled, as this run began (a run this long from the start "
             "would compile it, with other float rounding)"
         )
     if tc.batch_size < world.size:  # some process holds no point of any minibatch

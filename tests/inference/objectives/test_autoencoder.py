@@ -249,9 +249,8 @@ def test_compile_false_auto_and_true_train_the_autoencoder(tmp_path):
     for mode in (False, "auto", True):
         run = train(tiny_config(tmp_path, name=f"run-{mode}", **{"train.compile": mode}), quiet=True)
         recon[mode] = [r["valid_recon"] for r in run.history]
-        # auto chooses by timing the first steps: eager, or replayed on a slow machine
-        paths = {True: {"compiled"}, False: {"eager"}, "auto": {"eager", "replayed"}}[mode]
-        assert run.history[-1]["step_path"] in paths
+        # a run this short is not compiled by auto: eager (replayed or not, the same bits)
+        assert run.history[-1]["step_path"] == ("compiled" if mode is True else "eager")
     assert recon["auto"] == recon[False]  # eager or replayed: bit for bit
     torch.testing.assert_close(torch.tensor(recon[True]), torch.tensor(recon[False]), rtol=1e-4, atol=0)
 
