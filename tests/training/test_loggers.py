@@ -1,6 +1,5 @@
 """The experiment-tracking loggers: what they write is read back and compared exactly."""
 
-
 import matplotlib.pyplot as plt
 import pytest
 
