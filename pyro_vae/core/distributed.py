@@ -10,7 +10,9 @@ depend on how many there are:
 
 * a minibatch is global: process r takes its contiguous share of each one (:meth:`World.share`),
   and each point's training noise is keyed by its index in the dataset
-  (:mod:`pyro_vae.inference.noise`), not by the process that holds it;
+  (:mod:`pyro_vae.inference.noise`), not by the process that holds it; a process whose share
+  is empty (fewer points than processes) still takes part in every collective, adding nothing
+  (:func:`adding_nothing`);
 * losses are sums over points, so gradients are *summed* across processes
   (:func:`sum_gradients`, DistributedDataParallel's communication hook), as are the batch
   statistics an objective needs (free bits' per-dimension KL) and the metrics;
@@ -18,8 +20,9 @@ depend on how many there are:
   per-point results (:meth:`World.gather`);
 * a stop (a signal, a time budget) is agreed by a vote one step late (:class:`Vote`), so every
   process stops after the same step without waiting on the host in the step;
-* a process that fails leaves its message in torchrun's store, so that the job ends with one
-  line naming the process (:func:`failure_line`).
+* a process that fails, is killed or hangs is named in one line by one of the others
+  (:func:`~pyro_vae.core.peers.failure_line`, from the notes they leave in torchrun's store);
+  a collective waits ``PYRO_VAE_TIMEOUT`` seconds (600) for a process that does not answer.
 
 With one process (no ``torchrun``, or ``--nproc-per-node 1``) every method is the identity.
 """
@@ -28,17 +31,34 @@ import contextlib
 import datetime
 import os
 import socket
-import time
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.errors import ConfigError, PyroVAEError
+from pyro_vae.core.peers import TIMEOUT_ENV, failure_line, lost_peer, note, note_crash, timeout_seconds
 
-#: seconds a collective waits for a process that neither answers nor dies (a hung process)
-TIMEOUT_ENV = "PYRO_VAE_TIMEOUT"
-_NOTE = "pyro_vae/"
+__all__ = [
+    "TIMEOUT_ENV",
+    "Vote",
+    "World",
+    "adding_nothing",
+    "device_of",
+    "failure_line",
+    "join",
+    "launched",
+    "leave",
+    "lost_peer",
+    "sum_gradients",
+    "world",
+    "writes",
+]
+
+#: whether this process's contributions to sums across processes are zeros (:func:`adding_nothing`)
+_adding_nothing = False
 
 
 @dataclass(frozen=True)
@@ -68,10 +88,11 @@ class World:
         return lo, min(n, lo + per)
 
     def sum(self, t: torch.Tensor) -> torch.Tensor:
-        """Σ over processes of ``t`` (a new tensor; ``t`` itself with one process)."""
+        """Σ over processes of ``t`` (a new tensor; ``t`` itself with one process), where a
+        process :func:`adding_nothing` gives zeros."""
         if self.size == 1:
             return t
-        t = t.clone()
+        t = torch.zeros_like(t) if _adding_nothing else t.clone()
         dist.all_reduce(t)
         return t
 
@@ -103,6 +124,22 @@ class World:
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()
+
+
+@contextlib.contextmanager
+def adding_nothing() -> Iterator[None]:
+    """Within it, this process's part of every :meth:`World.sum` is zero.
+
+    A process whose share of a global minibatch is empty runs the loss on a stand-in point, for
+    the collectives inside the loss (free bits' batch statistic); the stand-in must add nothing
+    to them, as it adds nothing to the loss.
+    """
+    global _adding_nothing
+    before, _adding_nothing = _adding_nothing, True
+    try:
+        yield
+    finally:
+        _adding_nothing = before
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -141,11 +178,11 @@ def join(device: torch.device, backend: str = "auto", key: str = "train.backend"
             f'{key} = "nccl" needs CUDA devices and NCCL, but {why}; use {key} = "gloo" (or '
             '"auto", which picks gloo on the CPU), or train.device = "cuda" on a machine with GPUs'
         )
-    timeout = datetime.timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, 600)))
+    timeout = datetime.timedelta(seconds=timeout_seconds())
     # host values (votes, objects) always travel by gloo; CUDA tensors by nccl when asked for
     dist.init_process_group("cpu:gloo,cuda:nccl" if backend == "nccl" else "gloo", timeout=timeout)
     w = world()
-    _note(f"pid/{w.rank}", f"{socket.gethostname()} {os.getpid()}")
+    note(f"pid/{w.rank}", f"{socket.gethostname()} {os.getpid()}")
     return w
 
 
@@ -167,8 +204,17 @@ def device_of(device: torch.device) -> torch.device:
 
 
 def leave() -> None:
-    """Leave the process group, if this process joined one (the others may have left)."""
+    """Leave the process group, if this process joined one (the others may have left).
+
+    Called as an error that is not pyro-vae's propagates (a bug: Python prints its traceback),
+    the process first leaves word of it, so that another names it in one line
+    (:func:`~pyro_vae.core.peers.failure_line`) rather than taking it for a killed process.
+    """
     if dist.is_available() and dist.is_initialized():
+        error = sys.exc_info()[1]
+        quiet = (PyroVAEError, KeyboardInterrupt, SystemExit)
+        if error is not None and not isinstance(error, quiet) and not lost_peer(error):
+            note_crash(error, dist.get_rank())
         # a peer that has already left leaves nothing to tear down with it
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
@@ -223,100 +269,3 @@ class Vote:
         work.wait()
         self.pending = None
         return int(flag)
-
-
-# -- when a process fails ---------------------------------------------------------------------
-
-
-def _store():
-    return dist.distributed_c10d._get_default_store() if dist.is_initialized() else None
-
-
-def _note(key: str, value: str) -> None:
-    try:
-        store = _store()
-        if store is not None:
-            store.set(_NOTE + key, value)
-    except Exception:  # the store went with a dead process: nothing left to tell
-        pass
-
-
-def _read(key: str, wait: float = 0.0) -> str | None:
-    """A note another process left, waiting up to ``wait`` seconds for it."""
-    deadline = time.monotonic() + wait
-    try:
-        store = _store()
-        while store is not None:
-            if store.check([_NOTE + key]):
-                return store.get(_NOTE + key).decode()
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.05)
-    except Exception:
-        pass
-    return None
-
-
-def lost_peer(error: BaseException) -> bool:
-    """Whether ``error`` is a collective failing because another process stopped."""
-    text = str(error)
-    return isinstance(error, dist.DistError) or (
-        isinstance(error, RuntimeError) and ("gloo" in text or "NCCL" in text)
-    )
-
-
-def failure_line(error: BaseException, w: World) -> str | None:
-    """The one line this process prints about ``error``, or None when another says it.
-
-    A process's own error is left in the store: rank 0 prints its own; another process prints
-    its own unless rank 0 failed with the same one (a config every process was given). A
-    process that lost a peer says so only when the peer left no word (it was killed): it names
-    the process that is gone, where one on this machine is.
-    """
-    if w.size == 1:
-        return str(error)
-    if not lost_peer(error):
-        _note(f"error/{w.rank}", str(error))
-        if w.main or _read("error/0", wait=3.0) != str(error):
-            return str(error) if w.main else f"process {w.rank} of {w.size}: {error}"
-        return None
-    others = [r for r in range(w.size) if r != w.rank]
-    deadline = time.monotonic() + 2.0  # a failing process leaves its note before it exits
-    while time.monotonic() < deadline:
-        if any(_read(f"error/{r}") is not None for r in others):
-            return None  # the failed process said what happened
-        time.sleep(0.1)
-    gone = [r for r in others if not _alive(_read(f"pid/{r}"))]
-    if gone:
-        if w.rank != min(r for r in range(w.size) if r not in gone):
-            return None
-        ranks = ", ".join(map(str, gone))
-        return (
-            f"process {ranks} of {w.size} stopped without a word (killed, or out of memory?); "
-            f"process {w.rank} stops too"
-        )
-    if not w.main:
-        return None
-    detail = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-    return f"lost contact with another process of the job ({detail}); process {w.rank} stops too"
-
-
-def _alive(note: str | None) -> bool:
-    """Whether the process a ``pid`` note names still runs (assumed so on another machine)."""
-    if note is None:
-        return True
-    host, _, pid = note.partition(" ")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    # a child that torchrun has not yet reaped is a zombie: gone, for this purpose
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True

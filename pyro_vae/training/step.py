@@ -17,6 +17,12 @@ by the ``forward`` of a module, :class:`Loss`, so that with several processes
 DistributedDataParallel wraps it and no step can skip the gradients' all-reduce; they are
 summed, since the loss is a sum over points (:mod:`pyro_vae.core.distributed`). Then a global
 minibatch split over N processes takes the step one process takes with all of it.
+
+A process's share may be empty (a global minibatch of fewer points than processes, such as an
+epoch's last): its loss is then 0 with a zero gradient for every parameter, so that it still
+takes part in the gradients' all-reduce, adding nothing. The objective runs on one stand-in
+point whose loss is dropped and whose part of the sums across processes is zero, for the
+collectives inside the objective (free bits' batch statistic).
 """
 
 import contextlib
@@ -27,7 +33,7 @@ import torch
 from pyro import poutine
 from torch import nn
 
-from pyro_vae.core.distributed import World, sum_gradients
+from pyro_vae.core.distributed import World, adding_nothing, sum_gradients
 from pyro_vae.core.errors import ConfigError, PyroVAEError
 from pyro_vae.inference.graphs import owners
 from pyro_vae.inference.noise import IndexedNoise, step_seed
@@ -90,10 +96,22 @@ class Loss(nn.Module):
         self.warn, self.unkeyed = warn, set[str]()
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None, seed: int, **inputs) -> torch.Tensor:
+        if len(x) == 0:
+            return self._empty(x, index, seed, **inputs)
+        return self._loss(x, index, seed, **inputs)
+
+    def _loss(self, x: torch.Tensor, index: torch.Tensor | None, seed: int, **inputs) -> torch.Tensor:
         if index is None:
             return self.objective.differentiable_loss(self.model, self.guide, x, **inputs)
         with IndexedNoise(seed, index, missed=self._missed):
             return self.objective.differentiable_loss(self.model, self.guide, x, **inputs)
+
+    def _empty(self, x: torch.Tensor, index: torch.Tensor | None, seed: int, **inputs) -> torch.Tensor:
+        """The loss of an empty share: 0, on every parameter (see the module docstring)."""
+        stand_in = x.new_zeros((1, *x.shape[1:]))
+        with torch.no_grad(), adding_nothing():  # only for the collectives inside the objective
+            self._loss(stand_in, None if index is None else index.new_zeros(1), seed, **inputs)
+        return sum((p.sum() * 0.0 for p in self.parameters()), torch.zeros((), device=x.device))
 
     def _missed(self, site: str) -> None:
         if site not in self.unkeyed:

@@ -7,20 +7,26 @@ sum order is the only difference), metrics rows agree alike, and evaluation is p
 same.
 """
 
+import contextlib
 import json
 import os
+import queue
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from pyro_vae.cli.main import main
 from pyro_vae.core import distributed
 from pyro_vae.core.errors import ConfigError
+from pyro_vae.data.catalog import digits
 from pyro_vae.inference.objectives import make_objective, parse_objective
 from pyro_vae.training.checkpoint import load_checkpoint
 from pyro_vae.training.step import Loss, check_synchronised, declared_params, owners
@@ -53,8 +59,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(args: list[str], *, nproc: int = 2, env: dict | None = None, launcher: list[str] | None = None):
-    """A job of ``nproc`` processes running the pyro-vae command line (with the test hooks)."""
+def torchrun(
+    args: list[str],
+    *,
+    nproc: int = 2,
+    env: dict | None = None,
+    launcher: list[str] | None = None,
+    session: bool = False,
+):
+    """A job of ``nproc`` processes running the pyro-vae command line (with the test hooks); with
+    ``session``, in a process group of its own."""
     launcher = launcher or ["--standalone", f"--nproc-per-node={nproc}"]
     return subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", *launcher, str(HOOK), *args, "--quiet"],
@@ -62,6 +76,7 @@ def torchrun(args: list[str], *, nproc: int = 2, env: dict | None = None, launch
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=session,
     )
 
 
@@ -232,6 +247,86 @@ def test_an_error_in_one_process_stops_the_job_with_its_line(tmp_path):
     )
 
 
+#: a plugin that makes process 1's 4th loss fail with an error that is not pyro-vae's (a bug)
+BUG = """
+import os
+import pyro_vae.training.step as step
+
+if os.environ.get("RANK") == "1":
+    forward, calls = step.Loss.forward, []
+
+    def failing(self, x, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise ZeroDivisionError("size cannot be zero (test, step 4)")
+        return forward(self, x, *args, **kwargs)
+
+    step.Loss.forward = failing
+"""
+
+
+@pytest.mark.slow
+def test_a_bug_in_one_process_is_named_by_process_0(tmp_path):
+    plugin = tmp_path / "bug.py"
+    plugin.write_text(BUG)
+    args = ["train", *SMALL, "--train.epochs", "50", "--plugins", str(plugin)]
+    args += ["--train.run_dir", str(tmp_path / "r")]
+    code, _, err = finish(torchrun(args), timeout=120)
+    assert code != 0 and "[rank1]: ZeroDivisionError" in err, err[-3000:]  # its traceback
+    assert our_lines(err) == [
+        "pyro-vae: error: process 1 of 2 failed with ZeroDivisionError: size cannot be zero (test, "
+        "step 4) (its traceback is above); process 0 stops too"
+    ], err[-3000:]
+
+
+@pytest.mark.slow
+def test_a_hung_process_is_named_after_the_timeout(tmp_path):
+    """Process 1 stops for good after its 3rd step; process 0's next collective (DDP's all-reduce
+    in backward) gives up after PYRO_VAE_TIMEOUT and says so in one line. torchrun would wait 30 s
+    more for the stopped process: the job is ended once process 0 has."""
+    env = {"PYRO_VAE_TIMEOUT": "10", "STOP_AFTER": "3", "STOP_SIGNAL": "SIGSTOP", "STOP_RANK": "1"}
+    args = ["train", *SMALL, "--train.epochs", "50", "--train.run_dir", str(tmp_path / "r")]
+    job = torchrun(args, env=env, session=True)
+    try:
+        # torchrun says it stops the others once process 0 has ended
+        err = read_until(job, lambda line: "closing signal SIGTERM" in line, timeout=120)
+    finally:
+        for pid in [*children(job.pid), job.pid]:  # torchrun starts each process in a session of its own
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        job.communicate(timeout=60)
+    assert our_lines(err) == [
+        "pyro-vae: error: process 1 of 2 did not answer within 10 s (PYRO_VAE_TIMEOUT): stopped or "
+        "hung? process 0 stops too; find what stopped it, or raise PYRO_VAE_TIMEOUT if a process "
+        "may rightly work alone that long"
+    ], err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def read_until(job: subprocess.Popen, done, timeout: float) -> str:
+    """The job's stderr up to the first line for which ``done`` holds."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in job.stderr], daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not (seen and done(seen[-1])):
+        try:
+            seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            pytest.fail(f"no such line within {timeout} s:\n{''.join(seen)[-3000:]}")
+    return "".join(seen)
+
+
 @pytest.mark.slow
 def test_processes_given_different_configs_are_refused(tmp_path):
     env = {"RANK_ARGS_1": "--train.lr 0.01"}
@@ -261,6 +356,83 @@ def test_two_nodes_on_the_loopback_address_train_the_one_process_model(tmp_path)
         code, _, err = finish(job)
         assert code == 0, err[-3000:]
     assert_same_run(tmp_path / "two-nodes", one_process(tmp_path / "one", "--train.epochs", "2"))
+
+
+# -- global minibatches with empty shares -----------------------------------------------------
+
+#: (train.batch_size, data.valid_fraction): the digits' 1797 points (from a file: the processes
+#: need not load scikit-learn) hold out round(f·1797), so the training points are 13, 13, 102
+#: and 1617; each run's last minibatch (or every one, at batch 1, and at batch 2 on 3 processes)
+#: leaves some processes' shares empty
+SHORT = {1: 0.9928, 2: 0.9928, 101: 0.9433, 1616: 0.1}
+SHORT_ARGS = ["--train.epochs", "1", "--objective.free_bits", "0.25", "--train.eval_batch_size", "2000"]
+#: trains one run per argument (a JSON list of override words) in one torchrun job, its figures
+#: not drawn: several trainings in one process group
+TRAIN_MANY = """
+import json, sys
+import pyro_vae.training.callbacks
+from pyro_vae.cli.arguments import overrides
+from pyro_vae.config.run_config import load_config
+from pyro_vae.core import distributed
+from pyro_vae.training.trainer import train
+
+pyro_vae.training.callbacks.Figures.on_end = lambda self, state: None
+try:
+    for words in sys.argv[1:]:
+        train(load_config(None, overrides(json.loads(words))), quiet=True)
+finally:
+    distributed.leave()
+"""
+
+
+def short_args(batch: int, data: Path) -> list[str]:
+    fraction = ["--data.valid_fraction", str(SHORT[batch]), "--data.path", str(data)]
+    return [*SHORT_ARGS, *fraction, "--train.batch_size", str(batch)]
+
+
+@pytest.fixture(scope="module")
+def short_runs(tmp_path_factory):
+    """``runs(nproc)``: the run directories, by batch size, of one torchrun job of ``nproc``
+    processes training every run of :data:`SHORT`; ``runs(1)`` those of one process."""
+    out, done = tmp_path_factory.mktemp("short"), {}
+    script, data = out / "train_many.py", out / "digits.npy"
+    script.write_text(TRAIN_MANY)
+    np.save(data, digits()["data"])
+
+    def runs(nproc: int) -> dict[int, Path]:
+        if nproc not in done:
+            dirs = {batch: out / f"{nproc}-{batch}" for batch in SHORT}
+            if nproc == 1:
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr("pyro_vae.training.callbacks.Figures.on_end", lambda self, state: None)
+                    for batch, run_dir in dirs.items():
+                        one_process(run_dir, *short_args(batch, data))
+            else:
+                words = [
+                    json.dumps([*SMALL, *short_args(batch, data), "--train.run_dir", str(run_dir)])
+                    for batch, run_dir in dirs.items()
+                ]
+                job = subprocess.Popen(
+                    [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                     f"--nproc-per-node={nproc}", str(script), *words],
+                    env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                )  # fmt: skip
+                code, _, err = finish(job)
+                assert code == 0, err[-3000:]
+            done[nproc] = dirs
+        return done[nproc]
+
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nproc", [2, 3])
+@pytest.mark.parametrize("batch", sorted(SHORT))
+def test_processes_with_empty_shares_train_the_one_process_model(short_runs, nproc, batch):
+    """A rank with no points of a minibatch still joins DDP's all-reduce, free bits' sum, the
+    loss's sum and the vote, adding nothing: the model is the one-process model."""
+    assert_same_run(short_runs(nproc)[batch], short_runs(1)[batch])
 
 
 # -- in this process: the pieces -------------------------------------------------------------

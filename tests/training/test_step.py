@@ -107,3 +107,20 @@ def test_check_programs_raises_pyros_shape_error():
 
     with pytest.raises(ValueError, match=r"Shape mismatch inside plate\('data'\) at site z"):
         check_programs(vae.model, bad_guide, objective, x)
+
+
+@pytest.mark.parametrize("objective", ["elbo", "elbo:free_bits=0.25", "iwae:k=3"])
+def test_an_empty_share_adds_a_zero_loss_on_every_parameter(objective):
+    """A process with no points of a global minibatch (fewer points than processes): its loss
+    is 0 and every parameter gets a zero gradient, so that DDP's all-reduce has its part."""
+    from pyro_vae.inference.objectives import parse_objective
+    from pyro_vae.training.step import Loss
+
+    vae, x, *_ = ppca("cpu")
+    loss = Loss(make_objective(**parse_objective(objective)[1]), *vae.programs(param_sites=False), [vae])
+    with stepping():
+        value = loss(x[:0], torch.arange(0), 7, **({"kl_weight": 1.0} if "free" in objective else {}))
+    value.backward()
+    assert value.item() == 0.0
+    grads = [p.grad for p in vae.parameters()]
+    assert grads and all(g is not None and not g.any() for g in grads)
