@@ -66,8 +66,8 @@ def sigmoid_schedule(steps: int, sharpness: float = 4.0) -> list[float]:
 class AISEstimate(MarginalLikelihood):
     """log p̂(x) per data point from C chains (``num_samples``), with diagnostics.
 
-    ``log_px`` is a stochastic lower bound (forward) or upper bound (reverse); ``ess`` and
-    ``mc_stderr`` are those of each point's C chain weights.
+    ``log_px`` is a stochastic lower bound (forward) or upper bound (reverse); ``ess``,
+    ``mc_stderr`` and ``pareto_k`` are those of each point's C chain weights.
     """
 
     #: mean HMC acceptance rate over all transitions and chains
@@ -193,13 +193,13 @@ def _anneal(path: _Path, z, sites, betas: list[float], hmc: _Transitions, rng) -
 
 
 def _point_estimates(log_w: torch.Tensor, reverse: bool):
-    """log p̂(x), ESS and Monte-Carlo standard error per point from the (C, B) log weights:
-    forward, E[w] = p(x); reverse (β from 1 to 0), E[w] = 1 / p(x)."""
+    """log p̂(x), ESS, Monte-Carlo standard error and Pareto k̂ per point from the (C, B) log
+    weights: forward, E[w] = p(x); reverse (β from 1 to 0), E[w] = 1 / p(x)."""
     chains, points = log_w.shape
     stats = WeightStats(points, chains, device=log_w.device, dtype=log_w.dtype)
     stats.add(log_w, 0)
-    lme, ess, stderr = stats.finish()
-    return -lme if reverse else lme, ess, stderr
+    lme, ess, stderr, k = stats.finish()
+    return -lme if reverse else lme, ess, stderr, k
 
 
 @register_estimator("ais")
@@ -260,9 +260,11 @@ def ais(
         batches.append(_point_estimates(log_w, reverse=reverse_from is not None))
         if progress is not None:
             progress(len(xb))
-    log_px, ess, stderr = (torch.cat(parts) for parts in zip(*batches, strict=True))
+    log_px, ess, stderr, k = (torch.cat(parts) for parts in zip(*batches, strict=True))
     acceptance = float(hmc.accepted / max(hmc.moves, 1))
-    return AISEstimate(log_px, ess, stderr, num_samples=chains, acceptance=acceptance, steps=steps)
+    return AISEstimate(
+        log_px, ess, stderr, num_samples=chains, pareto_k=k, acceptance=acceptance, steps=steps
+    )
 
 
 @torch.no_grad()

@@ -38,6 +38,7 @@ from pyro_vae.core.distributed import world
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import check_value, describe, plain, show
 from pyro_vae.core.registry import ESTIMATORS
+from pyro_vae.inference.estimators.pareto import UNTRUSTED_K
 from pyro_vae.inference.sites import not_defined, point_mass_sites
 
 register_estimator = ESTIMATORS.register
@@ -52,9 +53,13 @@ class MarginalLikelihood:
     #: effective sample size of each data point's K weights, (Σ w)² / Σ w², shape (N,)
     ess: torch.Tensor
     #: Monte-Carlo standard error of each log p̂(x_n) (:mod:`pyro_vae.inference.estimators.weights`);
-    #: NaN where the weights are too degenerate for any error to be trusted, shape (N,)
+    #: NaN where it is not reported: the point is untrusted (:meth:`why_untrusted`), or K = 1
+    #: gives no error at all (:attr:`no_error`), shape (N,)
     mc_stderr: torch.Tensor
     num_samples: int
+    #: Pareto k̂ of each point's weights (:mod:`pyro_vae.inference.estimators.pareto`), NaN where
+    #: there are too few weights for a fit; None for an estimator that does not fit one, (N,)
+    pareto_k: torch.Tensor | None = None
 
     @property
     def mean(self) -> float:
@@ -64,7 +69,7 @@ class MarginalLikelihood:
     @property
     def stderr(self) -> float:
         """Standard error of :attr:`mean` over data points (the points' spread, Monte-Carlo
-        noise included)."""
+        noise included); NaN for one point, which has no spread."""
         n = self.log_px.numel()
         return (self.log_px.std() / math.sqrt(n)).item() if n > 1 else float("nan")
 
@@ -72,13 +77,34 @@ class MarginalLikelihood:
     def mc_stderr_of_mean(self) -> float:
         """The Monte-Carlo standard error of :attr:`mean`, √(Σ_n mc_stderr_n²) / N: how much the
         mean would move with another seed on the same points. Untrusted points (NaN) are left
-        out of the sum; :attr:`trusted` says which they are."""
+        out of the sum, :attr:`trusted` says which they are; NaN where no point has an error."""
+        if not self.trusted.any():
+            return float("nan")
         return (self.mc_stderr.square().nansum().sqrt() / self.mc_stderr.numel()).item()
 
     @property
     def trusted(self) -> torch.Tensor:
-        """Points whose Monte-Carlo error could be estimated, (N,) bool."""
+        """Points whose Monte-Carlo error is reported, (N,) bool."""
         return torch.isfinite(self.mc_stderr)
+
+    @property
+    def no_error(self) -> str | None:
+        """Why no point has an error at all, where that is so by design (K = 1), else None."""
+        if self.num_samples < 2:
+            return f"{self.num_samples} sample per point has no spread to estimate an error from"
+        return None
+
+    def why_untrusted(self) -> dict[int, str]:
+        """Each untrusted point's index and why its error is not reported (none with K = 1)."""
+        if self.no_error is not None:
+            return {}
+        k = (self.pareto_k if self.pareto_k is not None else torch.full_like(self.log_px, math.nan)).tolist()
+        return {
+            n: f"its weights' tail is too heavy: k̂ = {k[n]:.2f} > {UNTRUSTED_K}"
+            if k[n] > UNTRUSTED_K
+            else "its weights underflow: no error can be computed from them"
+            for n in (~self.trusted).nonzero().flatten().tolist()
+        }
 
 
 def require_density(guide, x: torch.Tensor, estimator: str) -> None:

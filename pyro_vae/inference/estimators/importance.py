@@ -51,8 +51,8 @@ def importance_sampling(
     index, sample index) (:mod:`pyro_vae.inference.noise`), so chunk and batch sizes change
     memory, not the estimate; ``seed`` defaults to a draw from torch's global generator
     (``pyro.set_rng_seed`` fixes it), and ``first_point`` is the index of ``x[0]`` among the
-    points measured (a process's share). The error of each point's estimate is
-    :class:`~pyro_vae.inference.estimators.weights.WeightStats`'.
+    points measured (a process's share). The error of each point's estimate and its weights'
+    Pareto k̂ are :class:`~pyro_vae.inference.estimators.weights.WeightStats`'.
     """
     device = device or x.device
     require_density(guide, x[:1].to(device), "is")  # the proposal is q: a point mass has no density
@@ -72,8 +72,10 @@ def importance_sampling(
             parts.append(stats.finish())
             if progress is not None:
                 progress(len(xb))
-    log_px, ess, mc_stderr = (torch.cat(t) for t in zip(*parts, strict=True))
-    return MarginalLikelihood(log_px=log_px, ess=ess, mc_stderr=mc_stderr, num_samples=samples)
+    log_px, ess, mc_stderr, k_hat = (torch.cat(t) for t in zip(*parts, strict=True))
+    return MarginalLikelihood(
+        log_px=log_px, ess=ess, mc_stderr=mc_stderr, num_samples=samples, pareto_k=k_hat
+    )
 
 
 def log_marginal_likelihood(

@@ -27,6 +27,25 @@ def test_the_summaries_of_an_estimate(f64):
     assert math.isnan(one.stderr)  # no spread from a single point
 
 
+def test_untrusted_points_are_named_with_their_reason(f64):
+    mc = torch.tensor([0.3, math.nan, 0.4, math.nan])
+    k = torch.tensor([0.2, 0.93, 0.71, math.nan])  # the third's error was reported: trusted
+    result = MarginalLikelihood(torch.zeros(4), torch.ones(4), mc, num_samples=100, pareto_k=k)
+    assert result.why_untrusted() == {
+        1: "its weights' tail is too heavy: k̂ = 0.93 > 0.7",
+        3: "its weights underflow: no error can be computed from them",
+    }
+    assert result.no_error is None
+
+
+def test_one_sample_per_point_has_no_error_rather_than_an_error_of_zero(f64):
+    nan = torch.full((3,), math.nan)
+    result = MarginalLikelihood(torch.zeros(3), torch.ones(3), nan, num_samples=1, pareto_k=nan)
+    assert result.no_error == "1 sample per point has no spread to estimate an error from"
+    assert result.why_untrusted() == {}  # not untrusted: there is nothing to trust
+    assert math.isnan(result.mc_stderr_of_mean)  # was 0.0: √(Σ over no point) / N
+
+
 def test_a_guide_without_a_density_is_refused_naming_the_estimator_and_the_site():
     def point_guide(x):
         with pyro.plate("data", len(x)):
