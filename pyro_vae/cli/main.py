@@ -115,6 +115,7 @@ def _evaluate(args) -> None:
     from pyro_vae.cli.estimator_flags import chosen_options
     from pyro_vae.core import distributed
     from pyro_vae.evaluation.evaluate import evaluate_run
+    from pyro_vae.evaluation.summary import summary
 
     options = chosen_options(args)  # refused in the words of the flags
     quiet = args.quiet or not distributed.writes() or not sys.stderr.isatty()
@@ -134,18 +135,7 @@ def _evaluate(args) -> None:
         )
     if not distributed.world().main:
         return
-    untrusted = (
-        f"; MC error unknown for {r['untrusted_points']} points (its weights underflow)"
-        if r["untrusted_points"]
-        else ""
-    )
-    mc = "n/a" if r["log_px_mc_stderr"] is None else f"{r['log_px_mc_stderr']:.2f}"
-    print(
-        f"log p(x) = {r['log_px']:.2f} ± {r['log_px_stderr']:.2f} nats per point ({r['method']}; "
-        f"{r['points']} {r['split']} points; Monte-Carlo error of the mean {mc}{untrusted}; "
-        f"ELBO {r['elbo']:.2f} ± {r['elbo_stderr']:.2f}; "
-        f"ESS mean {r['ess_mean']:.1f}, min {r['ess_min']:.1f}; {r['seconds']:.1f} s)"
-    )
+    print(summary(r))
     print(out)
 
 

@@ -13,10 +13,12 @@ single process writes, and rank 0 writes it.
 """
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pyro
+import torch
 
 from pyro_vae.core import distributed
 from pyro_vae.core.errors import NotDefined
@@ -33,6 +35,7 @@ from pyro_vae.evaluation.checks import (
 )
 from pyro_vae.evaluation.drawing import interpolate_run, sample_run
 from pyro_vae.inference.estimators.base import check_estimator
+from pyro_vae.inference.estimators.pareto import UNTRUSTED_K
 from pyro_vae.inference.measure import Measurement, measure
 from pyro_vae.training.resolve import resolve_device
 from pyro_vae.training.run import CHECKPOINT, Run
@@ -118,13 +121,30 @@ def _record(m: Measurement, estimator: str, options: dict, about: dict) -> dict:
             reason=m.log_px_absent,
         )
     assert m.marginal is not None  # an estimator was given
+    ml = m.marginal
     return {
         **about,
-        "method": describe_estimate(estimator, options, m.marginal),
-        "num_samples": m.marginal.num_samples,
+        "method": describe_estimate(estimator, options, ml),
+        "num_samples": ml.num_samples,
         **m.to_dict(),
-        "log_px_per_point": m.marginal.log_px.tolist(),
-        "mc_stderr_per_point": m.marginal.mc_stderr.tolist(),
+        "mc_error_unavailable": ml.no_error,
+        **_tail(ml),
+        "untrusted": [{"point": n, "why": why} for n, why in ml.why_untrusted().items()],
+        "log_px_per_point": ml.log_px.tolist(),
+        "mc_stderr_per_point": ml.mc_stderr.tolist(),
+    }
+
+
+def _tail(ml) -> dict:
+    """The weights' Pareto k̂: largest, how many points lie above 0.7, every point's (None where
+    the estimator fits none; a point's None where there were too few weights to fit)."""
+    k = ml.pareto_k
+    if k is None or not torch.isfinite(k).any():
+        return {"pareto_k_max": None, "heavy_tail_points": None, "pareto_k_per_point": None}
+    return {
+        "pareto_k_max": k.nan_to_num(-math.inf).max().item(),
+        "heavy_tail_points": int((k > UNTRUSTED_K).sum()),
+        "pareto_k_per_point": k.tolist(),
     }
 
 

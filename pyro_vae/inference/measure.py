@@ -32,6 +32,7 @@ points (named ``"data"`` by default); see :mod:`pyro_vae.inference.traces`.
 """
 
 import contextlib
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -146,7 +147,8 @@ class Measurement:
     log_px_absent: str | None = None
     ess_mean: float | None = None
     ess_min: float | None = None
-    #: points whose weights were too degenerate for a Monte-Carlo error (it is then NaN)
+    #: points whose Monte-Carlo error is not reported (NaN): their weights' tail is too heavy
+    #: (Pareto k̂ > 0.7) or they underflow; None where no point has one (one sample per point)
     untrusted_points: int | None = None
     active_units: int | None = None
     #: seconds the log p(x) estimate took
@@ -191,8 +193,9 @@ def measure(
     if parts["elbo"] is None:
         result = Measurement(n, None, None, parts["recon"].mean().item(), None, kl_estimator=None)
     else:
+        spread = parts["elbo"].std() / n**0.5 if n > 1 else parts["elbo"][0] * math.nan  # one point: none
         elbo, elbo_stderr, recon, kl = torch.stack(
-            [parts["elbo"].mean(), parts["elbo"].std() / n**0.5, parts["recon"].mean(), parts["kl"].mean()]
+            [parts["elbo"].mean(), spread, parts["recon"].mean(), parts["kl"].mean()]
         ).tolist()  # one host read
         result = Measurement(n, elbo, elbo_stderr, recon, kl, kl_estimator=parts["kl_estimator"])
     if estimator is not None:
@@ -222,12 +225,12 @@ def measure(
             ml.mc_stderr_of_mean,
         )
         result.ess_mean, result.ess_min = ess.mean().item(), ess.min().item()
-        result.untrusted_points = int((~ml.trusted).sum())
+        result.untrusted_points = None if ml.no_error else int((~ml.trusted).sum())
         result.seconds = time.perf_counter() - start
     return _with_active_units(result, encode, x, device)
 
 
 def _with_active_units(result: Measurement, encode, x: torch.Tensor, device) -> Measurement:
-    if encode is not None:
+    if encode is not None and len(x) > 1:  # one point has no covariance across points
         result.active_units = active_units(encode, x.to(device))
     return result

@@ -202,7 +202,9 @@ def test_a_user_registered_estimator_runs_from_the_command_line(linear_run, caps
     assert main(["evaluate", str(run_dir), *argv]) == 0  # the run's own plugins name it
     result = json.loads((run_dir / "evaluation-prior_is-valid.json").read_text())
     exact = closed_form(run_dir)
-    assert result["untrusted_points"] == 0 and result["log_px_mc_stderr"] < 0.05
+    # the prior is a poor proposal for the points far from the data's centre: Pareto k̂ names them
+    assert result["untrusted_points"] < 4 and result["log_px_mc_stderr"] < 0.05
+    assert all(u["why"].startswith("its weights' tail is too heavy: k̂ = ") for u in result["untrusted"])
     assert abs(result["log_px"] - exact) < 4 * result["log_px_mc_stderr"], (result["log_px"], exact)
     # and by name from --plugins, for a run that does not know it: the same numbers
     assert (
