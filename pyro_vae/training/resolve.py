@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from pyro_vae.config.run_config import Config
-from pyro_vae.config.sections import ModelConfig, same_images
+from pyro_vae.config.sections import _DEVICE, ModelConfig, same_images
 from pyro_vae.core import distributed
 from pyro_vae.core.distributed import World
 from pyro_vae.core.errors import ConfigError
@@ -59,13 +59,13 @@ def resolve_run(
 
 
 def resolve_device(name: str, key: str = "train.device") -> torch.device:
-    """``"auto"`` is CUDA when present, else the CPU; asking for absent CUDA is an error."""
+    """``"auto"`` is CUDA when present, else the CPU; asking for absent CUDA is an error, and so is
+    any other device (``mps``, ``meta``, ``cpu:1`` ...): pyro-vae runs on the CPU and CUDA."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f'{key} = "{name}" is not allowed: expected "cpu", "cuda" or "cuda:N"') from None
+    if not isinstance(name, str) or not _DEVICE.match(name):
+        raise ConfigError(f'{key} = {show(name)} is not allowed: expected "auto", "cpu", "cuda" or "cuda:N"')
+    device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f'{key} = "{name}" but this machine has no CUDA device; use "cpu" or "auto"')
