@@ -2,8 +2,9 @@
 writes: log p(x) with its errors, the weights' diagnostics, and only the errors that exist.
 
 * The error across points (± after log p(x) and the ELBO) needs two points or more.
-* The Monte-Carlo error of the mean needs two samples per point or more; it is the error of
-  the trusted points' estimates, and the points left out are counted with the reason
+* The Monte-Carlo error of the mean needs two samples per point or more; it sums the trusted
+  points' errors (a lower bound where some are unknown), and the points left out are counted
+  with the reason
   (:meth:`~pyro_vae.inference.estimators.base.MarginalLikelihood.why_untrusted`).
 * Pareto k̂ (:mod:`pyro_vae.inference.estimators.pareto`): its largest value and the share
   of points above 0.7, where the estimator fits one.
@@ -37,12 +38,14 @@ def monte_carlo_words(r: dict) -> str:
     left_out = r.get("untrusted") or []
     if not _number(r["log_px_mc_stderr"]):
         return f"Monte-Carlo error unknown: no point's error can be trusted ({_reasons(left_out)})"
-    words = f"Monte-Carlo error of the mean {r['log_px_mc_stderr']:.2f}"
-    if left_out:
-        trusted = r["points"] - len(left_out)
-        plural = "s" if trusted != 1 else ""
-        words += f" on {trusted} point{plural}; {len(left_out)} left out ({_reasons(left_out)})"
-    return words
+    if not left_out:
+        return f"Monte-Carlo error of the mean {r['log_px_mc_stderr']:.2f}"
+    trusted = r["points"] - len(left_out)
+    whose = "points'" if trusted != 1 else "point's"
+    return (
+        f"Monte-Carlo error of the mean at least {r['log_px_mc_stderr']:.2f}, from {trusted} {whose} "
+        f"errors; {len(left_out)} unknown ({_reasons(left_out)})"
+    )
 
 
 def pareto_words(r: dict) -> str:

@@ -38,8 +38,8 @@ def test_k_hat_is_recorded_and_heavy_tails_are_named(run_dir, tmp_path, capsys):
     assert r["untrusted_points"] == len(heavy) and "underflow" not in line
     assert f"Pareto k̂ max {max(k):.2f}, {len(heavy) / 40:.0%} of points above 0.7" in line
     assert (
-        f"on {40 - len(heavy)} points; {len(heavy)} left out ({len(heavy)} whose weights' tail is too heavy"
-        in line
+        f"Monte-Carlo error of the mean at least {r['log_px_mc_stderr']:.2f}, from {40 - len(heavy)} points' "
+        f"errors; {len(heavy)} unknown ({len(heavy)} whose weights' tail is too heavy" in line
     )
 
 
