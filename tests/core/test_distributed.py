@@ -7,16 +7,10 @@ sum order is the only difference), metrics rows agree alike, and evaluation is p
 same.
 """
 
-import contextlib
 import json
 import os
-import queue
-import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,16 +26,10 @@ from pyro_vae.training.checkpoint import load_checkpoint
 from pyro_vae.training.step import Loss, check_synchronised, declared_params, owners
 from tests import one_factor
 from tests.ppca import ppca
+from tests.torchrun_jobs import HOOK, ROOT, SMALL, TIMEOUT, finish, free_port, our_lines, run_job, torchrun
 
 pytestmark = pytest.mark.slow
 
-HOOK = Path(__file__).resolve().parents[1] / "stop_after.py"
-ROOT = Path(__file__).resolve().parents[2]
-SMALL = [
-    "--model.encoder.hidden", "[32]", "--model.decoder.hidden", "[32]", "--train.device", "cpu",
-    "--model.latent_dim", "4",
-    "--train.compile", "false",  # not chosen by timing: the same path in every run compared
-]  # fmt: skip
 # KL warm-up over the first 2 epochs and free bits of 0.25 nats per dimension, for each objective
 OBJECTIVES = [
     "elbo:kl_warmup=2,free_bits=0.25",
@@ -50,54 +38,6 @@ OBJECTIVES = [
 ]
 EPOCHS = 3
 TIMED = {"seconds", "items_per_second"}
-TIMEOUT = 240
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def torchrun(
-    args: list[str],
-    *,
-    nproc: int = 2,
-    env: dict | None = None,
-    launcher: list[str] | None = None,
-    session: bool = False,
-):
-    """A job of ``nproc`` processes running the pyro-vae command line (with the test hooks); with
-    ``session``, in a process group of its own."""
-    launcher = launcher or ["--standalone", f"--nproc-per-node={nproc}"]
-    return subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", *launcher, str(HOOK), *args, "--quiet"],
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=session,
-    )
-
-
-def finish(job: subprocess.Popen, timeout: float = TIMEOUT) -> tuple[int, str, str]:
-    try:
-        out, err = job.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        job.kill()
-        out, err = job.communicate()
-        pytest.fail(f"the job did not end within {timeout} s:\n{err[-3000:]}")
-    return job.returncode, out, err
-
-
-def run_job(args, **kwargs) -> str:
-    code, out, err = finish(torchrun(args, **kwargs))
-    assert code == 0, err[-3000:]
-    return out
-
-
-def our_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.startswith("pyro-vae:")]
 
 
 def assert_same_run(a: Path, b: Path, rtol: float = 1e-5) -> None:
@@ -219,112 +159,6 @@ def test_resume_two_processes_on_one_and_one_on_two(tmp_path):
     assert hooked.returncode == 143, hooked.stderr[-2000:]
     run_job(["train", "--resume", str(again)])
     assert_same_run(again, reference)
-
-
-@pytest.mark.slow
-def test_a_killed_process_stops_the_job_with_one_line(tmp_path):
-    env = {"STOP_AFTER": "5", "STOP_SIGNAL": "SIGKILL", "STOP_RANK": "1"}
-    start = time.monotonic()
-    code, _, err = finish(
-        torchrun(["train", *SMALL, "--train.epochs", "50", "--train.run_dir", str(tmp_path / "r")], env=env),
-        timeout=90,
-    )
-    assert code != 0 and time.monotonic() - start < 90
-    lines = our_lines(err)
-    assert len(lines) == 1 and "process 1 of 2 stopped" in lines[0], err[-3000:]
-
-
-@pytest.mark.slow
-def test_an_error_in_one_process_stops_the_job_with_its_line(tmp_path):
-    env = {"STOP_AFTER": "5", "STOP_SIGNAL": "ERROR", "STOP_RANK": "1"}
-    args = ["train", *SMALL, "--train.epochs", "50", "--train.run_dir", str(tmp_path / "r")]
-    code, _, err = finish(torchrun(args, env=env), timeout=90)
-    lines = our_lines(err)
-    assert code != 0 and len(lines) == 1, err[-3000:]
-    assert (
-        lines[0]
-        == "pyro-vae: error: process 1 of 2: cannot write 'somewhere': no space left on device (test, step 5)"
-    )
-
-
-#: a plugin that makes process 1's 4th loss fail with an error that is not pyro-vae's (a bug)
-BUG = """
-import os
-import pyro_vae.training.step as step
-
-if os.environ.get("RANK") == "1":
-    forward, calls = step.Loss.forward, []
-
-    def failing(self, x, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise ZeroDivisionError("size cannot be zero (test, step 4)")
-        return forward(self, x, *args, **kwargs)
-
-    step.Loss.forward = failing
-"""
-
-
-@pytest.mark.slow
-def test_a_bug_in_one_process_is_named_by_process_0(tmp_path):
-    plugin = tmp_path / "bug.py"
-    plugin.write_text(BUG)
-    args = ["train", *SMALL, "--train.epochs", "50", "--plugins", str(plugin)]
-    args += ["--train.run_dir", str(tmp_path / "r")]
-    code, _, err = finish(torchrun(args), timeout=120)
-    assert code != 0 and "[rank1]: ZeroDivisionError" in err, err[-3000:]  # its traceback
-    assert our_lines(err) == [
-        "pyro-vae: error: process 1 of 2 failed with ZeroDivisionError: size cannot be zero (test, "
-        "step 4) (its traceback is above); process 0 stops too"
-    ], err[-3000:]
-
-
-@pytest.mark.slow
-def test_a_hung_process_is_named_after_the_timeout(tmp_path):
-    """Process 1 stops for good after its 3rd step; process 0's next collective (DDP's all-reduce
-    in backward) gives up after PYRO_VAE_TIMEOUT and says so in one line. torchrun would wait 30 s
-    more for the stopped process: the job is ended once process 0 has."""
-    env = {"PYRO_VAE_TIMEOUT": "10", "STOP_AFTER": "3", "STOP_SIGNAL": "SIGSTOP", "STOP_RANK": "1"}
-    args = ["train", *SMALL, "--train.epochs", "50", "--train.run_dir", str(tmp_path / "r")]
-    job = torchrun(args, env=env, session=True)
-    try:
-        # torchrun says it stops the others once process 0 has ended
-        err = read_until(job, lambda line: "closing signal SIGTERM" in line, timeout=120)
-    finally:
-        for pid in [*children(job.pid), job.pid]:  # torchrun starts each process in a session of its own
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        job.communicate(timeout=60)
-    assert our_lines(err) == [
-        "pyro-vae: error: process 1 of 2 did not answer within 10 s (PYRO_VAE_TIMEOUT): stopped or "
-        "hung? process 0 stops too; find what stopped it, or raise PYRO_VAE_TIMEOUT if a process "
-        "may rightly work alone that long"
-    ], err[-3000:]
-    assert "Traceback" not in err, err[-3000:]
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid``."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-    return found
-
-
-def read_until(job: subprocess.Popen, done, timeout: float) -> str:
-    """The job's stderr up to the first line for which ``done`` holds."""
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in job.stderr], daemon=True).start()
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while not (seen and done(seen[-1])):
-        try:
-            seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
-        except queue.Empty:
-            pytest.fail(f"no such line within {timeout} s:\n{''.join(seen)[-3000:]}")
-    return "".join(seen)
 
 
 @pytest.mark.slow
