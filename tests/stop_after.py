@@ -21,6 +21,7 @@ import sys
 import pyro_vae.core.files
 import pyro_vae.training.checkpoint
 import pyro_vae.training.compiled
+import pyro_vae.training.paths
 from pyro_vae.cli.main import main
 from pyro_vae.core.errors import RunDirError
 
@@ -47,9 +48,9 @@ if "STOP_AFTER" in os.environ and os.environ.get("STOP_RANK", rank) == rank:
     pyro_vae.training.compiled.CompiledStep.__call__ = counting_step
 
 if os.environ.get("AUTO_PATH") == "compiled":
-    pyro_vae.training.compiled.AUTO_SECONDS = 0.0
+    pyro_vae.training.paths.AUTO_SECONDS = 0.0
 elif os.environ.get("AUTO_PATH") == "replayed":
-    pyro_vae.training.compiled.AUTO_SECONDS, pyro_vae.training.compiled.REPLAY_SECONDS = float("inf"), 0.0
+    pyro_vae.training.paths.AUTO_SECONDS, pyro_vae.training.paths.REPLAY_SECONDS = float("inf"), 0.0
 
 if "KILL_IN_SAVE" in os.environ:
     kill_in_save = int(os.environ["KILL_IN_SAVE"])

@@ -20,27 +20,17 @@ KL warm-up). The graph runs one of two ways:
 Nothing is computed differently without a word: tracing sees no data, so a branch on a
 tensor's value fails the capture instead of being baked in; the first run of a graph is
 checked against the eager step on the same minibatch and noise; and a graph is made for one
-(shape, dtype, device) of the minibatch and one set of parameters and used only for those:
-another shape runs eager until it comes twice in a row (an epoch's last, partial batch stays
-eager), then gets its own.
+(shape, dtype, device) of the minibatch and one set of parameters and used only for those.
+Only a full minibatch runs a graph: an epoch's short last one runs eager, whatever came before
+it, so which steps run eager is a function of the step number (a resumed run takes the
+uninterrupted run's path).
 
-``train.compile = "auto"`` decides once, before the first step, from what the config fixes
-and never from a clock (:func:`plan`): the eager seconds the run's steps would take by a cost
-model of the step (:func:`eager_seconds`: Pyro's Python per step, and the matrix products of
-the parameters over the minibatch), compiled when that is :data:`~pyro_vae.inference.graphs.AUTO_SECONDS`
-or more, replayed when it is :data:`REPLAY_SECONDS` or more, eager below. So the same config
-takes the same path on a quiet machine and a busy one. The run records the path in its
-checkpoints and keeps it when resumed or extended: a run continued from its checkpoint
-computes what the run that was never stopped computes, bit for bit. Eager and replayed steps
-are the same computation (the metrics rows call both "eager"), so only compiling is kept or
-refused: a resumed compiled run stays compiled, an uncompiled one is never compiled, and
-extending a run equals running it longer unless the longer run would have compiled and the
-shorter did not. Where the step cannot be captured
-it trains eager, saying why in one line. ``true`` compiles or fails with the reason;
-``false`` runs Pyro's program every step. Only a full minibatch runs a graph: an epoch's last,
-partial one runs eager, whatever came before it. With several processes the graph's
-gradients are summed by one all-reduce of one flat buffer, as DistributedDataParallel's hook
-sums them in the eager step, and the processes agree on every
+``train.compile = "auto"`` decides the path once, before the first step, from what the config
+fixes and never from a clock (:mod:`pyro_vae.training.paths`), and a resumed run keeps it.
+Where the step cannot be captured it trains eager, saying why in one line. ``true`` compiles
+or fails with the reason; ``false`` runs Pyro's program every step. With several processes
+the graph's gradients are summed by one all-reduce of one flat buffer, as
+DistributedDataParallel's hook sums them in the eager step, and the processes agree on every
 choice before any of them acts on it.
 """
 
@@ -49,62 +39,21 @@ from collections.abc import Callable
 
 import torch
 
-from pyro_vae.inference.graphs import AUTO_SECONDS, Uncompilable
+from pyro_vae.inference.graphs import Uncompilable
 from pyro_vae.training.capture import Program
 from pyro_vae.training.step import TrainStep
 from pyro_vae.training.update import update
 
-#: ``auto`` replays the captured step when the eager steps would take this many seconds
-REPLAY_SECONDS = 10.0
 #: graphs kept for different minibatch shapes; past these, new shapes run eager
 MAX_PROGRAMS = 4
-#: the cost model's eager seconds per step outside the matrix products (Pyro's handlers, the
-#: small kernels), and its rate of floating-point operations in them, by device type: measured
-#: on the digits and MNIST steps of ``benchmarks/step_overhead.py`` (2 vCPUs; 4.9 and 6.6 ms)
-STEP_OVERHEAD = {"cpu": 4e-3, "cuda": 5e-3}
-FLOP_RATE = {"cpu": 1e11, "cuda": 1e13}
-
-
-def eager_seconds(params: int, points: int, steps: int, device_type: str) -> float:
-    """The cost model of ``auto``: the eager seconds of ``steps`` steps of a model with ``params``
-    parameters on minibatches of ``points`` points,
-
-        steps · (c + 6 · params · points / r),
-
-    each parameter taking part in about one multiply-add per point forward and two backward
-    (6 operations), c and r being :data:`STEP_OVERHEAD` and :data:`FLOP_RATE` for the device.
-    A figure of the config, not of the machine's present speed."""
-    kind = device_type if device_type in STEP_OVERHEAD else "cpu"
-    return steps * (STEP_OVERHEAD[kind] + 6.0 * params * points / FLOP_RATE[kind])
-
-
-def plan(mode: bool | str, seconds: float, recorded: str | None = None) -> tuple[str | None, str | None]:
-    """The path a run's step takes, as ``(target, reason)``: ``target`` "compiled", "replayed" or
-    None (eager, for ``reason``). ``seconds`` is :func:`eager_seconds` of the run's steps (capped
-    by its time budget); ``recorded`` the path a resumed run took: ``auto`` keeps a compiled run
-    compiled and never compiles one that was not (compiled steps round differently from eager
-    and replayed ones, which compute the same bits, so either of those serves)."""
-    if mode is False:
-        return None, "is not compiled (train.compile = false)"
-    if mode is True:
-        return "compiled", None
-    if recorded == "compiled":
-        return "compiled", None
-    if recorded is None and seconds >= AUTO_SECONDS:
-        return "compiled", None
-    if seconds >= REPLAY_SECONDS:
-        return "replayed", None
-    return None, (
-        f"would take about {seconds:.0f} s eager by the config's estimate, under the "
-        f"{REPLAY_SECONDS:.0f} s that repay capturing it (train.compile = true compiles anyway)"
-    )
 
 
 class CompiledStep:
     """A :class:`~pyro_vae.training.step.TrainStep` that runs its graph where it can; the same call.
 
     :param mode: ``"auto"``, ``True`` or ``False`` (``train.compile``).
-    :param target, reason: ``auto``'s decision (:func:`plan`); by default a graph is replayed.
+    :param target, reason: ``auto``'s decision (:func:`pyro_vae.training.paths.plan`); by default a
+        graph is replayed.
     :param batches: minibatches per epoch, and ``partial`` whether the last of them is short:
         that one runs eager (None: every minibatch is full).
     :param say: prints a line (of rank 0; None: silent).

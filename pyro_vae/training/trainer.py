@@ -12,7 +12,6 @@ parameters and metrics are bitwise those of the run that was never interrupted.
 """
 
 import contextlib
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -27,15 +26,15 @@ from pyro_vae.core.distributed import World
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import show
 from pyro_vae.data.datasets import Data
-from pyro_vae.inference.graphs import AUTO_SECONDS
 from pyro_vae.inference.noise import step_seed
 from pyro_vae.training import callbacks as cb
 from pyro_vae.training.binarize import dynamic_binarization
 from pyro_vae.training.build import Built, build
 from pyro_vae.training.checkpoint import save_checkpoint, set_rng_state
-from pyro_vae.training.compiled import CompiledStep, eager_seconds, plan
+from pyro_vae.training.compiled import CompiledStep
 from pyro_vae.training.loggers import open_loggers
 from pyro_vae.training.loop import Diverged, TrainState, fit
+from pyro_vae.training.paths import decide
 from pyro_vae.training.resolve import Resolved, resolve_run
 from pyro_vae.training.resume import restore, resumed_history
 from pyro_vae.training.run import BEST, CHECKPOINT, CONFIG, METRICS, Run, claim_run_dir, write_metrics
@@ -116,50 +115,10 @@ def _open_run_dir(run: Resolved, built: Built, hold: contextlib.ExitStack, *, ov
 
 
 def _compiled_step(run: Resolved, built: Built, history: list[dict], quiet: bool) -> CompiledStep:
-    """The step the loop calls: eager, replayed or compiled as ``train.compile`` says, ``auto``
-    deciding from the config alone (:func:`~pyro_vae.training.compiled.plan`): the same path on
-    every machine and on every process, and a resumed run's recorded one."""
-    tc, world, n = run.config.train, run.world, len(built.data.train)
-    batches = math.ceil(n / tc.batch_size)
-    params = sum(p.numel() for group in built.state.optimizer.param_groups for p in group["params"])
-    seconds = eager_seconds(
-        params, math.ceil(tc.batch_size / world.size), tc.epochs * batches, run.device.type
-    )
-    if tc.max_seconds is not None:
-        seconds = min(seconds, tc.max_seconds)
-    recorded = None
-    if run.checkpoint is not None:  # a checkpoint from before runs recorded it: the last row's path
-        recorded = run.checkpoint.get(
-            "step_path", (history[-1].get("step_path") if history else None) or "eager"
-        )
-    target, reason = plan(tc.compile, seconds, recorded)
+    """The step the loop calls: eager, replayed or compiled, as
+    :func:`~pyro_vae.training.paths.decide` says."""
     say = None if quiet else (lambda line: print(f"pyro-vae: {line}", file=sys.stderr))
-    if (
-        say is not None
-        and tc.compile == "auto"
-        and recorded in ("eager", "replayed")
-        and seconds >= AUTO_SECONDS
-    ):
-        say(
-            "the training step stays uncompiled, as this run began (a run this long from the start "
-            "would compile it, with other float rounding)"
-        )
-    if tc.batch_size < world.size:  # some process holds no point of any minibatch
-        target, reason = None, f"leaves some of the {world.size} processes no point of a minibatch"
-    elif n < tc.batch_size:
-        target, reason = (
-            None,
-            f"has no full minibatch ({n} training points, train.batch_size = {tc.batch_size})",
-        )
-    return CompiledStep(
-        built.eager,
-        tc.compile,
-        target=target,
-        reason=reason,
-        batches=batches,
-        partial=n % tc.batch_size != 0,
-        say=say,
-    )
+    return CompiledStep(built.eager, run.config.train.compile, **decide(run, built, history, say), say=say)
 
 
 def _result_and_callbacks(

@@ -7,7 +7,6 @@ capturing can get wrong. A few programs are also compiled by Inductor, and the p
 ``torch.compile`` replaced by the captured graph itself, which is quick.
 """
 
-import dataclasses
 import os
 from types import SimpleNamespace
 
@@ -20,7 +19,7 @@ from torch import nn
 import pyro_vae
 from pyro_vae import VAE, Config, make_objective
 from pyro_vae.inference.noise import step_seed
-from pyro_vae.training import capture, compiled
+from pyro_vae.training import capture
 from pyro_vae.training.capture import Program, Uncompilable
 from pyro_vae.training.compiled import CompiledStep
 from pyro_vae.training.step import TrainStep, stepping
@@ -272,41 +271,6 @@ def test_a_partial_minibatch_runs_eager_whatever_came_before_it(no_compiler):
     made.clear()
     run(range(4))  # no epoch given: every shape is full, and gets its own graph
     assert made == [(20, 6), (7, 6)]
-
-
-@pytest.mark.parametrize(
-    "seconds,recorded,target",
-    [
-        (compiled.AUTO_SECONDS, None, "compiled"),
-        (compiled.AUTO_SECONDS - 1, None, "replayed"),
-        (compiled.REPLAY_SECONDS, None, "replayed"),
-        (compiled.REPLAY_SECONDS - 1, None, None),
-        (0.0, "compiled", "compiled"),  # a resumed compiled run stays compiled
-        (1e9, "replayed", "replayed"),  # an uncompiled one is never compiled
-        (1e9, "eager", "replayed"),  # eager and replayed compute the same bits
-        (1.0, "replayed", None),
-    ],
-)
-def test_auto_decides_from_the_configs_estimate_and_the_recorded_path(seconds, recorded, target):
-    assert compiled.plan("auto", seconds, recorded)[0] == target
-    assert compiled.plan(True, seconds, recorded) == ("compiled", None)
-    assert compiled.plan(False, seconds, recorded)[0] is None
-    if target is None:
-        reason = compiled.plan("auto", seconds, recorded)[1]
-        assert f"would take about {seconds:.0f} s eager by the config's estimate" in reason
-
-
-def test_the_cost_model_replays_the_default_run_and_compiles_a_long_mnist_run():
-    """The default run (digits, 300 epochs of 17 steps, batch 100) replays; examples/
-    binarized_mnist.toml's MLP (670424 parameters) compiles over 50 epochs of 500 steps and
-    runs one epoch eager."""
-    params = sum(p.numel() for p in VAE(dataclasses.replace(Config().model, data_dim=64)).parameters())
-    digits = compiled.eager_seconds(params, 100, 300 * 17, "cpu")
-    assert digits == pytest.approx(300 * 17 * (4e-3 + 6 * params * 100 / 1e11))
-    assert compiled.plan("auto", digits)[0] == "replayed"
-    mnist = lambda epochs: compiled.eager_seconds(670424, 100, epochs * 500, "cpu")  # noqa: E731
-    assert compiled.plan("auto", mnist(50))[0] == "compiled"
-    assert compiled.plan("auto", mnist(1))[0] is None
 
 
 def test_a_replayed_step_is_the_eager_step_bit_for_bit(no_compiler):

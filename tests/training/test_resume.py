@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from pyro_vae.cli.main import main
-from pyro_vae.training import compiled
+from pyro_vae.training import paths
 from pyro_vae.training.checkpoint import load_checkpoint
 from pyro_vae.training.run import CHECKPOINT, METRICS
 
@@ -188,8 +188,8 @@ def test_with_default_settings_a_resumed_or_extended_run_is_the_uninterrupted_on
     auto = TINY[: TINY.index("--train.compile")]
 
     def decide(target):  # auto's thresholds, moved so that it decides ``target`` for these runs
-        monkeypatch.setattr(compiled, "AUTO_SECONDS", 0.0 if target == "compiled" else float("inf"))
-        monkeypatch.setattr(compiled, "REPLAY_SECONDS", 0.0 if target == "replayed" else float("inf"))
+        monkeypatch.setattr(paths, "AUTO_SECONDS", 0.0 if target == "compiled" else float("inf"))
+        monkeypatch.setattr(paths, "REPLAY_SECONDS", 0.0 if target == "replayed" else float("inf"))
 
     decide(path)
     reference, stopped, extended = tmp_path / "reference", tmp_path / "stopped", tmp_path / "extended"

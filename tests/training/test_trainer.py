@@ -153,11 +153,11 @@ def test_a_run_diverging_in_its_first_epoch_leaves_nothing_that_blocks_the_same_
     problem, on the replayed path too), the run directory it made is gone, and the same
     command with a sound objective trains in it; no run leaves its .lock behind."""
     from pyro_vae.cli.main import main
-    from pyro_vae.training import compiled
+    from pyro_vae.training import paths
 
     if path == "replayed":  # as auto decides for a longer run
-        monkeypatch.setattr(compiled, "AUTO_SECONDS", float("inf"))
-        monkeypatch.setattr(compiled, "REPLAY_SECONDS", 0.0)
+        monkeypatch.setattr(paths, "AUTO_SECONDS", float("inf"))
+        monkeypatch.setattr(paths, "REPLAY_SECONDS", 0.0)
     run_dir = tmp_path / "run"
     args = ["train", "--train.epochs", "1", "--train.run_dir", str(run_dir), "--train.device", "cpu"]
     args += ["--model.encoder.hidden", "[8]", "--model.decoder.hidden", "[8]"]
