@@ -4,10 +4,11 @@
         --train.epochs 4 --train.device cpu --objective.kind iwae --objective.particles 5
 
 runs ``pyro-vae train ARGS`` twice in fresh run directories: once to the end, and once
-interrupted by SIGINT ``--after`` seconds after it started (wherever it is then: within an
-epoch, between epochs or while measuring), then ``pyro-vae train --resume`` to the end. It
-prints the interrupted run's checkpoint position and whether the two final checkpoints
-(parameters, optimizer and schedule state, epoch/step/position, RNG state) and metrics rows
+interrupted by SIGINT ``--after`` seconds after it began training (its first metrics row;
+wherever it is then: within an epoch, between epochs or while measuring), then
+``pyro-vae train --resume`` to the end. It prints the interrupted run's checkpoint position
+and whether the two final checkpoints (parameters, optimizer and schedule state,
+epoch/step/position, RNG state) and metrics rows
 are equal bitwise, the seconds aside. Exit status 0 when they are, 1 when not.
 
 With ``--extend-from E`` the second run is not interrupted but trained for ``E`` epochs and
@@ -77,6 +78,8 @@ def main() -> int:
         process = subprocess.Popen(
             [*train, *epochs, "--train.run_dir", str(cut)], stderr=subprocess.PIPE, text=True
         )
+        while not (cut / "metrics.jsonl").exists() and process.poll() is None:
+            time.sleep(0.1)  # --after counts from the untrained model's row: training has begun
         time.sleep(args.after)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate()
