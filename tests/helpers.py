@@ -16,7 +16,7 @@ FIGURES = (
     "latent_grid.png",
     "interpolation.png",
 )
-ARTEFACTS = ("config.toml", "metrics.jsonl", "checkpoint.pt", "best.pt", ".lock", *FIGURES)
+ARTEFACTS = ("config.toml", "metrics.jsonl", "checkpoint.pt", "best.pt", *FIGURES)  # no .lock: it goes
 METRIC_KEYS = ("train_elbo", "valid_elbo", "train_recon", "train_kl", "valid_recon", "valid_kl", "seconds")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
