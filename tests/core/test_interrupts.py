@@ -42,17 +42,30 @@ def test_the_exit_status_is_128_plus_the_signal_number():
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_raising_stops_the_block_at_once_cleans_up_and_says_why(signum):
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    cleaned, reached = [], []
-    with pytest.raises(Interrupted) as e, raising("fetching x"):
-        try:
-            os.kill(os.getpid(), signum)
-            reached.append("after the signal")
-        finally:
-            cleaned.append(True)
-    assert (str(e.value), e.value.exit_status) == (f"stopped by {signum.name} while fetching x", 128 + signum)
-    assert cleaned == [True] and reached == []
-    assert {s: signal.getsignal(s) for s in before} == before
+    # the handlers of a process at a terminal (a test run started in the background, ``cmd &``,
+    # ignores SIGINT, which raising rightly leaves alone)
+    outer = {
+        s: signal.signal(s, h)
+        for s, h in [(signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)]
+    }
+    try:
+        before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        cleaned, reached = [], []
+        with pytest.raises(Interrupted) as e, raising("fetching x"):
+            try:
+                os.kill(os.getpid(), signum)
+                reached.append("after the signal")
+            finally:
+                cleaned.append(True)
+        assert (str(e.value), e.value.exit_status) == (
+            f"stopped by {signum.name} while fetching x",
+            128 + signum,
+        )
+        assert cleaned == [True] and reached == []
+        assert {s: signal.getsignal(s) for s in before} == before
+    finally:
+        for s, h in outer.items():
+            signal.signal(s, h)
 
 
 def test_raising_leaves_a_signal_the_process_ignores_or_handles_its_own_way():

@@ -42,6 +42,13 @@ def mirror():
         yield server
 
 
+def as_at_a_terminal() -> None:
+    """Ctrl-C's default action in the child, as a shell gives a command it runs in the foreground:
+    a test run started in the background (``cmd &``) ignores SIGINT, and its children inherit
+    that, which ``raising`` rightly leaves alone."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(command: str, mirror, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     """``pyro-vae data get plugged`` or ``pyro-vae train`` on it, in a process group of its own;
     the dataset's folder."""
@@ -68,6 +75,7 @@ def start(command: str, mirror, tmp_path: Path) -> tuple[subprocess.Popen, Path]
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=as_at_a_terminal,
     )
     return process, cache / "plugged"
 
