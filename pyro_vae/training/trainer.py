@@ -25,6 +25,7 @@ from pyro_vae.core import interrupts
 from pyro_vae.core.distributed import World
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import show
+from pyro_vae.core.registry import Spec
 from pyro_vae.data.datasets import Data
 from pyro_vae.inference.noise import step_seed
 from pyro_vae.training import callbacks as cb
@@ -198,9 +199,10 @@ def _why(config: Config, step: CompiledStep, e: Diverged) -> str:
     (one host read, once the run has failed)."""
     if step.first is not None and step.first[0] == 0 and not torch.isfinite(step.first[1]).item():
         objective = config.objective
+        defaults = Spec.parse({"kind": objective.kind}, "objective", "objective").params
         named = ", ".join(
             [f"objective.kind = {show(objective.kind)}"]
-            + [f"{k} = {show(v)}" for k, v in objective.params.items()]
+            + [f"{k} = {show(v)}" for k, v in objective.params.items() if defaults.get(k) != v]
         )
         return (
             "its first loss, before any update, was not finite, so the learning rate is not the "

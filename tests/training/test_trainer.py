@@ -168,7 +168,7 @@ def test_a_run_diverging_in_its_first_epoch_leaves_nothing_that_blocks_the_same_
         "; its first loss, before any update, was not finite, so the learning rate is not the cause: "
         in err[-1]
     )
-    assert 'look at the objective (objective.kind = "beta", beta = 1e+38' in err[-1]
+    assert 'look at the objective (objective.kind = "beta", beta = 1e+38) and the model;' in err[-1]
     assert not any("capture" in line for line in err), err
     assert not run_dir.exists()
     assert main([*args, "--quiet"]) == 0
