@@ -203,8 +203,8 @@ register_download(
         ),
         _binarized_mnist,
         "Statically binarized MNIST (Larochelle & Murray, AISTATS 2011; fetched, 110 MB): 50000 "
-        "training, 10000 validation and 10000 test 28×28 images of 0/1, the split of the IWAE and "
-        "VampPrior papers' log p(x).",
+        "training, 10000 validation and 10000 test 28×28 images of 0/1: the VampPrior paper's data "
+        "and the IWAE paper's appendix's (its main table trains on fresh draws: data.binarize).",
     )
 )
 
