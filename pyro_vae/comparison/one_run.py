@@ -14,7 +14,6 @@ the same request (:func:`finished`), a divergence included; a run trained furthe
 
 import json
 import math
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -108,21 +107,20 @@ def _measure(
 
 
 def diverged_row(config: Config, e: Diverged, estimator: str, points: int) -> dict:
-    """The row of a run whose training loss became NaN or infinite: the epoch it diverged in (the
-    one after the last in its metrics), the loss, and no numbers."""
+    """The row of a run whose training loss became NaN or infinite: the epoch it diverged in, the
+    loss, and no numbers."""
     run_dir = Path(config.train.run_dir)
     try:
         last = read_metrics(run_dir / METRICS)[-1]
     except (RunDirError, IndexError):  # no epoch recorded: it diverged before the first ended
         last = {"epoch": 0, "step": 0}
-    loss = re.search(r"the loss is ([^;\s]+)", str(e))
     return {
         "status": DIVERGED,
         "train_seed": config.train.seed,
         "run_dir": str(run_dir),
         "guide": config.model.guide.kind,
-        "diverged_epoch": last["epoch"] + 1,
-        "diverged_loss": loss.group(1) if loss else None,  # a word: JSON has no NaN or infinity
+        "diverged_epoch": e.epoch or last["epoch"] + 1,
+        "diverged_loss": str(e.loss),  # a word: JSON has no NaN or infinity
         **dict.fromkeys(NUMBERS),
         "epochs": None,  # none measured: the summary's epochs are those of the measured runs
         "step": last["step"],  # the last epoch it finished

@@ -37,11 +37,11 @@ _OUT_OF_TIME = 1
 
 
 class Diverged(PyroVAEError):
-    """The training loss became NaN or infinite (in epoch ``epoch``, at learning rate ``lr``)."""
+    """The training loss became ``loss`` (NaN or infinite) in epoch ``epoch``, at learning rate ``lr``."""
 
-    def __init__(self, message: str, epoch: int = 0, lr: float = 0.0):
+    def __init__(self, message: str, epoch: int = 0, lr: float = 0.0, loss: float = math.nan):
         super().__init__(message)
-        self.epoch, self.lr = epoch, lr
+        self.epoch, self.lr, self.loss = epoch, lr, loss
 
 
 @dataclass
@@ -292,5 +292,5 @@ def _end_epoch(state: TrainState, step, world: World, compiling: float) -> Epoch
 
 def _diverged(state: TrainState, loss: float):
     raise Diverged(
-        f"training diverged in epoch {state.epoch + 1}: the loss is {loss}", state.epoch + 1, state.lr
+        f"training diverged in epoch {state.epoch + 1}: the loss is {loss}", state.epoch + 1, state.lr, loss
     )

@@ -191,7 +191,7 @@ def _fit(run: Resolved, built: Built, step, callbacks: list, signals) -> None:
             if checkpoints is not None and checkpoints.saved
             else "no checkpoint was written"
         )
-        raise Diverged(f"{e}; {_why(config, step, e)}; {kept}", e.epoch, e.lr) from None
+        raise Diverged(f"{e}; {_why(config, step, e)}; {kept}", e.epoch, e.lr, e.loss) from None
 
 
 def _why(config: Config, step: CompiledStep, e: Diverged) -> str:

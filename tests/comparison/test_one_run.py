@@ -88,7 +88,7 @@ def test_a_run_that_diverges_is_a_row_with_its_epoch_and_loss(tmp_path, monkeypa
     from pyro_vae.training.run import METRICS
 
     def diverging(config, **kwargs):
-        raise Diverged("training diverged in epoch 3: the loss is inf; no checkpoint was written")
+        raise Diverged("training diverged in epoch 3: the loss is inf; …", 3, 0.001, float("inf"))
 
     monkeypatch.setattr(one_run, "train", diverging)
     (tmp_path / METRICS).write_text(
