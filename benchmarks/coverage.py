@@ -20,9 +20,11 @@ is ≤ 0.7: their tails are light enough, not only the draws of one seed.
 
 The ways: ``jackknife (before)``, the delete-a-block jackknife of 20 blocks that
 ``pyro-vae evaluate`` reported before Pareto k̂ (reimplemented here; over every pair, and over
-the pairs with k̂ ≤ 0.7), and ``Pareto tail (now)``,
-:class:`pyro_vae.inference.estimators.weights.WeightStats` (what ``evaluate`` reports now:
-:mod:`pyro_vae.inference.estimators.tail_error`). Both see the same log weights.
+the pairs with k̂ ≤ 0.7), ``Pareto tail, each point's own k̂``,
+:class:`pyro_vae.inference.estimators.weights.WeightStats` alone (the tail's error of
+:mod:`pyro_vae.inference.estimators.tail_error`, each point trusted on its own k̂), and
+``Pareto tail, k̂ pooled (now)``, what ``evaluate`` reports: the same with each seed's points
+pooled (:mod:`pyro_vae.inference.estimators.pooled_tail`). All see the same log weights.
 
 Usage (about a minute for each run below on 2 CPU cores, after training)::
 
@@ -46,6 +48,7 @@ import torch
 from pyro_vae.evaluation.checks import data_of, split_of
 from pyro_vae.inference.estimators.chunks import Chunks
 from pyro_vae.inference.estimators.pareto import UNTRUSTED_K, pareto_k, tail_length
+from pyro_vae.inference.estimators.pooled_tail import pooled
 from pyro_vae.inference.estimators.weights import WeightStats
 from pyro_vae.inference.sites import max_plate_nesting
 from pyro_vae.training.run import Run
@@ -93,7 +96,8 @@ def coverage_table(w: torch.Tensor) -> list[tuple[str, dict]]:
     k_hat = pareto_k(flat.topk(tail_length(k) + 1, 0).values).view(s, n)
     stats = WeightStats(s * n, k, dtype=torch.float64)
     stats.add(flat)
-    now = stats.finish()[2].view(s, n)
+    own = stats.finish()[2].view(s, n)
+    now = torch.stack([_pooled(w[i]) for i in range(s)])  # each seed's points pooled, as evaluate does
     before = block_jackknife(flat).view(s, n)
     light = k_hat <= UNTRUSTED_K
     pooled = w.permute(1, 0, 2).reshape(s * k, n)  # all seeds' weights of a point together
@@ -101,9 +105,19 @@ def coverage_table(w: torch.Tensor) -> list[tuple[str, dict]]:
     return [
         ("jackknife (before), all pairs", numbers(log_px, before, torch.ones_like(light))),
         (f"jackknife (before), k̂ ≤ {UNTRUSTED_K}", numbers(log_px, before, light)),
-        ("Pareto tail (now)", numbers(log_px, now, torch.isfinite(now))),
-        (f"  on points of pooled k̂ ≤ {UNTRUSTED_K}", numbers(log_px, now, torch.isfinite(now) & tail)),
+        ("Pareto tail, each point's own k̂", numbers(log_px, own, torch.isfinite(own))),
+        ("Pareto tail, k̂ pooled (now)", numbers(log_px, now, torch.isfinite(now))),
+        (f"  on points of all seeds' k̂ ≤ {UNTRUSTED_K}", numbers(log_px, now, torch.isfinite(now) & tail)),
     ]
+
+
+def _pooled(log_w: torch.Tensor) -> torch.Tensor:
+    """The errors ``evaluate`` reports from one seed's ``(K, N)`` log weights: each point's fit,
+    the tail's shape then learnt from all N (:mod:`pyro_vae.inference.estimators.pooled_tail`)."""
+    stats = WeightStats(log_w.shape[1], len(log_w), dtype=torch.float64)
+    stats.add(log_w)
+    _, _, stderr, k = stats.finish()
+    return pooled(k, stderr, stats.fit)[1] if stats.fit is not None else stderr
 
 
 def numbers(log_px: torch.Tensor, stderr: torch.Tensor, reported: torch.Tensor) -> dict:

@@ -2,6 +2,7 @@
 command line, with any registered estimator, a user's own included."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -59,7 +60,11 @@ def test_is_from_the_command_line_is_the_python_estimate(run_dir, capsys):
     torch.testing.assert_close(torch.tensor(result["log_px_per_point"]), ours.log_px, rtol=0, atol=1e-4)
     assert result["log_px"] == pytest.approx(ours.mean, abs=1e-4)
     assert result["log_px_stderr"] == pytest.approx(ours.stderr, rel=1e-4)
-    assert result["log_px_mc_stderr"] == pytest.approx(ours.mc_stderr_of_mean, rel=1e-3)
+    errors = torch.tensor([math.nan if e is None else e for e in result["mc_stderr_per_point"]])
+    torch.testing.assert_close(errors, ours.mc_stderr.float(), rtol=1e-3, atol=0, equal_nan=True)
+    k_hat = torch.tensor([math.nan if k is None else k for k in result["pareto_k_per_point"]])
+    torch.testing.assert_close(k_hat, ours.pareto_k.float(), rtol=1e-3, atol=0, equal_nan=True)
+    assert result["untrusted_points"] == int((~ours.trusted).sum())
     assert result["ess_min"] == pytest.approx(ours.ess.min().item(), rel=1e-4)
     assert result["points"] == 50 and result["num_samples"] == 64 and result["estimator"] == "is"
     elbo = pyro_vae.measure(run.vae.model, run.vae.guide, x, seed=3)

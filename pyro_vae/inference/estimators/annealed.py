@@ -39,6 +39,7 @@ from pyro.distributions import constraints
 
 from pyro_vae.core.options import PositiveFloat, PositiveInt, Range
 from pyro_vae.inference.estimators.base import MarginalLikelihood, register_estimator, require_density
+from pyro_vae.inference.estimators.pooled_tail import TailFit
 from pyro_vae.inference.estimators.weights import WeightStats
 from pyro_vae.inference.noise import IndexedNoise, step_seed
 from pyro_vae.inference.sites import (
@@ -193,13 +194,13 @@ def _anneal(path: _Path, z, sites, betas: list[float], hmc: _Transitions, rng) -
 
 
 def _point_estimates(log_w: torch.Tensor, reverse: bool):
-    """log p̂(x), ESS, Monte-Carlo standard error and Pareto k̂ per point from the (C, B) log
-    weights: forward, E[w] = p(x); reverse (β from 1 to 0), E[w] = 1 / p(x)."""
+    """log p̂(x), ESS, Monte-Carlo standard error, Pareto k̂ per point and the tail fit (or None)
+    from the (C, B) log weights: forward, E[w] = p(x); reverse (β from 1 to 0), E[w] = 1 / p(x)."""
     chains, points = log_w.shape
     stats = WeightStats(points, chains, device=log_w.device, dtype=log_w.dtype)
     stats.add(log_w, 0)
     lme, ess, stderr, k = stats.finish()
-    return -lme if reverse else lme, ess, stderr, k
+    return -lme if reverse else lme, ess, stderr, k, stats.fit
 
 
 @register_estimator("ais")
@@ -260,11 +261,14 @@ def ais(
         batches.append(_point_estimates(log_w, reverse=reverse_from is not None))
         if progress is not None:
             progress(len(xb))
-    log_px, ess, stderr, k = (torch.cat(parts) for parts in zip(*batches, strict=True))
+    log_px, ess, stderr, k = (torch.cat(parts) for parts in list(zip(*batches, strict=True))[:4])
+    fits = [b[4] for b in batches]
+    tail = TailFit.cat(fits) if all(f is not None for f in fits) else None
     acceptance = float(hmc.accepted / max(hmc.moves, 1))
-    return AISEstimate(
-        log_px, ess, stderr, num_samples=chains, pareto_k=k, acceptance=acceptance, steps=steps
+    result = AISEstimate(
+        log_px, ess, stderr, num_samples=chains, pareto_k=k, tail=tail, acceptance=acceptance, steps=steps
     )
+    return result.pooled()
 
 
 @torch.no_grad()

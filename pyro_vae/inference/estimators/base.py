@@ -29,8 +29,8 @@ log δ = 0, which is no density.
 import dataclasses
 import inspect
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Self
 
 import torch
 
@@ -39,6 +39,7 @@ from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import check_value, describe, plain, show
 from pyro_vae.core.registry import ESTIMATORS
 from pyro_vae.inference.estimators.pareto import UNTRUSTED_K
+from pyro_vae.inference.estimators.pooled_tail import TailFit, pooled
 from pyro_vae.inference.sites import not_defined, point_mass_sites
 
 register_estimator = ESTIMATORS.register
@@ -60,6 +61,17 @@ class MarginalLikelihood:
     #: Pareto k̂ of each point's weights (:mod:`pyro_vae.inference.estimators.pareto`), NaN where
     #: there are too few weights for a fit; None for an estimator that does not fit one, (N,)
     pareto_k: torch.Tensor | None = None
+    #: each point's tail fit, from which :meth:`pooled` learns the shape from all points; None
+    #: where there is none (K ≤ 20, or an estimator without a fit)
+    tail: TailFit | None = field(default=None, repr=False)
+
+    def pooled(self) -> Self:
+        """This result with k̂ and the errors of the fitted points pooled over all of them
+        (:mod:`pyro_vae.inference.estimators.pooled_tail`)."""
+        if self.tail is None or self.pareto_k is None:
+            return self
+        k, stderr = pooled(self.pareto_k, self.mc_stderr, self.tail)
+        return dataclasses.replace(self, pareto_k=k, mc_stderr=stderr)
 
     @property
     def mean(self) -> float:
@@ -218,7 +230,9 @@ def _gathered(result: MarginalLikelihood, n: int, batch_size: int, mine: int) ->
         value = getattr(result, f.name)
         if torch.is_tensor(value) and value.dim() >= 1 and len(value) == max(mine, 1):
             values[f.name] = w.gather(value[:mine], n, batch_size)
+        elif isinstance(value, TailFit):
+            values[f.name] = TailFit(*(w.gather(t[:mine], n, batch_size) for t in value))
         elif isinstance(value, float):
             shares = w.objects(value)
             values[f.name] = sum(v * c for v, c in zip(shares, counts, strict=True) if c) / n
-    return dataclasses.replace(result, **values)
+    return dataclasses.replace(result, **values).pooled()  # the shape learnt from every process's points

@@ -18,6 +18,7 @@ import torch
 from pyro_vae.core.options import PositiveInt
 from pyro_vae.inference.estimators.base import MarginalLikelihood, register_estimator, require_density
 from pyro_vae.inference.estimators.chunks import Chunks, chunk_length
+from pyro_vae.inference.estimators.pooled_tail import TailFit
 from pyro_vae.inference.estimators.weights import WeightStats
 from pyro_vae.inference.sites import max_plate_nesting
 
@@ -52,7 +53,8 @@ def importance_sampling(
     memory, not the estimate; ``seed`` defaults to a draw from torch's global generator
     (``pyro.set_rng_seed`` fixes it), and ``first_point`` is the index of ``x[0]`` among the
     points measured (a process's share). The error of each point's estimate and its weights'
-    Pareto k̂ are :class:`~pyro_vae.inference.estimators.weights.WeightStats`'.
+    Pareto k̂ are :class:`~pyro_vae.inference.estimators.weights.WeightStats`', the tail's shape
+    learnt from all the points measured (:mod:`~pyro_vae.inference.estimators.pooled_tail`).
     """
     device = device or x.device
     require_density(guide, x[:1].to(device), "is")  # the proposal is q: a point mass has no density
@@ -61,7 +63,7 @@ def importance_sampling(
     length = chunk_length(samples, chunk_size, min(batch_size, len(x)), math.prod(x.shape[1:]))
     planned = math.ceil(len(x) / batch_size) * math.ceil(samples / length)
     chunks = Chunks(model, guide, seed=seed, nesting=nesting, plate=plate, mode=compile, planned=planned)
-    parts = []
+    parts, fits = [], []
     with pyro.validation_enabled(False):  # support checks on every chunk would read the device
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size].to(device)
@@ -70,12 +72,15 @@ def importance_sampling(
                 k = min(length, samples - start)
                 stats.add(chunks(xb, first_point + i, start, k), start)  # (k, B)
             parts.append(stats.finish())
+            fits.append(stats.fit)
             if progress is not None:
                 progress(len(xb))
     log_px, ess, mc_stderr, k_hat = (torch.cat(t) for t in zip(*parts, strict=True))
-    return MarginalLikelihood(
-        log_px=log_px, ess=ess, mc_stderr=mc_stderr, num_samples=samples, pareto_k=k_hat
+    tail = TailFit.cat(fits) if all(f is not None for f in fits) else None  # type: ignore[arg-type]
+    result = MarginalLikelihood(
+        log_px=log_px, ess=ess, mc_stderr=mc_stderr, num_samples=samples, pareto_k=k_hat, tail=tail
     )
+    return result.pooled()
 
 
 def log_marginal_likelihood(

@@ -28,7 +28,8 @@ import math
 import torch
 
 from pyro_vae.inference.estimators.pareto import MIN_TAIL, UNTRUSTED_K, pareto_k, tail_length
-from pyro_vae.inference.estimators.tail_error import delta_stderr, jackknife_stderr, tail_stderr
+from pyro_vae.inference.estimators.pooled_tail import TailFit
+from pyro_vae.inference.estimators.tail_error import delta_stderr, jackknife_stderr, tail_mse
 
 
 def effective_sample_size(log_sum_w: torch.Tensor, log_sum_w2: torch.Tensor) -> torch.Tensor:
@@ -52,6 +53,9 @@ class WeightStats:
         self.log_sum = torch.full((points,), -math.inf, device=device, dtype=dtype)
         self.log_sum2 = torch.full((points,), -math.inf, device=device, dtype=dtype)
         self.top = torch.full((0, points), -math.inf, device=device, dtype=dtype)
+        #: each point's tail fit, set by :meth:`finish` where there is one, for
+        #: :func:`~pyro_vae.inference.estimators.pooled_tail.pooled`
+        self.fit: TailFit | None = None
 
     @property
     def error_available(self) -> bool:
@@ -86,10 +90,14 @@ class WeightStats:
         at the exact posterior) or tie so that no tail can be fitted, k̂ is NaN and σ the delta
         method's, √((K/ESS − 1)/K), as small as the weights' spread."""
         k = pareto_k(self.top)
-        stderr = tail_stderr(self.log_sum, self.log_sum2, self.top, self.total)
+        grid, mse = tail_mse(self.log_sum, self.log_sum2, self.top, self.total)
+        stderr = (grid.weight * mse).sum(0).sqrt().to(self.log_sum.dtype)
         spread = self.top[0] - self.top[-1]  # log of the largest over the (M+1)-th largest weight
         noise = 1000 * torch.finfo(self.top.dtype).eps * self.top[0].abs().clamp(min=1)
         flat = (spread <= noise).to(k.device)
         k = torch.where(flat, torch.full_like(k, math.nan), k)
         tied = torch.isnan(k).to(stderr.device) & torch.isfinite(self.log_sum)
+        fitted = (torch.isfinite(k) & torch.isfinite(stderr).to(k.device)).to(grid.weight.device)
+        log_weight = torch.where(fitted & (grid.weight > 0), grid.weight.log(), -math.inf)
+        self.fit = TailFit(grid.shape.T, log_weight.T, mse.T)
         return k, torch.where(tied, delta_stderr(self.log_sum, self.log_sum2, self.total), stderr)
