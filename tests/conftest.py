@@ -34,6 +34,18 @@ DEVICES = [
 
 
 @pytest.fixture(autouse=True)
+def _run_figures(request, monkeypatch):
+    """A run's pictures at the end of training (samples, reconstructions, curves: about a second
+    of matplotlib each time) are drawn in the tests marked ``figures``, which look at them, and
+    in runs trained by fixtures of a wider scope or in processes of their own; other tests train
+    without them, as a run whose parameters are not finite does."""
+    if request.node.get_closest_marker("figures") is None:
+        from pyro_vae.training import callbacks
+
+        monkeypatch.setattr(callbacks.Figures, "on_end", lambda self, state: None)
+
+
+@pytest.fixture(autouse=True)
 def _isolate():
     """Every test starts from the same seed with an empty param store and validation on."""
     pyro.clear_param_store()

@@ -206,3 +206,27 @@ def test_messages_say_when_the_kl_is_monte_carlo(tmp_path, capsys, layered, why)
         f"pyro-vae: KL(q || p) is estimated by Monte Carlo ({why}), in the metrics and in objectives "
         "that would use the closed form\n"
     )
+
+
+@pytest.mark.figures
+def test_a_trained_run_ends_with_its_pictures(tmp_path):
+    """``pyro-vae train`` draws the run's pictures at its end (the other tests skip them)."""
+    from pyro_vae.cli.main import main
+
+    run_dir = tmp_path / "run"
+    tiny = ["--model.encoder.hidden", "[16]", "--model.decoder.hidden", "[16]", "--quiet"]
+    assert main(["train", "--train.epochs", "1", "--train.run_dir", str(run_dir), *tiny]) == 0
+    pictures = {p.name for p in run_dir.glob("*.png")}
+    names = ["curves", "samples", "reconstructions", "interpolation", "latent", "latent_grid"]
+    assert pictures == {f"{name}.png" for name in names}
+    assert all((run_dir / name).stat().st_size > 1000 for name in pictures)
+
+
+def test_other_tests_train_without_pictures(tmp_path):
+    """The suite's own switch (tests/conftest.py): without the ``figures`` mark, none is drawn."""
+    from pyro_vae.cli.main import main
+
+    run_dir = tmp_path / "run"
+    tiny = ["--model.encoder.hidden", "[16]", "--model.decoder.hidden", "[16]", "--quiet"]
+    assert main(["train", "--train.epochs", "1", "--train.run_dir", str(run_dir), *tiny]) == 0
+    assert not list(run_dir.glob("*.png")) and (run_dir / "checkpoint.pt").is_file()

@@ -206,6 +206,7 @@ def test_checkpoint_cadence_in_epochs(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.figures  # the trackers receive them
 def test_tracking_through_training_and_resume(tmp_path):
     pytest.importorskip("tensorboard")
     from tests.training.test_loggers import tensorboard_scalars
