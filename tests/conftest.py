@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from pyro_vae.core.registry import REGISTRIES
+from pyro_vae.training.callbacks import Figures
+from tests.helpers import DRAW_FIGURES
 
 
 def pytest_configure(config):
@@ -33,16 +35,23 @@ DEVICES = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_run_figures():
+    """A run's pictures at the end of training (samples, reconstructions, curves: about a second
+    of matplotlib each time) are drawn only in the tests marked ``figures``, which look at them;
+    every other run, in a test or a fixture, ends without them, as a run whose parameters are
+    not finite does. Processes started through tests/stop_after.py do the same unless
+    ``FIGURES=1``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Figures, "on_end", lambda self, state: None)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _run_figures(request, monkeypatch):
-    """A run's pictures at the end of training (samples, reconstructions, curves: about a second
-    of matplotlib each time) are drawn in the tests marked ``figures``, which look at them, and
-    in runs trained by fixtures of a wider scope or in processes of their own; other tests train
-    without them, as a run whose parameters are not finite does."""
-    if request.node.get_closest_marker("figures") is None:
-        from pyro_vae.training import callbacks
-
-        monkeypatch.setattr(callbacks.Figures, "on_end", lambda self, state: None)
+    """The pictures of the runs that a test marked ``figures`` trains (:func:`_no_run_figures`)."""
+    if request.node.get_closest_marker("figures") is not None:
+        monkeypatch.setattr(Figures, "on_end", DRAW_FIGURES)
 
 
 @pytest.fixture(autouse=True)

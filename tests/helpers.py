@@ -5,7 +5,10 @@ import io
 import struct
 from pathlib import Path
 
+import pytest
+
 from pyro_vae.cli.main import main
+from pyro_vae.training.callbacks import Figures
 
 TINY = ["--model.encoder.hidden", "[16]", "--model.decoder.hidden", "[16]"]
 FIGURES = (
@@ -40,3 +43,16 @@ def png_size(path: Path) -> tuple[int, int]:
 def snapshot(root: Path) -> dict[str, bytes | None]:
     """Every path under ``root`` with its contents: 'nothing was written' is an equal snapshot."""
     return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in root.rglob("*")}
+
+
+#: the pictures' callback as pyro-vae has it: the suite skips it (tests/conftest.py) but for the
+#: tests marked ``figures`` and within :func:`run_figures`
+DRAW_FIGURES = Figures.on_end
+
+
+@contextlib.contextmanager
+def run_figures():
+    """Within it, runs end with their pictures: for fixtures whose runs' tests look at them."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Figures, "on_end", DRAW_FIGURES)
+        yield

@@ -11,7 +11,9 @@ A test hook, run in a subprocess by tests/training/test_resume.py:
 * under torchrun, ``STOP_RANK=R`` stops only the process of rank R, and ``RANK_ARGS_R="..."``
   gives the process of rank R these arguments more (a process given another command);
   ``STOP_SIGNAL=ERROR`` makes the N-th step fail with an error of pyro-vae's instead (a full
-  disk, say).
+  disk, say);
+* ``FIGURES=1``: the run's pictures are drawn at its end; without it they are not, as in the
+  tests of this process (tests/conftest.py).
 """
 
 import os
@@ -19,6 +21,7 @@ import signal
 import sys
 
 import pyro_vae.core.files
+import pyro_vae.training.callbacks
 import pyro_vae.training.checkpoint
 import pyro_vae.training.compiled
 import pyro_vae.training.paths
@@ -46,6 +49,9 @@ if "STOP_AFTER" in os.environ and os.environ.get("STOP_RANK", rank) == rank:
         return loss
 
     pyro_vae.training.compiled.CompiledStep.__call__ = counting_step
+
+if os.environ.get("FIGURES") != "1":
+    pyro_vae.training.callbacks.Figures.on_end = lambda self, state: None
 
 if os.environ.get("AUTO_PATH") == "compiled":
     pyro_vae.training.paths.AUTO_SECONDS = 0.0

@@ -20,14 +20,16 @@ from pyro_vae.inference.measure import measure
 from pyro_vae.models.likelihoods import LIKELIHOODS
 from pyro_vae.pictures import plots
 from tests.figure_checks import png_pixels
-from tests.helpers import ARTEFACTS, FIGURES, METRIC_KEYS, TINY, png_size, run_cli, snapshot
+from tests.helpers import ARTEFACTS, FIGURES, METRIC_KEYS, TINY, png_size, run_cli, run_figures, snapshot
 
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     """One tiny training run on the digits, shared by the tests that read a run directory."""
     run_dir = tmp_path_factory.mktemp("cli") / "run"
-    code, out, err = run_cli(["train", "--train.epochs", "2", "--train.run_dir", run_dir, *TINY, "--quiet"])
+    with run_figures():  # its tests look at every artefact of a run
+        args = ["train", "--train.epochs", "2", "--train.run_dir", run_dir, *TINY, "--quiet"]
+        code, out, err = run_cli(args)
     assert code == 0, err
     return run_dir, code, out, err
 

@@ -13,7 +13,7 @@ from pyro_vae.core.errors import ConfigError
 from pyro_vae.data.datasets import load_data
 from pyro_vae.evaluation import drawing
 from pyro_vae.pictures import latent_paths, latent_plots
-from tests.helpers import PNG_MAGIC, TINY, run_cli
+from tests.helpers import PNG_MAGIC, TINY, run_cli, run_figures
 
 
 def vae(dim=3, prior="normal", layers=None, image=(2, 2)):
@@ -171,19 +171,9 @@ def test_the_pictures_tile_the_data_and_the_decoded_paths(tmp_path, monkeypatch)
 def run8(tmp_path_factory):
     """A tiny digits run with an 8-dimensional latent space."""
     run_dir = tmp_path_factory.mktemp("paths") / "run"
-    code, _, err = run_cli(
-        [
-            "train",
-            "--train.epochs",
-            "1",
-            "--train.run_dir",
-            run_dir,
-            "--model.latent_dim",
-            "8",
-            *TINY,
-            "--quiet",
-        ]
-    )
+    args = ["train", "--train.epochs", "1", "--train.run_dir", run_dir, "--model.latent_dim", "8"]
+    with run_figures():  # its tests look at the pictures training drew
+        code, _, err = run_cli([*args, *TINY, "--quiet"])
     assert code == 0, err
     return run_dir
 

@@ -103,7 +103,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_one(tmp_path, reference
     run_dir = tmp_path / "run"
     args = ["train", "--train.epochs", str(EPOCHS), "--train.run_dir", str(run_dir), *TINY]
     args += VARIANTS[variant]
-    stopped = hooked({"STOP_AFTER": str(stop_after), "STOP_SIGNAL": "SIGINT"}, *args)
+    stopped = hooked({"STOP_AFTER": str(stop_after), "STOP_SIGNAL": "SIGINT", "FIGURES": "1"}, *args)
     assert stopped.returncode == 130, stopped.stderr
     line = stopped.stderr.strip().splitlines()[-1]
     assert line.startswith("pyro-vae: interrupted by SIGINT") and "Traceback" not in stopped.stderr
