@@ -12,7 +12,6 @@ import torch
 from tqdm.auto import tqdm
 
 from pyro_vae.inference.measure import measure
-from pyro_vae.training import figures
 from pyro_vae.training.loop import Callback, Epoch, TrainState
 from pyro_vae.training.run import FIGURES, Run, append_metrics
 
@@ -263,6 +262,8 @@ class Figures(Callback):
         assert self.run.vae is not None  # Figures are made for a VAE built from the config
         self.run.vae.eval()
         if all(math.isfinite(p.sum().item()) for p in self.run.vae.parameters()):
+            from pyro_vae.training import figures  # matplotlib: only for a run that ends
+
             figures.write_run_figures(self.run, self.data)
 
 
