@@ -86,6 +86,19 @@ def test_digits_are_scikit_learns_scaled_to_the_unit_interval():
     assert arrays["image_shape"] == (8, 8)
 
 
+def test_digits_are_read_without_importing_scikit_learn_and_the_same_through_it(monkeypatch):
+    import subprocess
+    import sys
+
+    code = "import sys; from pyro_vae.data.catalog import digits; digits(); print('sklearn' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
+    read = digits()
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)  # another layout: through it
+    through = digits()
+    assert np.array_equal(read["data"], through["data"]) and np.array_equal(read["labels"], through["labels"])
+
+
 def test_the_fetched_entries_and_their_published_sizes():
     assert sorted(downloads()) == ["binarized_mnist", "fashion_mnist", "kmnist", "mnist"]
     mnist = get_download("mnist")
