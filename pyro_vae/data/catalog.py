@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -135,7 +136,7 @@ def listing(directory: str | Path | None = None) -> list[Cached]:
 
 
 @DATASETS.register("digits")
-def digits() -> dict[str, np.ndarray]:
+def digits() -> dict[str, Any]:
     """scikit-learn's 1797 handwritten digits (8×8, grey levels 0..16), scaled to [0, 1].
 
     They ship inside scikit-learn, so nothing is downloaded: its ``digits.csv.gz`` is read as
