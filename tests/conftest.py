@@ -162,10 +162,3 @@ def digits_run_dir(tmp_path_factory) -> Path:
     argv = ["--model.encoder.hidden", "[16]", "--model.decoder.hidden", "[16]", "--quiet"]
     assert main(["train", "--train.epochs", "3", "--train.run_dir", str(run_dir), *argv]) == 0
     return run_dir
-
-
-def pytest_collection_modifyitems(config, items):
-    """The slow tests first, each file's in its order: two workers then end together, the one
-    that finishes first taking the other's quick tests, instead of one waiting while the other
-    runs a slow test that came last (longest first: the shortest finish)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
