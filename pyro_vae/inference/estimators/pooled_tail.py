@@ -69,11 +69,14 @@ MIN_SPREAD = 1e-4
 class TailFit(NamedTuple):
     """Each point's grid: its shapes ξ_j, log posterior weights log π_j (−∞ for a point
     without a fit) and mean square errors σ_j² (:func:`~pyro_vae.inference.estimators.tail_error.tail_mse`),
-    each ``(B, G)``, float64."""
+    each ``(B, G)``, and its own k̂, ``(B,)``; float64. Pooling reads only these, so pooling a
+    result again (the gathered whole after each process's share) gives what one pooling of
+    the whole would."""
 
     shape: torch.Tensor
     log_weight: torch.Tensor
     mse: torch.Tensor
+    own_k: torch.Tensor
 
     @staticmethod
     def cat(parts: "list[TailFit]") -> "TailFit":
@@ -81,17 +84,17 @@ class TailFit(NamedTuple):
 
 
 def pooled(k: torch.Tensor, stderr: torch.Tensor, fit: TailFit) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(k̂, σ)``, each ``(B,)``, from each point's own ``k`` and ``stderr`` and its ``fit``:
-    the module docstring's, where there are :data:`MIN_POINTS` fitted points; σ is NaN where
-    the pooled k̂ exceeds :data:`~pyro_vae.inference.estimators.pareto.UNTRUSTED_K`."""
-    fitted = fit.log_weight.isfinite().any(1) & torch.isfinite(k).to(fit.shape.device)
+    """``(k̂, σ)``, each ``(B,)``: the module docstring's for the points with a ``fit``, where
+    there are :data:`MIN_POINTS` of them, with σ NaN where k̂ exceeds
+    :data:`~pyro_vae.inference.estimators.pareto.UNTRUSTED_K`; ``k`` and ``stderr`` elsewhere."""
+    fitted = fit.log_weight.isfinite().any(1) & torch.isfinite(fit.own_k)
     if int(fitted.sum()) < MIN_POINTS:
         return k, stderr
     log_lik, xi = TEMPER * fit.log_weight[fitted], fit.shape[fitted]
     m, var = _prior(log_lik, xi)
     r = torch.softmax(log_lik - (xi - m) ** 2 / (2 * var), 1)  # (F, G)
     own = torch.softmax(fit.log_weight[fitted], 1)
-    k_new = torch.maximum((r * xi).sum(1), k[fitted.to(k.device)].to(xi))
+    k_new = torch.maximum((r * xi).sum(1), fit.own_k[fitted])
     error = torch.maximum((r * fit.mse[fitted]).sum(1), (own * fit.mse[fitted]).sum(1)).sqrt()
     error = torch.where(k_new > UNTRUSTED_K, torch.full_like(error, math.nan), error)
     k, stderr = k.clone(), stderr.clone()

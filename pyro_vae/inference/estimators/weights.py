@@ -99,5 +99,5 @@ class WeightStats:
         tied = torch.isnan(k).to(stderr.device) & torch.isfinite(self.log_sum)
         fitted = (torch.isfinite(k) & torch.isfinite(stderr).to(k.device)).to(grid.weight.device)
         log_weight = torch.where(fitted & (grid.weight > 0), grid.weight.log(), -math.inf)
-        self.fit = TailFit(grid.shape.T, log_weight.T, mse.T)
+        self.fit = TailFit(grid.shape.T, log_weight.T, mse.T, k.to(grid.shape))
         return k, torch.where(tied, delta_stderr(self.log_sum, self.log_sum2, self.total), stderr)

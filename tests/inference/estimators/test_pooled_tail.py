@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from pyro_vae.inference.estimators.pooled_tail import MIN_POINTS, pooled
+from pyro_vae.inference.estimators.pooled_tail import MIN_POINTS, TailFit, pooled
 from pyro_vae.inference.estimators.weights import WeightStats
 
 
@@ -76,3 +76,24 @@ def test_the_order_of_the_points_does_not_matter():
     torch.testing.assert_close(results[1][0], results[0][0][order], equal_nan=True)
     torch.testing.assert_close(results[1][1], results[0][1][order], equal_nan=True)
     assert not math.isnan(results[0][0].nanmean().item())
+
+
+def test_shares_pooled_then_their_whole_pooled_are_the_whole_pooled_once():
+    """A torchrun evaluation pools each process's share, then the gathered whole: pooling reads
+    only each point's own fit, so the whole's numbers are those of pooling it once."""
+    gen = torch.Generator().manual_seed(5)
+    c = torch.rand(80, generator=gen, dtype=torch.float64) * 0.8 + 0.1
+    u = c * torch.randn(100, 80, generator=gen, dtype=torch.float64)
+    log_w = -0.5 * u**2 + 0.5 * (u / c) ** 2 + c.log()
+    parts = []
+    for cols in (slice(0, 40), slice(40, 80), slice(0, 80)):
+        stats = WeightStats(log_w[:, cols].shape[1], 100, dtype=torch.float64)
+        stats.add(log_w[:, cols])
+        _, _, stderr, k = stats.finish()
+        parts.append((*pooled(k, stderr, stats.fit), stats.fit))
+    (k_a, s_a, fit_a), (k_b, s_b, fit_b), (k_whole, s_whole, _) = parts
+    fit = TailFit.cat([fit_a, fit_b])
+    k, stderr = pooled(torch.cat([k_a, k_b]), torch.cat([s_a, s_b]), fit)
+    torch.testing.assert_close(k, k_whole, equal_nan=True)
+    torch.testing.assert_close(stderr, s_whole, equal_nan=True)
+    assert not torch.equal(torch.cat([k_a, k_b]), k_whole)  # each share alone pooled otherwise
