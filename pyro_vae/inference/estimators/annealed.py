@@ -261,9 +261,9 @@ def ais(
         batches.append(_point_estimates(log_w, reverse=reverse_from is not None))
         if progress is not None:
             progress(len(xb))
-    log_px, ess, stderr, k = (torch.cat(parts) for parts in list(zip(*batches, strict=True))[:4])
-    fits = [b[4] for b in batches]
-    tail = TailFit.cat(fits) if all(f is not None for f in fits) else None
+    *parts, fits = zip(*batches, strict=True)
+    log_px, ess, stderr, k = (torch.cat(part) for part in parts)
+    tail = TailFit.cat(list(fits))
     acceptance = float(hmc.accepted / max(hmc.moves, 1))
     result = AISEstimate(
         log_px, ess, stderr, num_samples=chains, pareto_k=k, tail=tail, acceptance=acceptance, steps=steps

@@ -76,9 +76,8 @@ def importance_sampling(
             if progress is not None:
                 progress(len(xb))
     log_px, ess, mc_stderr, k_hat = (torch.cat(t) for t in zip(*parts, strict=True))
-    tail = TailFit.cat(fits) if all(f is not None for f in fits) else None  # type: ignore[arg-type]
     result = MarginalLikelihood(
-        log_px=log_px, ess=ess, mc_stderr=mc_stderr, num_samples=samples, pareto_k=k_hat, tail=tail
+        log_px, ess, mc_stderr, num_samples=samples, pareto_k=k_hat, tail=TailFit.cat(fits)
     )
     return result.pooled()
 

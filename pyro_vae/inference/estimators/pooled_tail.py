@@ -79,7 +79,10 @@ class TailFit(NamedTuple):
     own_k: torch.Tensor
 
     @staticmethod
-    def cat(parts: "list[TailFit]") -> "TailFit":
+    def cat(parts: "list[TailFit | None]") -> "TailFit | None":
+        """The batches' fits, points after points; None where a batch had none."""
+        if any(part is None for part in parts):
+            return None
         return TailFit(*(torch.cat(t) for t in zip(*parts, strict=True)))
 
 
