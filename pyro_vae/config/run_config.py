@@ -26,6 +26,7 @@ from typing import Any
 
 import tomli_w
 
+from pyro_vae.config.graph import check_graph, parse_guide
 from pyro_vae.config.sections import DataConfig, ModelConfig, TrainConfig
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import (
@@ -80,6 +81,9 @@ class Config:
     objective: Spec = field(default_factory=lambda: Spec("elbo"))
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    #: how the guide draws each latent of a model declared by ``model.variables``:
+    #: ``[guide.NAME]`` (pyro_vae.config.graph); the defaults of every latent filled in
+    guide: dict = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "plugins", list(check_value("plugins", self.plugins, list[str])))
@@ -90,6 +94,15 @@ class Config:
             elif not isinstance(value, section):
                 raise ConfigError(f"[{name}] must be a table, got {value!r}")
         object.__setattr__(self, "objective", Spec.parse(self.objective, "objective", "objective"))
+        guide = parse_guide(self.guide)
+        if self.model.variables is None:
+            if guide:
+                raise ConfigError(
+                    "[guide] declares the guide of a graph: declare its model in [model.variables]"
+                )
+        else:
+            guide = check_graph(self.model.variables, guide)
+        object.__setattr__(self, "guide", guide)
 
     @classmethod
     def from_dict(cls, values: dict) -> "Config":
@@ -102,13 +115,16 @@ class Config:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        return {
+        values = {
             "plugins": list(self.plugins),
             "model": self.model.to_dict(),
             "objective": self.objective.to_dict(),
             "train": self.train.to_dict(),
             "data": self.data.to_dict(),
         }
+        if self.guide:
+            values["guide"] = {name: g.to_dict() for name, g in self.guide.items()}
+        return values
 
     @classmethod
     def load(cls, path) -> "Config":

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Annotated, Literal
 
+from pyro_vae.config.graph import parse_variables
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import PositiveFloat, PositiveInt, Range, check_value, plain, show
 from pyro_vae.core.registry import Spec
@@ -134,8 +135,14 @@ class ModelConfig(_Section):
     #: in a hierarchical model, the networks between stochastic layers: z_l → parameters of
     #: q(z_{l+1}|z_l) in the guide and z_{l+1} → parameters of p(z_l|z_{l+1}) in the model
     inner: Spec = spec("network", "mlp", hidden=[100, 100], activation="tanh")
+    #: a model declared as a graph of named variables, in place of the keys above (which then
+    #: keep their defaults): ``[model.variables.NAME]``, see pyro_vae.config.graph
+    variables: typing.Any = None
 
     def check(self) -> None:
+        if self.variables is not None:
+            object.__setattr__(self, "variables", parse_variables(self.variables))
+            self._check_graph_alone()
         object.__setattr__(self, "latent_dim", self._latent_dim())
         check_image_shape("model.image_shape", self.image_shape)
         if self.image_shape and self.data_dim and math.prod(self.image_shape) != self.data_dim:
@@ -158,8 +165,26 @@ class ModelConfig(_Section):
             )
         return self.latent_dims[0]
 
+    def _check_graph_alone(self) -> None:
+        """A graph declares its own variables: the one-layer model's keys keep their defaults."""
+        preset = ("latent_dim", "latent_dims", "prior", "likelihood", "encoder", "decoder", "guide", "inner")
+        default = ModelConfig()
+        for name in preset:
+            if name == "latent_dim" and self.latent_dim in (None, DEFAULT_LATENT_DIM):
+                continue
+            if getattr(self, name) != getattr(default, name):
+                raise ConfigError(
+                    f"model.{name} has no effect on a model declared by model.variables: declare it "
+                    "in the variables (a family, a size, a network), or leave model.variables out"
+                )
+
     def to_dict(self) -> dict:
         values = super().to_dict()
+        if self.variables is not None:
+            graph = {"variables": {n: v.to_dict() for n, v in self.variables.items()}}
+            values = {k: v for k, v in values.items() if k in ("data_dim", "image_shape")} | graph
+            return values
+        del values["variables"]
         if self.latent_dims is not None:  # latent_dim is derived then: writing it would pin it
             del values["latent_dim"]
         return values
@@ -289,6 +314,9 @@ class DataConfig(_Section):
     #: training points that pictures and the training ELBO show, are one draw fixed by
     #: data.split_seed
     binarize: Literal["none", "dynamic"] = "none"
+    #: a semi-supervised run: keep this many training labels, balanced over the classes and
+    #: chosen by data.split_seed, and hide the others from training (unset: every label is kept)
+    labels: PositiveInt | None = None
 
     @property
     def label(self) -> str:

@@ -197,13 +197,17 @@ def objective_modifiers(
     kl_warmup: Annotated[int, Range(lo=0)] = 0,
     kl_warmup_unit: Literal["epochs", "steps"] = "epochs",
     free_bits: NonNegativeFloat = 0.0,
+    classify: NonNegativeFloat = 1.0,
 ):
-    """Options every objective takes: KL warm-up length and unit, free bits per dimension."""
+    """Options every objective takes: KL warm-up length and unit, free bits per dimension, and
+    the weight α of a semi-supervised model's classification term (Kingma et al. 2014)."""
 
 
 PRIORS = Registry("prior", home=("pyro_vae.models.priors",))
 LIKELIHOODS = Registry("likelihood", home=("pyro_vae.models.likelihoods",))
-GUIDES = Registry("guide", home=("pyro_vae.models.guides",))
+GUIDES = Registry("guide", home=("pyro_vae.models.guides", "pyro_vae.models.graph.categorical"))
+#: the conditional distributions of a declared graph's variables (:mod:`pyro_vae.config.graph`)
+FAMILIES = Registry("family", home=("pyro_vae.models.graph.families",))
 NETWORKS = Registry("network", home=("pyro_vae.models.networks",))
 OBJECTIVES = Registry(
     "objective", home=("pyro_vae.inference.objectives",), shared_options=objective_modifiers
@@ -223,5 +227,16 @@ LOGGERS = Registry("logger", home=("pyro_vae.training.loggers",), reserved=("sta
 #: every family, by the name a :class:`Spec` gives it
 REGISTRIES = {
     r.family: r
-    for r in (PRIORS, LIKELIHOODS, GUIDES, NETWORKS, OBJECTIVES, ESTIMATORS, DATASETS, LR_SCHEDULES, LOGGERS)
+    for r in (
+        PRIORS,
+        LIKELIHOODS,
+        GUIDES,
+        FAMILIES,
+        NETWORKS,
+        OBJECTIVES,
+        ESTIMATORS,
+        DATASETS,
+        LR_SCHEDULES,
+        LOGGERS,
+    )
 }

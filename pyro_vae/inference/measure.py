@@ -234,3 +234,14 @@ def _with_active_units(result: Measurement, encode, x: torch.Tensor, device) -> 
     if encode is not None and len(x) > 1:  # one point has no covariance across points
         result.active_units = active_units(encode, x.to(device))
     return result
+
+
+@torch.no_grad()
+def accuracy(classifier, x: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 1000) -> float:
+    """The fraction of points whose most probable class under ``classifier(x)`` (logits ``(B, C)``,
+    q(y|x) of a semi-supervised graph) is their label; one host read."""
+    correct = labels.new_zeros(())
+    for start in range(0, len(x), batch_size):
+        logits = classifier(x[start : start + batch_size])
+        correct += (logits.argmax(-1) == labels[start : start + batch_size].to(logits.device)).sum()
+    return correct.item() / len(x)

@@ -64,6 +64,16 @@ def point_mass_sites(guide, *args, **kwargs) -> list[str]:
     return [name for name, site in latent_sites(trace).items() if is_point_mass(site["fn"])]
 
 
+def enumerated_sites(guide, *args, **kwargs) -> list[str]:
+    """The guide's sites marked to be summed over their classes (``infer={"enumerate":
+    "parallel"}``), from one trace as :func:`max_plate_nesting`'s."""
+    with _aside(*args):
+        trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    return [
+        name for name, site in latent_sites(trace).items() if site["infer"].get("enumerate") == "parallel"
+    ]
+
+
 def not_defined(what: str, sites, why: str = "") -> NotDefined:
     """The error for ``what`` (a quantity) of a guide whose ``sites`` are point masses."""
     return NotDefined(

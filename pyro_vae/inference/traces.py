@@ -32,6 +32,8 @@ from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
 from pyro_vae.core.numeric import masked
+from pyro_vae.inference.enumeration import enumerated_dims, per_config
+from pyro_vae.inference.enumeration import reduce as reduce_enumerated
 from pyro_vae.inference.sites import (
     in_particle_plate,
     latent_sites,
@@ -62,11 +64,26 @@ class LocalTerms:
     #: the latent sites whose q is a point mass: ``log_q`` is then no density, and ``log_w``,
     #: ``kl`` and ``kl_term`` are not defined
     point_masses: tuple[str, ...] = ()
+    #: where discrete latents are enumerated, the log importance weight with their classes
+    #: summed inside it (:mod:`pyro_vae.inference.enumeration`); recon, log_prior and log_q are
+    #: then expectations over them, so that ``elbo`` is still recon + log_prior − log_q
+    summed_log_w: torch.Tensor | None = None
 
     @property
     def log_w(self) -> torch.Tensor:
+        """The log importance weight log p(x, z) − log q(z|x), ``(k, B)``."""
         if self.point_masses:
             raise not_defined("the importance weight p(x, z) / q(z|x)", self.point_masses)
+        if self.summed_log_w is not None:
+            return self.summed_log_w
+        return self.recon + self.log_prior - self.log_q
+
+    @property
+    def elbo(self) -> torch.Tensor:
+        """The ELBO's integrand recon + log p(z) − log q(z|x) at the draws, ``(k, B)``: ``log_w``
+        where nothing is enumerated."""
+        if self.point_masses:
+            raise not_defined("the ELBO", self.point_masses)
         return self.recon + self.log_prior - self.log_q
 
     @property
@@ -114,7 +131,9 @@ def local_terms(
     values: what annealed importance sampling moves along.
     """
     dim = -(nesting + 1)
-    guide_trace = poutine.trace(in_particle_plate(guide, particles, dim)).get_trace(x)
+    enumerating = poutine.enum(in_particle_plate(guide, particles, dim), first_available_dim=dim - 1)
+    guide_trace = poutine.trace(enumerating).get_trace(x)
+    enum_dims = enumerated_dims(guide_trace)
     stopped = None
     if stop_q_params and len(sample_sites(guide_trace)) > 1:
         guide_trace, stopped = _stopped_guide(guide, guide_trace, particles, dim, x)
@@ -123,11 +142,14 @@ def local_terms(
     ).get_trace(x)
 
     zero = x.new_zeros(particles, x.shape[0])
-    recon, log_prior, log_q, kl = zero, zero, zero, zero
+    recon, log_prior, log_q, kl, log_q_enum, log_p_enum = zero, zero, zero, zero, zero, zero
     closed = closed_form_sites(model_trace, guide_trace) if analytic_kl else set()
     used, latents, how, points = [], {}, set(), []
+    rank = max((-d for d in enum_dims.values()), default=0)
 
     def per_datum(value, site):
+        if enum_dims:  # (E…, k, B)
+            return per_config(value, site, plate=plate, particle_dim=dim, rank=rank)
         return per_particle_datum(masked(value, site["mask"]), site, plate)  # (k, B)
 
     for name, site in sample_sites(model_trace).items():
@@ -141,6 +163,10 @@ def local_terms(
         used.append(q_site)
         latents[name] = q_site
         log_prior = log_prior + lp
+        if name in enum_dims:  # summed over its classes below, not drawn
+            log_p_enum = log_p_enum + lp
+            log_q_enum = log_q_enum + per_datum(q_site["fn"].log_prob(q_site["value"]), q_site)
+            continue
         z = q_site["value"]
         if stopped is not None:
             lq = stopped.nodes[name]["fn"].log_prob(z)
@@ -163,6 +189,12 @@ def local_terms(
         # at the posterior for every draw, which the Monte-Carlo ELBO is
         estimator = "analytic" if how == {True} else "monte_carlo"
         kl = kl if estimator == "analytic" else log_q - log_prior
+    summed = None
+    if enum_dims:
+        parts = {"recon": recon, "log_prior": log_prior, "log_q": log_q, "kl": kl, "log_p_enum": log_p_enum}
+        reduced = reduce_enumerated(parts, log_q_enum, rank + dim)
+        recon, log_prior, log_q, summed = (reduced[n] for n in ("recon", "log_prior", "log_q", "log_w"))
+        kl = reduced["kl"] if estimator == "analytic" else log_q - log_prior
     return LocalTerms(
         recon=recon,
         log_prior=log_prior,
@@ -172,6 +204,7 @@ def local_terms(
         latent_sites=latents,
         kl_estimator=estimator,
         point_masses=tuple(points),
+        summed_log_w=summed,
     )
 
 

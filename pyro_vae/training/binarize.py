@@ -36,7 +36,8 @@ def fresh_bits(probs: torch.Tensor, index: torch.Tensor, seed: int, epoch: int) 
 class DynamicBinarization:
     """The minibatch of :func:`~pyro_vae.training.loop.fit` under ``data.binarize = "dynamic"``:
     the fresh draw of the points ``index`` in ``epoch`` (``x``, the fixed draw that
-    :func:`~pyro_vae.data.datasets.load_data` made, is replaced)."""
+    :func:`~pyro_vae.data.datasets.load_data` made, is replaced; columns past the grey values,
+    a graph's label, are kept)."""
 
     def __init__(self, probs: torch.Tensor, seed: int):
         self.probs, self.seed = probs, seed
@@ -44,7 +45,8 @@ class DynamicBinarization:
     def __call__(self, x: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
         # the grey values may be pinned on the host while the step runs on a GPU
         probs = self.probs[index.to(self.probs.device)].to(x.device, non_blocking=True)
-        return fresh_bits(probs, index.to(x.device), self.seed, epoch)
+        bits = fresh_bits(probs, index.to(x.device), self.seed, epoch)
+        return bits if x.shape[1] == bits.shape[1] else torch.cat([bits, x[:, bits.shape[1] :]], 1)
 
 
 def dynamic_binarization(data: Data, seed: int) -> DynamicBinarization | None:

@@ -9,10 +9,12 @@ import pyro
 import torch
 
 from pyro_vae.config.run_config import Config
-from pyro_vae.core.errors import DataError
+from pyro_vae.core.errors import ConfigError, DataError
 from pyro_vae.data.datasets import Data
+from pyro_vae.data.labelled import with_labels
 from pyro_vae.inference.objectives import check_guide, make_objective
 from pyro_vae.inference.sites import point_mass_sites
+from pyro_vae.models.graph.program import GraphProgram
 from pyro_vae.models.vae import VAE
 from pyro_vae.training.loop import TrainState
 from pyro_vae.training.resolve import Resolved, place
@@ -26,7 +28,8 @@ class Built:
     optimizer holds, the training state (optimizer, schedule) and the eager step; and the data,
     placed where the steps read it."""
 
-    vae: VAE | None
+    #: the module holding the programs: the VAE, a declared graph's programs, or None for a user's pair
+    vae: VAE | GraphProgram | None
     model: Callable
     guide: Callable
     params: dict[str, torch.Tensor]
@@ -38,13 +41,18 @@ class Built:
 def build(run: Resolved, model, guide) -> Built:
     config, device, tc = run.config, run.device, run.config.train
     pyro.set_rng_seed(tc.seed)
-    vae = None if model is not None else build_vae(config, run.data, device)
-    if vae is not None:
+    data = run.data
+    vae: VAE | GraphProgram | None = None
+    if model is None and config.model.variables is not None:
+        vae, data = build_graph(config, data, device)
+        model, guide = vae.model, vae.guide  # no param sites: the optimizer holds its parameters
+    elif model is None:
+        vae = build_vae(config, data, device)
         model, guide = vae.programs(param_sites=False)  # the optimizer holds vae.parameters()
-    data = place(run.data, device)
+    data = place(data, device)
     objective = make_objective(config.objective.kind, **config.objective.params)
     # an objective that scores z under q refused for a point-mass guide (the delta guide)
-    guide_words = f'model.guide.kind = "{config.model.guide.kind}"' if vae is not None else "the guide"
+    guide_words = f'model.guide.kind = "{config.model.guide.kind}"' if isinstance(vae, VAE) else "the guide"
     points = point_mass_sites(guide, data.train[:1].to(device))
     check_guide(objective, config.objective.kind, points, guide_words)
     params = trained_params(vae, model, guide, objective, data.train[: tc.batch_size].to(device))
@@ -78,6 +86,23 @@ def build_vae(config: Config, data: Data, device: torch.device) -> VAE:
             raise DataError(f"{e} (model.likelihood.kind = {config.model.likelihood.kind!r})") from None
     vae.initialize(data.train)
     return vae.to(device)
+
+
+def build_graph(config: Config, data: Data, device: torch.device) -> tuple[GraphProgram, Data]:
+    """The programs of a declared graph, and the data as they read it (rows with their label
+    column, hidden labels hidden: :mod:`pyro_vae.data.labelled`), checked against its families."""
+    program = GraphProgram.from_config(config.model, config.guide)
+    if program.label_variable is not None:
+        data, _ = with_labels(
+            data, modelled=program.models_label, keep=config.data.labels, seed=config.data.split_seed
+        )
+    elif config.data.labels is not None:
+        raise ConfigError(
+            f'data.labels = {config.data.labels} but no variable of the model is bound to "label"'
+        )
+    for split in ("train", "valid"):
+        program.check_data(getattr(data, split), f"the {split} data of {config.data.label!r}")
+    return program.to(device), data
 
 
 def trained_params(vae, model, guide, objective, x: torch.Tensor) -> dict[str, torch.Tensor]:

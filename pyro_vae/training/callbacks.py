@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from pyro_vae.inference.measure import measure
+from pyro_vae.inference.measure import accuracy, measure
 from pyro_vae.training.loop import Callback, Epoch, TrainState
 from pyro_vae.training.run import FIGURES, Run, append_metrics
 
@@ -26,16 +26,31 @@ class Metrics(Callback):
     reconstruction and KL terms and standard error on a fixed sample of training points and
     on the validation points (:func:`pyro_vae.inference.measure.measure`, draws keyed by ``seed``), the
     seconds of training and items per second, and whether the step ran compiled with the seconds
-    spent compiling it (:mod:`pyro_vae.training.compiled`). It also keeps the state's best epoch: the one
+    spent compiling it (:mod:`pyro_vae.training.compiled`); for a semi-supervised graph, the
+    accuracy of q(y|x) on the validation and test labels (``valid_accuracy``, ``test_accuracy``).
+    It also keeps the state's best epoch: the one
     with the highest validation ELBO, or for a guide with no ELBO (the delta guide, whose rows
     hold None for the ELBO, its error and the KL) the highest validation reconstruction term
     (:func:`criterion`).
     """
 
     def __init__(
-        self, path: Path | None, model, guide, splits: dict, *, batch_size: int, device, seed: int, history=()
+        self,
+        path: Path | None,
+        model,
+        guide,
+        splits: dict,
+        *,
+        batch_size: int,
+        device,
+        seed: int,
+        history=(),
+        classifier=None,
+        labelled: dict | None = None,
     ):
         self.path, self.model, self.guide, self.splits = path, model, guide, splits
+        #: q(y|x)'s logits of a semi-supervised graph, scored on ``labelled`` {split: (x, labels)}
+        self.classifier, self.labelled = classifier, labelled or {}
         self.batch_size, self.device, self.seed = batch_size, device, seed
         #: the rows so far: those of the run being resumed, then one per epoch
         self.history: list[dict] = list(history)
@@ -50,6 +65,8 @@ class Metrics(Callback):
             row.update({f"{split}_elbo": m.elbo, f"{split}_recon": m.recon, f"{split}_kl": m.kl})
             row[f"{split}_elbo_stderr"] = m.elbo_stderr
             row["kl_estimator"] = m.kl_estimator
+        for split, (x, labels) in self.labelled.items():
+            row[f"{split}_accuracy"] = accuracy(self.classifier, x, labels, batch_size=self.batch_size)
         seconds = epoch.seconds if epoch else 0.0
         row.update(seconds=seconds, items_per_second=epoch.points / seconds if epoch and seconds else None)
         # the rounding the steps had: a replayed graph computes the eager step's bits, so it is "eager"

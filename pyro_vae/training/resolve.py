@@ -11,7 +11,7 @@ from pyro_vae.config.run_config import Config
 from pyro_vae.config.sections import _DEVICE, ModelConfig, same_images
 from pyro_vae.core import distributed
 from pyro_vae.core.distributed import World
-from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.errors import ConfigError, DataError
 from pyro_vae.core.options import show
 from pyro_vae.data.datasets import Data, load_data
 from pyro_vae.training.loggers import check_loggers
@@ -94,6 +94,8 @@ def resolve_config(
                 f"model.data_dim = {model.data_dim} but the data has {data.dim} values per point"
             )
         model = dataclasses.replace(model, data_dim=data.dim, image_shape=_image_shape(model, data))
+        if model.variables is not None:
+            model = dataclasses.replace(model, variables=_label_classes(model.variables, data))
     path = str(Path(config.data.path).resolve()) if config.data.path else None
     image = list(data.image_shape) if data.image_shape else None
     run_dir = run_dir or config.train.run_dir or str(fresh_dir("runs", config.data.label))
@@ -103,6 +105,26 @@ def resolve_config(
         data=dataclasses.replace(config.data, image_shape=image, path=path),
         train=dataclasses.replace(config.train, run_dir=run_dir),
     )
+
+
+def _label_classes(variables: dict, data: Data) -> dict:
+    """A variable bound to ``"label"`` gets the data's number of classes, unless it gives its own
+    (which must hold every label)."""
+    out = dict(variables)
+    for name, v in variables.items():
+        if v.data != "label":
+            continue
+        if data.train_labels is None:
+            raise DataError(
+                f'model.variables.{name} is bound to "label", but the data {data.name!r} have no labels'
+            )
+        found = int(data.train_labels.max()) + 1
+        if v.classes is not None and v.classes < found:
+            raise ConfigError(
+                f"model.variables.{name}.classes = {v.classes}, but the data have labels up to {found - 1}"
+            )
+        out[name] = dataclasses.replace(v, classes=v.classes or found)
+    return out
 
 
 def _image_shape(model: ModelConfig, data: Data) -> list[int] | None:

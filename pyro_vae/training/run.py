@@ -40,6 +40,7 @@ from pyro_vae.core.plugins import import_plugins
 from pyro_vae.training.checkpoint import load_checkpoint
 
 if TYPE_CHECKING:
+    from pyro_vae.models.graph.program import GraphProgram
     from pyro_vae.models.vae import VAE  # model imports the registries; run stays light to import
 
 CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
@@ -236,6 +237,8 @@ class Run:
     history: list[dict] = field(default_factory=list)
     #: the epochs of training the loaded parameters had (None for a run just trained)
     epoch: int | None = None
+    #: the programs of a model declared as a graph (``run.graph.model``, ``run.graph.guide``)
+    graph: "GraphProgram | None" = None
 
     @classmethod
     def load(cls, run_dir, device="cpu", checkpoint: str = CHECKPOINT) -> "Run":

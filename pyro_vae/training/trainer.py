@@ -28,6 +28,8 @@ from pyro_vae.core.options import show
 from pyro_vae.core.registry import Spec
 from pyro_vae.data.datasets import Data
 from pyro_vae.inference.noise import step_seed
+from pyro_vae.models.graph.program import GraphProgram
+from pyro_vae.models.vae import VAE
 from pyro_vae.training import callbacks as cb
 from pyro_vae.training.binarize import dynamic_binarization
 from pyro_vae.training.build import Built, build
@@ -128,7 +130,14 @@ def _result_and_callbacks(
     """The :class:`Run` returned, and the callbacks that fill its directory and history."""
     vae, config = built.vae, run.config
     programs = (vae.model, vae.guide) if vae is not None else (built.model, built.guide)  # for SVI
-    result = Run(config=config, dir=Path(config.train.run_dir), model=programs[0], guide=programs[1], vae=vae)
+    result = Run(
+        config=config,
+        dir=Path(config.train.run_dir),
+        model=programs[0],
+        guide=programs[1],
+        vae=vae if isinstance(vae, VAE) else None,
+        graph=vae if isinstance(vae, GraphProgram) else None,
+    )
     params = built.params
 
     def save(path: Path, state: TrainState) -> None:
@@ -227,6 +236,21 @@ def _announce(run: Resolved, state: TrainState, quiet: bool) -> None:
     )
 
 
+def _scored_labels(module, data: Data) -> dict:
+    """For a graph that classifies (q(y|x) of a modelled label), its classifier and the labelled
+    validation and test points it is scored on each epoch."""
+    if not isinstance(module, GraphProgram) or not module.models_label:
+        return {}
+    if module.classifier(data.valid[:1]) is None:
+        return {}
+    labelled = {
+        split: (getattr(data, split), getattr(data, f"{split}_labels"))
+        for split in ("valid", "test")
+        if getattr(data, split) is not None and getattr(data, f"{split}_labels") is not None
+    }
+    return {"classifier": module.classifier, "labelled": labelled}
+
+
 def _callbacks(
     run: Run,
     programs: tuple[Callable, Callable],
@@ -252,11 +276,13 @@ def _callbacks(
         device=device,
         seed=tc.seed,
         history=history,
+        **_scored_labels(run.graph, data),
     )
     run.history = metrics.history  # one list, filled as training goes
     stopping = [cb.EarlyStopping(tc.patience, metrics)] if tc.patience else []
     if not world.main:
         return [metrics, *stopping]
+    drawn = vae is not None  # pictures of a VAE built from the config
     layered = vae is not None and len(vae.config.layers) > 1
     every = tc.checkpoint_every
     loggers = open_loggers(tc.loggers, run.dir, start_epoch=state.epoch)
@@ -270,7 +296,7 @@ def _callbacks(
             seconds=every.seconds,
         ),
         *stopping,
-        *([cb.Figures(run, data)] if vae is not None else []),
+        *([cb.Figures(run, data)] if drawn else []),
         *([cb.Tracking(loggers, metrics, run.dir)] if loggers else []),
         cb.ProgressBar(tc.epochs, metrics, quiet=quiet),
         cb.Messages(metrics, run.dir, lr=tc.lr, layered=layered, quiet=quiet),

@@ -63,7 +63,7 @@ def make_objective(kind: str, **params) -> pyro.infer.ELBO:
             f"objective.{given[0]} = {show(mods[given[0]])} is not allowed for {checked.kind}: it has no "
             "KL term for KL warm-up or free bits to act on"
         )
-    if given:
+    if given or mods["classify"] != 1.0:
         objective = Modified(objective, **mods)
     return objective
 

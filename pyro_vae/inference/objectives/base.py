@@ -60,7 +60,7 @@ class LocalBound(pyro.infer.ELBO):
     def differentiable_loss(self, model, guide, x: torch.Tensor) -> torch.Tensor:
         terms = self.terms(model, guide, x)
         for name, site in terms.latent_sites.items():
-            if not site["fn"].has_rsample:
+            if not site["fn"].has_rsample and site["infer"].get("enumerate") != "parallel":
                 raise NotImplementedError(
                     f"{type(self).__name__} needs reparameterizable guide sites, but {name!r} is "
                     f"{type(site['fn']).__name__}; use tracegraph or elbo for such guides"

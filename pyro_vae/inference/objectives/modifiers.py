@@ -1,4 +1,4 @@
-"""KL annealing and free bits: two modifiers that combine with any objective.
+"""KL annealing, free bits and a classification term: modifiers that combine with any objective.
 
 Each objective's bound B(x) holds a KL term, explicitly (the ELBO family) or inside its
 weights (IWAE, Rényi). The modifiers move that KL by a correction outside the bound:
@@ -19,6 +19,11 @@ bound's KL is the same closed form, as ``meanfield``'s; in expectation otherwise
   are not switched off early (Kingma et al. 2016, eq. 15). KL̄_j is the mean over the
   global minibatch, summed across processes when there are several.
 
+A semi-supervised graph (:mod:`pyro_vae.models.graph.program`) carries Kingma et al.'s (2014)
+classification term log q(y|x) on its labelled rows as an auxiliary factor of value 0; ``classify``
+is its weight α, so that the loss's gradient gains α Σ_labelled ∇ log q(y_n|x_n) while every
+bound the loss reports stays the model's own (their eq. 9 with α = ``classify``).
+
 The correction, like every scale factor, is applied outside any log-mean-exp. It costs
 one more pass of the guide and the model per step. β_t is an input of the loss:
 ``pyro_vae.train`` passes ``kl_weight`` = :meth:`Modified.kl_weight_at` of its progress to
@@ -28,15 +33,18 @@ instead call ``set_progress`` once per step, which the loss reads when no weight
 
 import math
 
+import pyro.distributions as dist
 import pyro.infer
 import torch
 from pyro import poutine
+from pyro.poutine.messenger import Messenger
 from torch.distributions import Independent
 
 from pyro_vae.core.distributed import world
 from pyro_vae.core.numeric import masked
 from pyro_vae.inference.sites import latent_sites
 from pyro_vae.inference.traces import closed_form_sites, site_scale
+from pyro_vae.models.graph.program import AUXILIARY
 from pyro_vae.models.kl import site_kl
 
 
@@ -53,12 +61,13 @@ class Modified(pyro.infer.ELBO):
         kl_warmup: int = 0,
         kl_warmup_unit: str = "epochs",
         free_bits: float = 0.0,
+        classify: float = 1.0,
         plate: str = "data",
     ):
         super().__init__(num_particles=base.num_particles)
         self.base = base
         self.kl_warmup, self.kl_warmup_unit, self.free_bits = kl_warmup, kl_warmup_unit, free_bits
-        self.plate = plate
+        self.classify, self.plate = classify, plate
         self.epoch, self.step = 0.0, 0
 
     def kl_weight_at(self, epoch: float, step: int) -> float:
@@ -83,7 +92,11 @@ class Modified(pyro.infer.ELBO):
 
     def differentiable_loss(self, model, guide, x: torch.Tensor, *, kl_weight: float | None = None):
         kl_weight = self.kl_weight if kl_weight is None else kl_weight
+        if self.classify != 1.0:
+            model = weighted(model, self.classify)
         loss = self.base.differentiable_loss(model, guide, x)
+        if not (self.kl_warmup or self.free_bits):
+            return loss
         kl, scale = kl_by_dimension(model, guide, x, plate=self.plate)  # (B, J)
         total = kl.sum()
         free = self._free_bits(kl) if self.free_bits else total
@@ -111,6 +124,21 @@ class Modified(pyro.infer.ELBO):
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         loss.backward()
         return loss.item()
+
+
+def weighted(model, alpha: float):
+    """``model`` with its auxiliary factors (the classification term) multiplied by ``alpha``."""
+    return _Weighted(alpha)(model)
+
+
+class _Weighted(Messenger):
+    def __init__(self, alpha: float):
+        super().__init__()
+        self.alpha = alpha
+
+    def _pyro_sample(self, msg):
+        if msg["infer"].get(AUXILIARY):
+            msg["fn"] = dist.Unit(self.alpha * msg["fn"].log_factor, has_rsample=True)
 
 
 def kl_by_dimension(model, guide, x: torch.Tensor, *, plate: str = "data") -> tuple[torch.Tensor, float]:

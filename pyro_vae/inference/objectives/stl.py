@@ -18,7 +18,7 @@ class ELBO_STL(LocalBound):
     stop_q_params = True
 
     def bound(self, terms):
-        value = terms.log_w.mean(0)  # (B,)
+        value = terms.elbo.mean(0)  # (B,)
         return value, value
 
 

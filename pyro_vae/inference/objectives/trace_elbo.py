@@ -18,6 +18,7 @@ from pyro.infer.util import check_fully_reparametrized, is_identically_zero, is_
 from pyro.poutine import Trace
 
 from pyro_vae.inference.objectives.base import Particles, register_objective
+from pyro_vae.inference.objectives.enumerated import Enumerating
 from pyro_vae.inference.traces import closed_form_sites
 from pyro_vae.models.kl import site_kl
 
@@ -26,8 +27,9 @@ def _is_sample(site) -> bool:
     return site["type"] == "sample"
 
 
-class _OnDeviceLoss:
-    """``differentiable_loss`` that averages tensor-valued particle losses, never reading them."""
+class _OnDeviceLoss(Enumerating):
+    """``differentiable_loss`` that averages tensor-valued particle losses, never reading them;
+    a guide that enumerates its discrete sites is summed over them (:class:`Enumerating`)."""
 
     # from the Pyro ELBO this is mixed into, and (``_particle``) from each subclass
     num_particles: int
@@ -35,6 +37,9 @@ class _OnDeviceLoss:
     _particle: Callable[[Trace, Trace], tuple[torch.Tensor, torch.Tensor]]
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
+        enumerated = self.enumerated_loss(model, guide, *args)
+        if enumerated is not None:
+            return enumerated
         loss: torch.Tensor | float = 0.0
         surrogate: torch.Tensor | float = 0.0
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
@@ -80,6 +85,8 @@ class DeviceMeanFieldELBO(_OnDeviceLoss, pyro.infer.TraceMeanField_ELBO):
     the lower layer of a hierarchical model).
     Needs reparameterizable guide sites.
     """
+
+    analytic_kl = True
 
     def _get_trace(self, model, guide, args, kwargs):
         # Pyro warns unless model and guide draw their sites in the same order; closed_form_sites
