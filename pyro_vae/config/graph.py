@@ -48,6 +48,9 @@ BINDINGS = ("x", "label", *(f"x.{p}" for p in PARTS))
 #: the families whose values are a class among ``classes`` (their guides are discrete too)
 DISCRETE = ("categorical",)
 
+#: the network from parents to a family's (or guide's) parameters where a variable names none
+DEFAULT_NETWORK = {"kind": "mlp", "hidden": [256, 256], "activation": "tanh"}
+
 
 def _names(key: str, value) -> list[str]:
     return list(check_value(key, value, list[str]))
@@ -55,7 +58,9 @@ def _names(key: str, value) -> list[str]:
 
 @dataclass(frozen=True)
 class Variable:
-    """One variable of the model: see the module docstring."""
+    """One variable of the model, ``[model.variables.NAME]``: drawn from its ``family`` given the
+    variables it is ``given``; bound to data, it is observed (or an input, without a family);
+    otherwise it is a latent, which the guide draws (``[guide.NAME]``)."""
 
     #: a registered family (``"normal"``, ``"bernoulli"``, ``"categorical"`` …); unset for an input
     family: Spec | None = None
@@ -67,7 +72,9 @@ class Variable:
     given: list[str] = field(default_factory=list)
     #: from the parents' values to the family's parameters (default: an MLP)
     network: Spec | None = None
-    #: what of the data it is bound to: one of :data:`BINDINGS`
+    #: what of the data it is bound to: "x" (the data point), "label" (its class: observed where
+    #: known, a latent where hidden), or a part of an image: "x.top", "x.bottom", "x.left",
+    #: "x.right", "x.top_left", "x.top_right", "x.bottom_left", "x.bottom_right"
     data: str | None = None
 
     @classmethod
@@ -75,12 +82,14 @@ class Variable:
         key = f"{where}.{name}"
         values = _table(key, values, cls)
         family = values.get("family")
+        given = _names(f"{key}.given", values.get("given", []))
+        network = values.get("network", DEFAULT_NETWORK if given and family is not None else None)
         out = cls(
             family=None if family is None else Spec.parse(family, "family", f"{key}.family"),
             size=check_value(f"{key}.size", values.get("size"), PositiveInt | None),
             classes=check_value(f"{key}.classes", values.get("classes"), PositiveInt | None),
-            given=_names(f"{key}.given", values.get("given", [])),
-            network=_network(values.get("network"), f"{key}.network"),
+            given=given,
+            network=_network(network, f"{key}.network"),
             data=check_value(f"{key}.data", values.get("data"), str | None),
         )
         out._check(key)
@@ -279,7 +288,8 @@ def check_graph(variables: dict[str, Variable], guide: dict[str, GuideVariable])
                 )
             if parent == name:
                 raise ConfigError(f"guide.{name}.given names {name} itself")
-        filled[name] = GuideVariable(family=family, given=given, network=g.network)
+        network = g.network or Spec.parse(DEFAULT_NETWORK, "network", f"guide.{name}.network")
+        filled[name] = GuideVariable(family=family, given=given, network=network)
     guide_parents = {n: [p for p in g.given if p in filled] for n, g in filled.items()}  # type: ignore[union-attr]
     topological(guide_parents, "[guide]")
     return filled

@@ -22,6 +22,7 @@ import textwrap
 import types
 import typing
 
+from pyro_vae.config.graph import GuideVariable, Variable
 from pyro_vae.config.run_config import Config
 from pyro_vae.core.options import describe, show
 from pyro_vae.core.registry import Spec, get_registry
@@ -37,6 +38,10 @@ OTHER_FAMILIES = {
     "train.loggers": "logger",
     "pyro-vae evaluate --estimator": "estimator",
     "pyro-vae compare --estimator": "estimator",
+    "model.variables.NAME.family": "family",
+    "model.variables.NAME.network": "network",
+    "guide.NAME.family": "guide",
+    "guide.NAME.network": "network",
 }
 
 
@@ -50,11 +55,13 @@ def configuration_reference() -> str:
         if isinstance(value, Spec):
             sections.append(_spec_section(f.name, value))
         elif dataclasses.is_dataclass(value):
-            sections.append(_section(f"[{f.name}]", value))
-        else:
+            sections.append(_section(f"[{f.name}]", value, skip=("variables",)))
+        elif f.name != "guide":
             top.append(f.name)
     if top:
         sections.insert(0, _section("Top-level keys", defaults, only=top))
+    sections.insert(2, _section("[model.variables.NAME]", Variable()))
+    sections.insert(3, _section("[guide.NAME]", GuideVariable()))
     for key, family in _family_keys().items():
         families.setdefault(family, []).append(key)
     kinds = [_family(family, families[family]) for family in sorted(families)]
@@ -166,17 +173,18 @@ registry is an inline table, `{{ kind = "...", option = ... }}`; its options are
 configured the same way."""
 
 
-def _section(title: str, section, only: list[str] | None = None) -> str:
-    """A table of the keys of a section (``[train]``), or of the ``only`` keys of the whole config."""
+def _section(title: str, section, only: list[str] | None = None, skip: tuple[str, ...] = ()) -> str:
+    """A table of the keys of a section (``[train]``), or of the ``only`` keys of the whole config;
+    ``skip`` keys are left out."""
     comments = field_comments(type(section))
     hints = typing.get_type_hints(type(section), include_extras=True)
     family_keys = _family_keys()
     rows = []
     for f in dataclasses.fields(section):
-        if only is not None and f.name not in only:
+        if (only is not None and f.name not in only) or f.name in skip:
             continue
         family = family_keys.get(f"{title.strip('[]')}.{f.name}")
-        if isinstance(getattr(section, f.name), Spec):
+        if isinstance(getattr(section, f.name), Spec) or (family and Spec in typing.get_args(hints[f.name])):
             accepts = f"a {family}: `{{ kind = ... }}`, see [{family} kinds](#{family}-kinds)"
         elif family:
             accepts = f"{type_words(hints[f.name])}: a [{family}](#{family}-kinds) name"

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 from pyro_vae.config.graph import parse_variables
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import PositiveFloat, PositiveInt, Range, check_value, plain, show
-from pyro_vae.core.registry import Spec
+from pyro_vae.core.registry import GUIDES, Spec
 
 
 def spec(family: str, kind: str, **params):
@@ -140,6 +140,11 @@ class ModelConfig(_Section):
     variables: typing.Any = None
 
     def check(self) -> None:
+        if getattr(GUIDES.get(self.guide.kind), "discrete", False):
+            raise ConfigError(
+                f"model.guide.kind = {show(self.guide.kind)} draws a class, for a discrete variable of a "
+                "graph (model.variables); z is continuous: use a guide with a density on it"
+            )
         if self.variables is not None:
             object.__setattr__(self, "variables", parse_variables(self.variables))
             self._check_graph_alone()

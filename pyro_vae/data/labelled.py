@@ -26,24 +26,32 @@ HIDDEN = -1
 
 def kept_labels(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     """The indices of ``n`` labelled points, as equal a number of each class as ``n`` allows
-    (the first ``n mod C`` classes one more), chosen by ``seed``: sorted, ``(n,)``."""
-    classes = labels.unique()
+    (the first ``n mod C`` classes one more): the points are visited in an order drawn by
+    ``seed``, and each is kept while its class lacks labels, until every class has its share.
+    The labels of the points after the last one kept are never read. Sorted, ``(n,)``."""
+    classes = labels.unique().tolist()
     if n > len(labels):
         raise ConfigError(f"data.labels = {n} is more than the {len(labels)} training points")
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(labels), generator=generator)
-    per_class = [order[labels[order] == c] for c in classes]  # each class's points, shuffled
     share, extra = divmod(n, len(classes))
-    kept = []
-    for i, points in enumerate(per_class):
-        want = share + (i < extra)
-        if want > len(points):
-            raise ConfigError(
-                f"data.labels = {n} asks for {want} labels of class {int(classes[i])}, "
-                f"which has {len(points)} points"
-            )
-        kept.append(points[:want])
-    return torch.cat(kept).sort().values
+    wanted = {c: share + (i < extra) for i, c in enumerate(classes)}
+    counts = {c: int((labels == c).sum()) for c in classes}
+    short = next((c for c in classes if wanted[c] > counts[c]), None)
+    if short is not None:
+        raise ConfigError(
+            f"data.labels = {n} asks for {wanted[short]} labels of class {short}, "
+            f"which has {counts[short]} points"
+        )
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)).tolist()
+    kept, missing = [], n
+    for i in order:
+        if missing == 0:
+            break
+        c = int(labels[i])
+        if wanted[c] > 0:
+            wanted[c] -= 1
+            missing -= 1
+            kept.append(i)
+    return torch.tensor(sorted(kept), dtype=torch.long)
 
 
 def with_labels(

@@ -37,6 +37,7 @@ from pyro_vae.evaluation.drawing import interpolate_run, sample_run
 from pyro_vae.inference.estimators.base import check_estimator
 from pyro_vae.inference.estimators.pareto import UNTRUSTED_K
 from pyro_vae.inference.measure import Measurement, measure
+from pyro_vae.training.build import graph_data
 from pyro_vae.training.resolve import resolve_device
 from pyro_vae.training.run import CHECKPOINT, Run
 
@@ -80,26 +81,32 @@ def evaluate_run(
     w = distributed.join(torch_device, key="--device")
     torch_device = distributed.device_of(torch_device)
     run = Run.load(run_dir, device=torch_device, checkpoint=checkpoint)
-    assert run.vae is not None  # Run.load builds the VAE
     if w.main:
         check_writable(out, where(out, run_dir))  # before the estimation, which may take hours
     data = data_of(run)
+    if run.graph is not None:
+        data = graph_data(run.graph, run.config, data)
     x = split_of(data, split)[:points].to(torch_device)  # (N, D)
-    run.vae.likelihood.check_data(x, f"the {split} split of {data_words(run)}")
+    if run.graph is not None:
+        run.graph.check_data(x, f"the {split} split of {data_words(run)}")
+    else:
+        assert run.vae is not None  # Run.load builds the VAE or the graph
+        run.vae.likelihood.check_data(x, f"the {split} split of {data_words(run)}")
     pyro.set_rng_seed(seed)  # guides the keyed noise does not cover draw from the global stream
     m = measure(
-        run.vae.model,
-        run.vae.guide,
+        run.model,
+        run.guide,
         x,
         estimator=estimator,
         options=options,
-        encode=run.vae.encode,
+        encode=run.vae.encode if run.vae is not None else None,
         seed=seed,
         batch_size=batch_size,
         device=torch_device,
         progress=progress,
     )
     about = {"run_dir": str(run_dir), "checkpoint": checkpoint, "epoch": run.epoch, "split": split}
+    about["measures"] = run.graph.measured if run.graph is not None else "log p(x)"
     record = _record(m, estimator, options, {**about, "seed": seed, "device": str(torch_device)})
     if w.main:
         make_dir(out.parent, where(out, run_dir))

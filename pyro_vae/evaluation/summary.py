@@ -28,7 +28,7 @@ def summary(r: dict) -> str:
     ]
     spread = _plus_minus(r["log_px_stderr"])
     per_point = " nats per point" if r["points"] != 1 else " nats (one point: no spread across points)"
-    return f"log p(x) = {r['log_px']:.2f}{spread}{per_point} ({'; '.join(parts)})"
+    return f"{r.get('measures', 'log p(x)')} = {r['log_px']:.2f}{spread}{per_point} ({'; '.join(parts)})"
 
 
 def monte_carlo_words(r: dict) -> str:

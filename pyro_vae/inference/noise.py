@@ -7,7 +7,9 @@ normal noise ε from a counter-based generator: each ε is a hash of the seed, t
 point's index in the dataset, the sample's index among the K, the latent site's name and the coordinate
 (splitmix64, Steele et al. 2014, then Box–Muller), so the same seed gives the same estimate
 whatever the chunk and batch sizes. It covers Normal, MultivariateNormal, Independent and
-TransformedDistribution guides; any other site draws from the global stream as usual. A
+TransformedDistribution guides, and a class (``OneHotCategorical``: argmax of the logits plus
+Gumbel noise −log(−log Φ(ε)); Gumbel 1954) drawn by a ``score`` or ``relaxed`` categorical
+guide; any other site draws from the global stream as usual. A
 point mass (the ``delta`` guide) draws nothing, so there is nothing to key, and it is not
 reported as missed.
 
@@ -22,11 +24,18 @@ import math
 import zlib
 
 import torch
-from pyro.distributions import Independent, MultivariateNormal, Normal, TransformedDistribution
+from pyro.distributions import (
+    Independent,
+    MultivariateNormal,
+    Normal,
+    OneHotCategorical,
+    TransformedDistribution,
+)
 from pyro.poutine.messenger import Messenger
 from torch.fx.experimental.proxy_tensor import get_proxy_mode
 
 from pyro_vae.inference.sites import PARTICLES
+from pyro_vae.models.graph.categorical import one_hot_from_uniform
 from pyro_vae.models.kl import is_point_mass
 
 _M1, _M2 = -4658895280553007687, -7723592293110705685  # splitmix64 constants, as int64
@@ -109,6 +118,10 @@ class IndexedNoise(Messenger):
         frames = {f.name: f.dim for f in msg["cond_indep_stack"] if f.vectorized}
         if self.plate not in frames or is_point_mass(msg["fn"]):
             return  # a point mass's value is its parameter: no noise to draw
+        if isinstance(msg["fn"], OneHotCategorical):  # a class drawn by a score or relaxed guide
+            u = torch.special.ndtr(self._noise(msg["fn"].logits, msg, frames))  # uniforms, keyed
+            msg["value"] = one_hot_from_uniform(msg["fn"], u)
+            return
         if not msg["fn"].has_rsample:
             self._missed(msg)
             return

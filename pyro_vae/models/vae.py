@@ -199,7 +199,7 @@ class VAE(nn.Module):
         return self.likelihood.mean(out) if mean else self.likelihood(out).sample()
 
 
-def load_weights(vae: VAE, state: dict, *, where: str) -> None:
+def load_weights(vae: nn.Module, state: dict, *, where: str) -> None:
     """``vae.load_state_dict(state)``, or one line saying that the weights in ``where`` are not
     this model's (a checkpoint whose shapes do not match its config)."""
     try:

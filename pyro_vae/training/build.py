@@ -92,17 +92,22 @@ def build_graph(config: Config, data: Data, device: torch.device) -> tuple[Graph
     """The programs of a declared graph, and the data as they read it (rows with their label
     column, hidden labels hidden: :mod:`pyro_vae.data.labelled`), checked against its families."""
     program = GraphProgram.from_config(config.model, config.guide)
-    if program.label_variable is not None:
-        data, _ = with_labels(
-            data, modelled=program.models_label, keep=config.data.labels, seed=config.data.split_seed
-        )
-    elif config.data.labels is not None:
-        raise ConfigError(
-            f'data.labels = {config.data.labels} but no variable of the model is bound to "label"'
-        )
+    data = graph_data(program, config, data)
     for split in ("train", "valid"):
         program.check_data(getattr(data, split), f"the {split} data of {config.data.label!r}")
     return program.to(device), data
+
+
+def graph_data(program: GraphProgram, config: Config, data: Data) -> Data:
+    """The data as a graph's programs read them: with the label column where a variable is bound to
+    the label (:mod:`pyro_vae.data.labelled`: ``data.labels`` kept, chosen by ``data.split_seed``)."""
+    keep = config.data.labels
+    if program.label_variable is None:
+        if keep is not None:
+            raise ConfigError(f'data.labels = {keep} but no variable of the model is bound to "label"')
+        return data
+    rows, _ = with_labels(data, modelled=program.models_label, keep=keep, seed=config.data.split_seed)
+    return rows
 
 
 def trained_params(vae, model, guide, objective, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -244,6 +244,7 @@ class Run:
     def load(cls, run_dir, device="cpu", checkpoint: str = CHECKPOINT) -> "Run":
         """Rebuild the trained VAE of a run directory from its checkpoint (``best.pt`` for the
         epoch with the best validation ELBO)."""
+        from pyro_vae.models.graph.program import GraphProgram
         from pyro_vae.models.vae import VAE, load_weights  # model imports the registries; run stays light
 
         run_dir = Path(run_dir)
@@ -260,10 +261,15 @@ class Run:
             )
         check_same_run(run_dir, payload)
         config = Config.from_dict(payload["config"])
-        vae = VAE(config.model).to(device)
-        load_weights(vae, payload["model"], where=str(run_dir / checkpoint))
-        vae.eval()
         metrics = run_dir / METRICS
         history = read_metrics(metrics) if metrics.exists() else []
         epoch = payload["training"]["epoch"]
+        if config.model.variables is not None:
+            graph = GraphProgram.from_config(config.model, config.guide).to(device)
+            load_weights(graph, payload["model"], where=str(run_dir / checkpoint))
+            graph.eval()
+            return cls(config, run_dir, graph.model, graph.guide, history=history, epoch=epoch, graph=graph)
+        vae = VAE(config.model).to(device)
+        load_weights(vae, payload["model"], where=str(run_dir / checkpoint))
+        vae.eval()
         return cls(config, run_dir, vae.model, vae.guide, vae=vae, history=history, epoch=epoch)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pyro_vae import Config, ConfigError
+from pyro_vae.config.graph import GuideVariable, Variable
 from pyro_vae.config.reference import COMMAND, configuration_reference, docstring_paragraphs, field_comments
 from pyro_vae.config.run_config import PositiveInt, Spec
 from pyro_vae.core.registry import get_registry
@@ -59,6 +60,10 @@ def config_families() -> dict[str, list[str]]:
         for f in dataclasses.fields(getattr(Config(), section)):
             if "family" in f.metadata:
                 keys.setdefault(f.metadata["family"], []).append(f"{section}.{f.name}")
+    # a declared graph's variables and guide (pyro_vae.config.graph) choose from three more
+    keys["family"] = ["model.variables.NAME.family"]
+    keys["network"] += ["model.variables.NAME.network", "guide.NAME.network"]
+    keys["guide"] += ["guide.NAME.family"]
     return keys
 
 
@@ -105,6 +110,9 @@ def test_every_section_key_is_listed_with_its_default(reference):
     listed = {f"`[{name}]`": values for name, values in tables.items() if name != "objective"}
     if top:
         listed["Top-level keys"] = top
+    # a declared graph's two tables, every key unset or empty by default
+    listed["`[model.variables.NAME]`"] = {f.name: None for f in dataclasses.fields(Variable)} | {"given": []}
+    listed["`[guide.NAME]`"] = {f.name: None for f in dataclasses.fields(GuideVariable)}
     assert set(listed) | {"`[objective]`", "Kinds"} == set(sections)
     for title, values in listed.items():
         rows = table(sections[title])

@@ -15,7 +15,7 @@ from pyro_vae.config.run_config import load_config
 from pyro_vae.core.registry import REGISTRIES
 
 # the options every objective shares, at their defaults (KL warm-up and free bits off)
-NO_MODIFIERS = {"kl_warmup": 0, "kl_warmup_unit": "epochs", "free_bits": 0.0}
+NO_MODIFIERS = {"kl_warmup": 0, "kl_warmup_unit": "epochs", "free_bits": 0.0, "classify": 1.0}
 
 
 def load_text(tmp_path, text: str, name: str = "config.toml") -> Config:

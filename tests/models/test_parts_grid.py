@@ -33,8 +33,14 @@ SMALL = {
 # the point-mass delta guide has no density for the ELBO and log p(x) the grid checks:
 # tests/inference/objectives/test_autoencoder.py covers it
 NOT_IN_GRID = {"delta"}
+# a guide of a graph's discrete variable (categorical) is no guide of the preset's continuous z:
+# tests/models/graph and tests/inference/test_enumeration.py cover it
 PRIORS, GUIDES, LIKELIHOODS = (
-    {name: SMALL.get(name, {}) for name in family.names() if name not in NOT_IN_GRID}
+    {
+        name: SMALL.get(name, {})
+        for name, entry in family.entries().items()
+        if name not in NOT_IN_GRID and not getattr(entry, "discrete", False)
+    }
     for family in (registry.PRIORS, registry.GUIDES, registry.LIKELIHOODS)
 )
 

@@ -99,6 +99,8 @@ class CategoricalGuide(nn.Module):
     docstring for the three ``estimator`` choices (``temperature`` τ is the relaxation's)."""
 
     classes: int
+    #: a guide of a discrete variable (a class), never of the preset model's continuous z
+    discrete = True
 
     def __init__(
         self, classes: int, /, *, estimator: Estimator = "enumerate", temperature: PositiveFloat = 0.5

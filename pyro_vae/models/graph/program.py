@@ -22,6 +22,7 @@ A network reads its parents' values joined along their last dimension (a class o
 broadcasting their leading dimensions (particles, enumerated classes) against each other.
 """
 
+import math
 from typing import Any
 
 import pyro
@@ -31,12 +32,10 @@ from torch import nn
 
 from pyro_vae.config.graph import GuideVariable, Variable, topological
 from pyro_vae.core.errors import ConfigError
-from pyro_vae.core.registry import FAMILIES, GUIDES, NETWORKS, Spec
+from pyro_vae.core.options import show
+from pyro_vae.core.registry import FAMILIES, GUIDES, NETWORKS
 from pyro_vae.models.graph.bindings import label_column, part_columns
 from pyro_vae.models.graph.families import classes, features
-
-#: the network from parents to a family's parameters when a variable names none
-DEFAULT_NETWORK = Spec("mlp", {"hidden": [256, 256], "activation": "tanh"})
 
 #: the ``infer`` key that marks a model site as an auxiliary training term (value 0, never in a bound)
 AUXILIARY = "pyro_vae_auxiliary"
@@ -121,6 +120,16 @@ class GraphProgram(nn.Module):
         name = self.label_variable
         return name is not None and self.variables[name].family is not None
 
+    @property
+    def measured(self) -> str:
+        """What the bounds and estimates of this graph are of, in words: ``log p(x)``, or for a
+        conditional model ``log p(bottom | top)``."""
+        observed = [
+            n for n, v in self.variables.items() if v.family is not None and v.data not in (None, "label")
+        ]
+        inputs = [n for n, v in self.variables.items() if v.family is None]
+        return f"log p({', '.join(observed)}" + (f" | {', '.join(inputs)})" if inputs else ")")
+
     def check_data(self, row: torch.Tensor, name: str) -> None:
         """Each observed variable's family checks its values (a Bernoulli's are 0 or 1)."""
         values = self.bound_values(row)
@@ -161,7 +170,7 @@ class GraphProgram(nn.Module):
         }
 
     def _network(self, key: str, decl, width: dict[str, int], out: int) -> nn.Module:
-        spec = decl.network or DEFAULT_NETWORK
+        spec = decl.network  # filled in by the config (pyro_vae.config.graph.DEFAULT_NETWORK)
         given = list(decl.given)
         n_in: int | tuple[int, ...] = sum(width[p] for p in given)
         if given == [self._image_variable()] and self.image_shape is not None:
@@ -171,13 +180,16 @@ class GraphProgram(nn.Module):
             per_value, rest = divmod(out, self.data_dim)
             image = self._image()
             n_out = (per_value * image[0], *image[1:]) if rest == 0 else out
+        words = f"{key}.network = {show(spec.to_dict())}"
         try:
-            return NETWORKS.get(spec.kind, key=f"{key}.network.kind")(n_in, n_out, **spec.params)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(
-                f"{key}.network = {spec.to_dict()} cannot map its inputs to the family's "
-                f"{out} parameters: {e}"
-            ) from None
+            net = NETWORKS.get(spec.kind, key=f"{key}.network.kind")(n_in, n_out, **spec.params)
+            with torch.no_grad():  # one row through it: does its output fit the family?
+                probe = net(torch.zeros(1, math.prod(n_in) if isinstance(n_in, tuple) else n_in))
+        except (ValueError, TypeError, RuntimeError) as e:
+            raise ConfigError(f"{words} cannot read its inputs ({n_in}): {str(e).splitlines()[0]}") from None
+        if probe[0].numel() != out:
+            raise ConfigError(f"{words} gives {probe[0].numel()} numbers per point; its family needs {out}")
+        return net
 
     def _image(self) -> tuple[int, ...]:
         shape = tuple(self.image_shape)  # type: ignore[arg-type]
