@@ -105,6 +105,13 @@ def _sample(commands, help: str) -> None:
     sample.add_argument("-n", type=int, default=64, help="how many samples (default 64)")
     add_flags(sample, "out", help="a .png grid, or .npy of the values (default RUN_DIR/samples-N.png)")
     add_flags(sample, "seed", "device", "checkpoint")
+    sample.add_argument(
+        "--given",
+        nargs="+",
+        default=[],
+        metavar="NAME=CLASS",
+        help="a declared graph's class held fixed (--given y=3); without it, a row for each class",
+    )
 
 
 def _interpolate(commands, help: str) -> None:

@@ -83,8 +83,15 @@ def _sample(args) -> None:
 
     if not distributed.writes():
         return  # one process draws
+    given = arguments.key_values(args.given, "--given")
     out = sample_run(
-        args.run_dir, args.n, out=args.out, seed=args.seed, device=args.device, checkpoint=args.checkpoint
+        args.run_dir,
+        args.n,
+        out=args.out,
+        seed=args.seed,
+        device=args.device,
+        checkpoint=args.checkpoint,
+        given=given,
     )
     print(out)
 

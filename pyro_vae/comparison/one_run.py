@@ -63,15 +63,14 @@ def _measure(
 ) -> dict:
     """The row of numbers of a trained run, measured on the points ``x``."""
     vae, x = run.vae, x.to(device)
-    assert vae is not None  # train builds a VAE from a config
     pyro.set_rng_seed(config.train.seed)  # guides the keyed noise does not cover draw reproducibly
     m = measure(
-        vae.model,
-        vae.guide,
+        run.model,
+        run.guide,
         x,
         estimator=estimator,
         options=options,
-        encode=vae.encode,
+        encode=vae.encode if vae is not None else None,
         seed=config.train.seed,
         elbo_batch_size=config.train.eval_batch_size,
         device=device,
@@ -82,7 +81,7 @@ def _measure(
             "status": MEASURED,
             "train_seed": config.train.seed,
             "run_dir": str(run.dir),
-            "guide": config.model.guide.kind,
+            "guide": guide_words(config),
             "log_px": m.log_px,
             "log_px_absent": m.log_px_absent,  # why log_px is None where it is not defined
             "log_px_stderr": m.log_px_stderr,  # over the points
@@ -106,6 +105,11 @@ def _measure(
     )
 
 
+def guide_words(config: Config) -> str:
+    """The guide a row was trained with: the preset's kind, or a declared graph's own."""
+    return config.model.guide.kind if getattr(config.model, "variables", None) is None else "graph"
+
+
 def diverged_row(config: Config, e: Diverged, estimator: str, points: int) -> dict:
     """The row of a run whose training loss became NaN or infinite: the epoch it diverged in, the
     loss, and no numbers."""
@@ -118,7 +122,7 @@ def diverged_row(config: Config, e: Diverged, estimator: str, points: int) -> di
         "status": DIVERGED,
         "train_seed": config.train.seed,
         "run_dir": str(run_dir),
-        "guide": config.model.guide.kind,
+        "guide": guide_words(config),
         "diverged_epoch": e.epoch or last["epoch"] + 1,
         "diverged_loss": str(e.loss),  # a word: JSON has no NaN or infinity
         **dict.fromkeys(NUMBERS),

@@ -25,6 +25,7 @@ from pyro_vae.core.options import PositiveFloat, PositiveInt, check_value
 from pyro_vae.data.datasets import Data, load_data
 from pyro_vae.inference.estimators.base import check_estimator
 from pyro_vae.inference.objectives import paired_guide, parse_objective
+from pyro_vae.training.build import graph_data
 from pyro_vae.training.resolve import resolve_device
 from pyro_vae.training.run import CHECKPOINT, CONFIG, METRICS, fresh_dir
 
@@ -61,6 +62,10 @@ class Plan:
     runs: list[PlannedRun]  # seed 0 of each objective first
 
 
+#: the guide of a declared graph's runs: its own ``[guide]``
+GRAPH = "graph"
+
+
 def plan_comparison(
     config: Config | dict | str | os.PathLike | None,
     objectives: list[str | dict],
@@ -90,7 +95,7 @@ def plan_comparison(
     out = w.broadcast(Path(out_dir) if out_dir else fresh_dir("comparisons", base.data.label))
     _not_a_training_run(out)
     data = load_data(base.data)  # one split for every run
-    x = data.valid[:eval_points]  # (N, D)
+    x = graph_data(base, data).valid[:eval_points]  # (N, D), a graph's rows with their labels
     measured_by = {"estimator": {"kind": estimator, **options}, "eval_points": len(x)}
     runs = _runs(base, labelled, seeds, out, measured_by, overwrite, retry_diverged)
     readings = w.broadcast([(run.row, run.remeasure) for run in runs])
@@ -130,9 +135,10 @@ def _objectives(objectives, base: Config) -> dict[str, tuple]:
     labelled: dict[str, tuple] = {}
     for word in objectives:
         label, spec = parse_objective(word)
-        guide = paired_guide(spec, base.model.guide).kind
+        # a declared graph has its own guide ([guide]); the preset's is paired with the objective
+        guide = paired_guide(spec, base.model.guide).kind if base.model.variables is None else GRAPH
         name = re.sub(r"[^\w.=,+-]+", "_", label)
-        if guide != base.model.guide.kind:
+        if guide not in (base.model.guide.kind, GRAPH):
             label += f" ({guide} guide)"  # the objective's own guide, shown where its numbers are
         if label in labelled:
             raise ConfigError(f"objective {label!r} is given twice")
@@ -152,14 +158,10 @@ def _runs(
     for s in range(seeds):
         for label, (spec, guide, name) in labelled.items():
             run_dir = out / "runs" / f"{name}-seed{s}"
-            config = base.override(
-                {
-                    "objective": spec,
-                    "model.guide.kind": guide,  # the base config's own, with its options, or implied
-                    "train.seed": base.train.seed + s,
-                    "train.run_dir": str(run_dir),
-                }
-            )
+            changes = {"objective": spec, "train.seed": base.train.seed + s, "train.run_dir": str(run_dir)}
+            if guide != GRAPH:
+                changes["model.guide.kind"] = guide  # the base config's own, with its options, or implied
+            config = base.override(changes)
             request = {"config": _without_run_dir(config), **measured_by}
             row = one_run.finished(run_dir, request, overwrite)
             if row is not None and retry and row.get("status") == one_run.DIVERGED:

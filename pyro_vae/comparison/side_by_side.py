@@ -19,6 +19,8 @@ import torch
 from matplotlib.figure import Figure
 
 from pyro_vae.pictures.plots import _np, _tile, image_problem, save_figure
+from pyro_vae.training.build import graph_data
+from pyro_vae.training.graph_figures import draws
 from pyro_vae.training.run import CHECKPOINT, Run
 
 SAMPLES, RECONSTRUCTIONS = "samples.png", "reconstructions.png"
@@ -36,16 +38,22 @@ def write_side_by_side(out: Path, runs: dict[str, Path], data, *, seed: int = 0)
     x = data.valid[:SHOWN]
     samples, recons = {}, {}
     for label, run_dir in runs.items():
-        vae = Run.load(run_dir, checkpoint=CHECKPOINT).vae
-        assert vae is not None  # Run.load builds the VAE
-        vae.eval()
+        run = Run.load(run_dir, checkpoint=CHECKPOINT)
         pyro.set_rng_seed(seed)  # the same draws of the prior's noise for every objective
+        if run.graph is not None:  # what the graph draws (completions, classes): no reconstruction
+            run.graph.eval()
+            drawn = draws(run.graph, 64, graph_data(run.config, data).valid).x
+            samples[label] = drawn[-64:]  # a completion model's completions, after the data
+            continue
+        vae = run.vae
+        assert vae is not None  # Run.load builds the VAE or the graph
+        vae.eval()
         samples[label] = _np(vae.sample(64))
         recons[label] = _np(vae.reconstruct(x))
-    return [
-        _panels(samples, shape, out / SAMPLES, lo, hi),
-        _rows(_np(x), recons, shape, out / RECONSTRUCTIONS, lo, hi),
-    ]
+    written = [_panels(samples, shape, out / SAMPLES, lo, hi)]
+    if recons:
+        written.append(_rows(_np(x), recons, shape, out / RECONSTRUCTIONS, lo, hi))
+    return written
 
 
 def _panels(samples: dict, shape, path: Path, lo: float, hi: float) -> Path:

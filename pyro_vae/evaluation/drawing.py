@@ -19,6 +19,7 @@ from pyro_vae.core.errors import ConfigError, DataError
 from pyro_vae.core.files import atomic_write, make_dir
 from pyro_vae.core.options import PositiveInt, Range, check_value
 from pyro_vae.evaluation.checks import check_seed, check_writable, data_of, refuse_directory, split_of, where
+from pyro_vae.evaluation.graph_drawing import sample_graph
 from pyro_vae.pictures import plots
 from pyro_vae.pictures.latent_paths import interpolate_pairs
 from pyro_vae.pictures.latent_plots import interpolation_grid
@@ -42,8 +43,10 @@ def sample_run(
     device: str = "cpu",
     chunk_size: int = SAMPLE_CHUNK,
     checkpoint: str = CHECKPOINT,
+    given: dict[str, int] | None = None,
 ) -> Path:
-    """``n`` draws from the prior of a trained run, decoded: a ``.png`` grid or a ``.npy`` array.
+    """``n`` draws from the prior of a trained run, decoded: a ``.png`` grid or a ``.npy`` array
+    (for a declared graph: :mod:`pyro_vae.evaluation.graph_drawing`, ``given`` classes fixed).
 
     The draws are decoded ``chunk_size`` at a time (an array is written a chunk at a time too),
     so memory stays bounded for any ``n``. For ``n`` up to one chunk they are one batch, as
@@ -64,6 +67,13 @@ def sample_run(
             "write them as an array with --out FILE.npy"
         )
     run = Run.load(run_dir, device=resolve_device(device, key="--device"), checkpoint=checkpoint)
+    if run.graph is not None:
+        check_writable(out, where(out, run_dir))
+        return sample_graph(run, n, out, given=given or {}, seed=seed, run_dir=run_dir)
+    if given:
+        raise ConfigError(
+            f"--given {next(iter(given))}=...: the run's model is not a declared graph; it has no classes"
+        )
     vae = run.vae
     assert vae is not None  # Run.load builds the VAE
     size = n * (run.config.model.data_dim or 0) * 4 if out.suffix == ".npy" else 0  # float32

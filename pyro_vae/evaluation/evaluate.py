@@ -85,7 +85,7 @@ def evaluate_run(
         check_writable(out, where(out, run_dir))  # before the estimation, which may take hours
     data = data_of(run)
     if run.graph is not None:
-        data = graph_data(run.graph, run.config, data)
+        data = graph_data(run.config, data)
     x = split_of(data, split)[:points].to(torch_device)  # (N, D)
     if run.graph is not None:
         run.graph.check_data(x, f"the {split} split of {data_words(run)}")

@@ -158,9 +158,10 @@ def image_grid(images, image_shape, path, *, title=None, ncols=None, vmin=0.0, v
 
 
 def reconstructions(
-    inputs, recons, image_shape, path, *, title="Reconstructions", vmin=0.0, vmax=1.0
+    inputs, recons, image_shape, path, *, title="Reconstructions", vmin=0.0, vmax=1.0, what="reconstruction"
 ) -> Path:
-    """Data points (N, D) in rows labelled "data", each above a row of its reconstructions.
+    """Data points (N, D) in rows labelled "data", each above a row of its reconstructions (or
+    whatever ``what`` names: a completion).
 
     Images are drawn on the value range [vmin, vmax] (8-bit levels: 0 to 255)."""
     inputs, recons = _np(inputs), _np(recons)
@@ -169,7 +170,7 @@ def reconstructions(
         axes = fig.subplots(2, 1, sharex=True)
         lo, hi = min(inputs.min(), recons.min()), max(inputs.max(), recons.max())
         _heatmap(axes[0], inputs, lo, hi, "data")
-        im = _heatmap(axes[1], recons, lo, hi, "reconstruction")
+        im = _heatmap(axes[1], recons, lo, hi, what)
         fig.colorbar(im, ax=axes)
         fig.suptitle(title)
         return save_figure(fig, path)
@@ -180,9 +181,7 @@ def reconstructions(
     blocks = [np.concatenate([a, padding]).reshape(nblocks, ncols, d) for a in (inputs, recons)]
     rows = np.stack(blocks, axis=1).reshape(-1, d)  # data row, its reconstructions, next block…
     fig, ax = _tile_figure(_tile(rows, image_shape, ncols, vmin, vmax), 2 * nblocks, ncols, title)
-    ax.set_yticks(
-        _centres(2 * nblocks, _scale(image_shape) * image_shape[-2]), ["data", "reconstruction"] * nblocks
-    )
+    ax.set_yticks(_centres(2 * nblocks, _scale(image_shape) * image_shape[-2]), ["data", what] * nblocks)
     ax.tick_params(length=0)
     return save_figure(fig, path)
 

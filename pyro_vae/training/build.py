@@ -92,21 +92,23 @@ def build_graph(config: Config, data: Data, device: torch.device) -> tuple[Graph
     """The programs of a declared graph, and the data as they read it (rows with their label
     column, hidden labels hidden: :mod:`pyro_vae.data.labelled`), checked against its families."""
     program = GraphProgram.from_config(config.model, config.guide)
-    data = graph_data(program, config, data)
+    data = graph_data(config, data)
     for split in ("train", "valid"):
         program.check_data(getattr(data, split), f"the {split} data of {config.data.label!r}")
     return program.to(device), data
 
 
-def graph_data(program: GraphProgram, config: Config, data: Data) -> Data:
-    """The data as a graph's programs read them: with the label column where a variable is bound to
-    the label (:mod:`pyro_vae.data.labelled`: ``data.labels`` kept, chosen by ``data.split_seed``)."""
-    keep = config.data.labels
-    if program.label_variable is None:
+def graph_data(config: Config, data: Data) -> Data:
+    """The data as the programs of ``config`` read them: for a graph with a variable bound to the
+    label, with the label column (:mod:`pyro_vae.data.labelled`: ``data.labels`` kept, chosen by
+    ``data.split_seed``); the data as they are otherwise."""
+    keep, variables = config.data.labels, config.model.variables or {}
+    label = next((v for v in variables.values() if v.data == "label"), None)
+    if label is None:
         if keep is not None:
             raise ConfigError(f'data.labels = {keep} but no variable of the model is bound to "label"')
         return data
-    rows, _ = with_labels(data, modelled=program.models_label, keep=keep, seed=config.data.split_seed)
+    rows, _ = with_labels(data, modelled=label.family is not None, keep=keep, seed=config.data.split_seed)
     return rows
 
 

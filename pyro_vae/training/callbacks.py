@@ -269,19 +269,30 @@ class Messages(Callback):
 
 
 class Figures(Callback):
-    """The pictures of a trained VAE in its run directory, at the end (:func:`figures.write_run_figures`)."""
+    """The pictures of a trained run in its directory, at the end: a VAE's
+    (:func:`figures.write_run_figures`), a declared graph's (:mod:`graph_figures`), and the curves
+    of a user's own model."""
 
     def __init__(self, run: Run, data):
         self.run, self.data = run, data
 
     @torch.no_grad()
     def on_end(self, state):
-        assert self.run.vae is not None  # Figures are made for a VAE built from the config
-        self.run.vae.eval()
-        if all(math.isfinite(p.sum().item()) for p in self.run.vae.parameters()):
-            from pyro_vae.training import figures  # matplotlib: only for a run that ends
+        module = self.run.vae if self.run.vae is not None else self.run.graph
+        if module is not None:
+            module.eval()
+            if not all(math.isfinite(p.sum().item()) for p in module.parameters()):
+                return
+        # matplotlib: only for a run that ends
+        from pyro_vae.training import figures, graph_figures
+        from pyro_vae.training.run import CURVES
 
+        if self.run.vae is not None:
             figures.write_run_figures(self.run, self.data)
+        elif self.run.graph is not None:
+            graph_figures.write_graph_figures(self.run, self.data)
+        else:
+            figures.training_curves(self.run.history, self.run.dir / CURVES)
 
 
 __all__ = [

@@ -282,7 +282,6 @@ def _callbacks(
     stopping = [cb.EarlyStopping(tc.patience, metrics)] if tc.patience else []
     if not world.main:
         return [metrics, *stopping]
-    drawn = vae is not None  # pictures of a VAE built from the config
     layered = vae is not None and len(vae.config.layers) > 1
     every = tc.checkpoint_every
     loggers = open_loggers(tc.loggers, run.dir, start_epoch=state.epoch)
@@ -296,7 +295,7 @@ def _callbacks(
             seconds=every.seconds,
         ),
         *stopping,
-        *([cb.Figures(run, data)] if drawn else []),
+        cb.Figures(run, data),
         *([cb.Tracking(loggers, metrics, run.dir)] if loggers else []),
         cb.ProgressBar(tc.epochs, metrics, quiet=quiet),
         cb.Messages(metrics, run.dir, lr=tc.lr, layered=layered, quiet=quiet),

@@ -149,6 +149,59 @@ class GraphProgram(nn.Module):
             return None
         return self._q_params(name, self.bound_values(row))
 
+    # -- drawing -------------------------------------------------------------------------------
+
+    @property
+    def classes_of(self) -> dict[str, int]:
+        """The discrete variables (latent or input) and their numbers of classes."""
+        return {
+            n: self.sizes[n]
+            for n, v in self.variables.items()
+            if v.discrete or (v.data == "label" and v.family is None)
+        }
+
+    @torch.no_grad()
+    def draw(self, n: int, given: dict[str, torch.Tensor] | None = None, *, mean: bool = True) -> dict:
+        """Ancestral draws of every variable, ``(n, size)`` each, the ``given`` values held fixed
+        (a class one-hot); an observed variable is its family's mean where ``mean`` (what pictures
+        show). Every input must be given."""
+        values = dict(given or {})
+        for name in self.order:
+            v = self.variables[name]
+            if name in values:
+                continue
+            if v.family is None:
+                raise ConfigError(f"{name} is an input of the model: give its value to draw the others")
+            part: Any = self.families[name]
+            if not v.given:
+                values[name] = part.root().sample((n,))
+                continue
+            out = self.nets[name](joined([values[p] for p in v.given]))
+            observed = not v.latent
+            values[name] = (
+                part.mean(out) if observed and mean and hasattr(part, "mean") else part(out).sample()
+            )
+        return values
+
+    def image(self, values: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The data point the values make: the variable bound to ``"x"``, or the image put
+        together from its parts; None where no variable is bound to the data point."""
+        name = self._image_variable()
+        if name is not None:
+            return values[name]
+        parts = [
+            (n, getattr(self, f"columns_{n}"))
+            for n, v in self.variables.items()
+            if (v.data or "").startswith("x.")
+        ]
+        if not parts:
+            return None
+        first = values[parts[0][0]]
+        image = first.new_zeros(*first.shape[:-1], self.data_dim)
+        for n, columns in parts:
+            image[..., columns] = values[n]
+        return image
+
     # -- building ------------------------------------------------------------------------------
 
     def _size(self, name: str, v: Variable, label_classes: int | None) -> int:
