@@ -107,6 +107,8 @@ def _measure(
 
 def guide_words(config: Config) -> str:
     """The guide a row was trained with: the preset's kind, or a declared graph's own."""
+    if getattr(config.model, "program", None) is not None:
+        return "program"
     return config.model.guide.kind if getattr(config.model, "variables", None) is None else "graph"
 
 

@@ -62,7 +62,7 @@ class Plan:
     runs: list[PlannedRun]  # seed 0 of each objective first
 
 
-#: the guide of a declared graph's runs: its own ``[guide]``
+#: the guide of the runs of a declared graph or a program: their own
 GRAPH = "graph"
 
 
@@ -136,7 +136,8 @@ def _objectives(objectives, base: Config) -> dict[str, tuple]:
     for word in objectives:
         label, spec = parse_objective(word)
         # a declared graph has its own guide ([guide]); the preset's is paired with the objective
-        guide = paired_guide(spec, base.model.guide).kind if base.model.variables is None else GRAPH
+        own = base.model.variables is not None or base.model.program is not None
+        guide = GRAPH if own else paired_guide(spec, base.model.guide).kind
         name = re.sub(r"[^\w.=,+-]+", "_", label)
         if guide not in (base.model.guide.kind, GRAPH):
             label += f" ({guide} guide)"  # the objective's own guide, shown where its numbers are

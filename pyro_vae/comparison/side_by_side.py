@@ -45,12 +45,17 @@ def write_side_by_side(out: Path, runs: dict[str, Path], data, *, seed: int = 0)
             drawn = draws(run.graph, 64, graph_data(run.config, data).valid).x
             samples[label] = drawn[-64:]  # a completion model's completions, after the data
             continue
+        if run.program is not None:  # a registered program: its draw(x) of validation points, if any
+            draw = getattr(run.program, "draw", None)
+            if draw is not None:
+                samples[label] = _np(draw(data.valid[:64]))
+            continue
         vae = run.vae
         assert vae is not None  # Run.load builds the VAE or the graph
         vae.eval()
         samples[label] = _np(vae.sample(64))
         recons[label] = _np(vae.reconstruct(x))
-    written = [_panels(samples, shape, out / SAMPLES, lo, hi)]
+    written = [_panels(samples, shape, out / SAMPLES, lo, hi)] if samples else []
     if recons:
         written.append(_rows(_np(x), recons, shape, out / RECONSTRUCTIONS, lo, hi))
     return written

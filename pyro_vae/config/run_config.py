@@ -163,7 +163,9 @@ class Config:
             if (path[0] if path else leaf) not in values:
                 raise ConfigError(f"unknown section in --{dotted}; allowed: {', '.join(values)}")
             target = values
-            for part in path:
+            for i, part in enumerate(path):
+                if target.get(part) is None and leaf == "kind" and i == len(path) - 1 and path[0] == "model":
+                    target[part] = {}  # a part that is unset until chosen: --model.program.kind NAME
                 if not isinstance(target.get(part), dict):
                     raise ConfigError(f"--{dotted}: {part!r} is not a table of options")
                 target = target[part]

@@ -50,7 +50,7 @@ class _Section:
             value = getattr(self, f.name)
             family, hint = f.metadata.get("family"), hints[f.name]
             if family:
-                value = Spec.parse(value, family, key)
+                value = None if value is None else Spec.parse(value, family, key)
             elif isinstance(hint, type) and issubclass(hint, _Section):  # a table of its own
                 value = value if isinstance(value, hint) else hint.from_dict(value)
             else:
@@ -138,6 +138,9 @@ class ModelConfig(_Section):
     #: a model declared as a graph of named variables, in place of the keys above (which then
     #: keep their defaults): ``[model.variables.NAME]``, see pyro_vae.config.graph
     variables: typing.Any = None
+    #: a user's own Pyro program, registered with pyro_vae.register_program, in place of the
+    #: keys above: { kind = "NAME", option = ... }; see pyro_vae.models.programs
+    program: Spec | None = field(default=None, metadata={"family": "program"})
 
     def check(self) -> None:
         if getattr(GUIDES.get(self.guide.kind), "discrete", False):
@@ -145,8 +148,11 @@ class ModelConfig(_Section):
                 f"model.guide.kind = {show(self.guide.kind)} draws a class, for a discrete variable of a "
                 "graph (model.variables); z is continuous: use a guide with a density on it"
             )
+        if self.variables is not None and self.program is not None:
+            raise ConfigError("model.variables and model.program both declare the model: give one")
         if self.variables is not None:
             object.__setattr__(self, "variables", parse_variables(self.variables))
+        if self.variables is not None or self.program is not None:
             self._check_graph_alone()
         object.__setattr__(self, "latent_dim", self._latent_dim())
         check_image_shape("model.image_shape", self.image_shape)
@@ -171,25 +177,27 @@ class ModelConfig(_Section):
         return self.latent_dims[0]
 
     def _check_graph_alone(self) -> None:
-        """A graph declares its own variables: the one-layer model's keys keep their defaults."""
+        """A graph or a program is the whole model: the one-layer model's keys keep their defaults."""
         preset = ("latent_dim", "latent_dims", "prior", "likelihood", "encoder", "decoder", "guide", "inner")
         default = ModelConfig()
         for name in preset:
             if name == "latent_dim" and self.latent_dim in (None, DEFAULT_LATENT_DIM):
                 continue
             if getattr(self, name) != getattr(default, name):
+                by = "model.variables" if self.variables is not None else "model.program"
                 raise ConfigError(
-                    f"model.{name} has no effect on a model declared by model.variables: declare it "
-                    "in the variables (a family, a size, a network), or leave model.variables out"
+                    f"model.{name} has no effect on a model declared by {by}: declare it there "
+                    f"(a variable's family, size or network; a program's options), or leave {by} out"
                 )
 
     def to_dict(self) -> dict:
         values = super().to_dict()
         if self.variables is not None:
             graph = {"variables": {n: v.to_dict() for n, v in self.variables.items()}}
-            values = {k: v for k, v in values.items() if k in ("data_dim", "image_shape")} | graph
-            return values
-        del values["variables"]
+            return {k: v for k, v in values.items() if k in ("data_dim", "image_shape")} | graph
+        if self.program is not None:
+            return {k: v for k, v in values.items() if k in ("data_dim", "image_shape", "program")}
+        del values["variables"], values["program"]
         if self.latent_dims is not None:  # latent_dim is derived then: writing it would pin it
             del values["latent_dim"]
         return values

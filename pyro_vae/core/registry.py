@@ -208,6 +208,8 @@ LIKELIHOODS = Registry("likelihood", home=("pyro_vae.models.likelihoods",))
 GUIDES = Registry("guide", home=("pyro_vae.models.guides", "pyro_vae.models.graph.categorical"))
 #: the conditional distributions of a declared graph's variables (:mod:`pyro_vae.config.graph`)
 FAMILIES = Registry("family", home=("pyro_vae.models.graph.families",))
+#: users' own Pyro programs (:mod:`pyro_vae.models.programs`); none is built in
+PROGRAMS = Registry("program")
 NETWORKS = Registry("network", home=("pyro_vae.models.networks",))
 OBJECTIVES = Registry(
     "objective", home=("pyro_vae.inference.objectives",), shared_options=objective_modifiers
@@ -232,6 +234,7 @@ REGISTRIES = {
         LIKELIHOODS,
         GUIDES,
         FAMILIES,
+        PROGRAMS,
         NETWORKS,
         OBJECTIVES,
         ESTIMATORS,

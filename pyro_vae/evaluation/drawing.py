@@ -74,6 +74,9 @@ def sample_run(
         raise ConfigError(
             f"--given {next(iter(given))}=...: the run's model is not a declared graph; it has no classes"
         )
+    if run.program is not None:
+        check_writable(out, where(out, run_dir))
+        return _sample_program(run, n, out, seed, run_dir)
     vae = run.vae
     assert vae is not None  # Run.load builds the VAE
     size = n * (run.config.model.data_dim or 0) * 4 if out.suffix == ".npy" else 0  # float32
@@ -129,6 +132,30 @@ def interpolate_run(
     result = interpolate_pairs(vae, x, pairs, labels=labels, seed=seed, steps=steps, paths=paths)
     lo, hi = data.train.min().item(), data.train.max().item()
     return interpolation_grid(result, data.image_shape, out, vmin=lo, vmax=hi)
+
+
+def _sample_program(run: Run, n: int, out: Path, seed: int, run_dir) -> Path:
+    """What a registered program draws for ``n`` validation rows: its ``draw(x)``, ``(n, D)``."""
+    program = run.program
+    draw = getattr(program, "draw", None)
+    if draw is None:
+        kind = run.config.model.program.kind  # type: ignore[union-attr]
+        raise ConfigError(
+            f"the program {kind!r} has no draw(x) method, so there is nothing to sample: define one that "
+            "returns (B, D) values for B data rows (samples, or completions of them)"
+        )
+    x = split_of(data_of(run), "valid")[:n].to(next(program.parameters()).device)  # type: ignore[union-attr]
+    pyro.set_rng_seed(seed)
+    with torch.no_grad():
+        images = draw(x).cpu().numpy()
+    make_dir(out.parent, where(out, run_dir))
+    if out.suffix == ".npy":
+        atomic_write(out, lambda tmp: _write_npy(tmp, len(images), [images]))
+        return out
+    kind = run.config.model.program.kind  # type: ignore[union-attr]
+    return plots.image_grid(
+        images, run.config.data.image_shape, out, title=f"draw(x) of {kind} for {len(x)} points"
+    )
 
 
 def _write_npy(path: Path, n: int, chunks) -> None:

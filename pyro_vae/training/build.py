@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pyro
 import torch
+from torch import nn
 
 from pyro_vae.config.run_config import Config
 from pyro_vae.core.errors import ConfigError, DataError
@@ -15,6 +16,7 @@ from pyro_vae.data.labelled import with_labels
 from pyro_vae.inference.objectives import check_guide, make_objective
 from pyro_vae.inference.sites import point_mass_sites
 from pyro_vae.models.graph.program import GraphProgram
+from pyro_vae.models.programs import build_program
 from pyro_vae.models.vae import VAE
 from pyro_vae.training.loop import TrainState
 from pyro_vae.training.resolve import Resolved, place
@@ -28,8 +30,9 @@ class Built:
     optimizer holds, the training state (optimizer, schedule) and the eager step; and the data,
     placed where the steps read it."""
 
-    #: the module holding the programs: the VAE, a declared graph's programs, or None for a user's pair
-    vae: VAE | GraphProgram | None
+    #: the module holding the programs: the VAE, a declared graph's programs, a registered
+    #: program (``model.program``), or None for a pair passed to pyro_vae.train
+    vae: nn.Module | None
     model: Callable
     guide: Callable
     params: dict[str, torch.Tensor]
@@ -42,10 +45,13 @@ def build(run: Resolved, model, guide) -> Built:
     config, device, tc = run.config, run.device, run.config.train
     pyro.set_rng_seed(tc.seed)
     data = run.data
-    vae: VAE | GraphProgram | None = None
+    vae: nn.Module | None = None
     if model is None and config.model.variables is not None:
         vae, data = build_graph(config, data, device)
         model, guide = vae.model, vae.guide  # no param sites: the optimizer holds its parameters
+    elif model is None and config.model.program is not None:
+        vae = build_program(config.model).to(device)
+        model, guide = vae.model, vae.guide
     elif model is None:
         vae = build_vae(config, data, device)
         model, guide = vae.programs(param_sites=False)  # the optimizer holds vae.parameters()

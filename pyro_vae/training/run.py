@@ -40,6 +40,8 @@ from pyro_vae.core.plugins import import_plugins
 from pyro_vae.training.checkpoint import load_checkpoint
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from pyro_vae.models.graph.program import GraphProgram
     from pyro_vae.models.vae import VAE  # model imports the registries; run stays light to import
 
@@ -239,12 +241,15 @@ class Run:
     epoch: int | None = None
     #: the programs of a model declared as a graph (``run.graph.model``, ``run.graph.guide``)
     graph: "GraphProgram | None" = None
+    #: a registered program (``model.program``), the module whose methods are the programs
+    program: "nn.Module | None" = None
 
     @classmethod
     def load(cls, run_dir, device="cpu", checkpoint: str = CHECKPOINT) -> "Run":
         """Rebuild the trained VAE of a run directory from its checkpoint (``best.pt`` for the
         epoch with the best validation ELBO)."""
         from pyro_vae.models.graph.program import GraphProgram
+        from pyro_vae.models.programs import build_program
         from pyro_vae.models.vae import VAE, load_weights  # model imports the registries; run stays light
 
         run_dir = Path(run_dir)
@@ -264,6 +269,13 @@ class Run:
         metrics = run_dir / METRICS
         history = read_metrics(metrics) if metrics.exists() else []
         epoch = payload["training"]["epoch"]
+        if config.model.program is not None:
+            program = build_program(config.model).to(device)
+            load_weights(program, payload["model"], where=str(run_dir / checkpoint))
+            program.eval()
+            return cls(
+                config, run_dir, program.model, program.guide, history=history, epoch=epoch, program=program
+            )
         if config.model.variables is not None:
             graph = GraphProgram.from_config(config.model, config.guide).to(device)
             load_weights(graph, payload["model"], where=str(run_dir / checkpoint))

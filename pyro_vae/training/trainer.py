@@ -137,6 +137,7 @@ def _result_and_callbacks(
         guide=programs[1],
         vae=vae if isinstance(vae, VAE) else None,
         graph=vae if isinstance(vae, GraphProgram) else None,
+        program=vae if vae is not None and not isinstance(vae, VAE | GraphProgram) else None,
     )
     params = built.params
 

@@ -114,6 +114,8 @@ def test_every_section_key_is_listed_with_its_default(reference):
     listed["`[model.variables.NAME]`"] = {f.name: None for f in dataclasses.fields(Variable)} | {"given": []}
     listed["`[guide.NAME]`"] = {f.name: None for f in dataclasses.fields(GuideVariable)}
     assert set(listed) | {"`[objective]`", "Kinds"} == set(sections)
+    # a user's program (model.program) is unset by default, and an unset key is not written
+    listed["`[model]`"] = {**listed["`[model]`"], "program": None}
     for title, values in listed.items():
         rows = table(sections[title])
         assert list(rows) == list(values), title  # every key, in the dataclass's order
