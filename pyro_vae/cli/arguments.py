@@ -218,6 +218,18 @@ def _data(commands, help: str) -> None:
         )
 
 
+def _graph(commands, help: str) -> None:
+    graph = commands.add_parser(
+        "graph",
+        help=help,
+        description="Draw a config's model and its guide as graphs of their sites (Pyro's "
+        "render_model, through Graphviz): the model to --out, the guide beside it (FILE-guide). "
+        "Config keys can be overridden as for train (--data.name digits).",
+    )
+    graph.add_argument("config", type=Path, metavar="CONFIG", help="a .toml or .json config file")
+    add_flags(graph, "out", help="a .png, .svg, .pdf, or .gv for the DOT source (default graph.png)")
+
+
 #: the commands, as ``pyro-vae --help`` lists them: name -> (one line of help, the function
 #: that adds the command's full parser, given the subparsers and that line)
 COMMANDS: dict[str, tuple[str, Callable]] = {
@@ -230,6 +242,7 @@ COMMANDS: dict[str, tuple[str, Callable]] = {
     "evaluate": ("estimate log p(x) of a trained run, with error bars", _evaluate),
     "compare": ("train one VAE per objective and seed, and measure them all alike", _compare),
     "data": ("fetch the datasets data.name can name, or list them", _data),
+    "graph": ("draw a config's model and guide as graphs of their sites", _graph),
 }
 
 

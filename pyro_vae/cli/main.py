@@ -165,6 +165,14 @@ def _data(args) -> None:
         print(catalog.fetch_dataset(name, args.dir, progress=not args.quiet and sys.stderr.isatty()))
 
 
+def _graph(args, extra: list[str]) -> None:
+    from pyro_vae.config.run_config import load_config
+    from pyro_vae.evaluation.graph_picture import graph_pictures
+
+    for path in graph_pictures(load_config(args.config, arguments.overrides(extra)), args.out or "graph.png"):
+        print(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "WORLD_SIZE" in os.environ:  # under torchrun (only there is its module, and torch, loaded)
@@ -182,14 +190,19 @@ def main(argv: list[str] | None = None) -> int:
             _train(args, extra)
         elif args.command == "compare":
             _compare(args, extra)
+        elif args.command == "graph":
+            _graph(args, extra)
         else:
             if extra:
                 raise ConfigError(
                     f"unrecognized arguments: {' '.join(extra)} (see pyro-vae {args.command} --help)"
                 )
-            {"sample": _sample, "interpolate": _interpolate, "evaluate": _evaluate, "data": _data}[
-                args.command
-            ](args)
+            {
+                "sample": _sample,
+                "interpolate": _interpolate,
+                "evaluate": _evaluate,
+                "data": _data,
+            }[args.command](args)
         if (d := _distributed()) is not None:
             d.world().barrier()  # several processes end the command together (rank 0 wrote)
     except Interrupted as e:

@@ -21,8 +21,10 @@ from pyro_vae.core.options import PositiveInt, Range, check_value
 from pyro_vae.evaluation.checks import check_seed, check_writable, data_of, refuse_directory, split_of, where
 from pyro_vae.evaluation.graph_drawing import sample_graph
 from pyro_vae.pictures import plots
-from pyro_vae.pictures.latent_paths import interpolate_pairs
+from pyro_vae.pictures.latent_paths import interpolate_pairs, pick_pairs
 from pyro_vae.pictures.latent_plots import interpolation_grid
+from pyro_vae.training.build import graph_data
+from pyro_vae.training.graph_figures import interpolate_graph
 from pyro_vae.training.resolve import resolve_device
 from pyro_vae.training.run import CHECKPOINT, Run
 
@@ -121,8 +123,13 @@ def interpolate_run(
     if out.suffix != ".png":
         raise ConfigError(f"--out {str(out)!r}: unknown format {out.suffix!r}; allowed: .png")
     run = Run.load(run_dir, device=resolve_device(device, key="--device"), checkpoint=checkpoint)
+    if run.graph is not None:
+        return _interpolate_graph(run, pairs, steps, paths, split, out, seed)
     vae = run.vae
-    assert vae is not None  # Run.load builds the VAE
+    if vae is None:
+        raise ConfigError(
+            f"{str(run_dir)!r} was trained on a registered program: it has no latent codes to interpolate"
+        )
     data = data_of(run)
     x = split_of(data, split)
     if data.image_shape is None:
@@ -156,6 +163,24 @@ def _sample_program(run: Run, n: int, out: Path, seed: int, run_dir) -> Path:
     return plots.image_grid(
         images, run.config.data.image_shape, out, title=f"draw(x) of {kind} for {len(x)} points"
     )
+
+
+def _interpolate_graph(run: Run, pairs: int, steps: int, paths, split: str, out: Path, seed: int) -> Path:
+    """A declared graph's paths: straight lines between its continuous latents' codes."""
+    if paths and set(paths) != {"linear"}:
+        raise ConfigError("--path spherical: a declared graph's paths are straight lines (--path linear)")
+    graph = run.graph
+    assert graph is not None
+    data = graph_data(run.config, data_of(run))
+    rows, labels = split_of(data, split), getattr(data, f"{split}_labels")
+    if data.image_shape is None:
+        raise DataError("the data of the run are not images: there is no picture to draw")
+    check_writable(out)
+    idx = torch.as_tensor(pick_pairs(len(rows), pairs, labels=labels, seed=seed))
+    device = next(graph.buffers(), rows).device
+    result = interpolate_graph(graph, rows[idx[:, 0]].to(device), rows[idx[:, 1]].to(device), steps=steps)
+    lo, hi = data.train[:, : graph.data_dim].min().item(), data.train[:, : graph.data_dim].max().item()
+    return interpolation_grid(result, data.image_shape, out, vmin=lo, vmax=hi)
 
 
 def _write_npy(path: Path, n: int, chunks) -> None:

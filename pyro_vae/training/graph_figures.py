@@ -22,6 +22,7 @@ import torch
 from pyro_vae.core.errors import DataError
 from pyro_vae.models.graph.program import GraphProgram
 from pyro_vae.models.vae import center
+from pyro_vae.pictures.latent_paths import Interpolation
 from pyro_vae.pictures.plots import image_grid, latent_space, reconstructions, training_curves
 from pyro_vae.training.run import CURVES, LATENT, SAMPLES
 
@@ -77,6 +78,32 @@ def draws(
     x = _image(graph, graph.draw(n, given)).cpu().numpy()
     title = f"{n} samples" + (f" given {', '.join(given)}" if given else "")
     return Drawn(x, lambda path, shape: image_grid(x, shape, path, title=title))
+
+
+@torch.no_grad()
+def interpolate_graph(
+    graph: GraphProgram, xa: torch.Tensor, xb: torch.Tensor, *, steps: int = 10
+) -> Interpolation:
+    """Decoded straight paths between the continuous latents' codes of pairs of rows ``xa``, ``xb``
+    (P, D'), each path holding its first row's classes and inputs (:meth:`GraphProgram.encode`)."""
+    a, b = graph.encode(xa), graph.encode(xb)
+    moving = [n for n in graph.guide_order if not graph.variables[n].discrete]
+    if not moving:
+        raise DataError("the model has no continuous latent to move along a path")
+    t = torch.linspace(0, 1, steps, dtype=xa.dtype, device=xa.device)
+    images, codes = [], []
+    for step in t:
+        fixed = {**a, **{n: (1 - step) * a[n] + step * b[n] for n in moving}}
+        images.append(_image(graph, graph.draw(len(xa), fixed)))
+        codes.append(torch.cat([fixed[n] for n in moving], -1))
+    d = graph.data_dim
+    return Interpolation(
+        xa=xa[:, :d],
+        xb=xb[:, :d],
+        t=t,
+        codes={"linear": torch.stack(codes, 1)},
+        images={"linear": torch.stack(images, 1)},
+    )
 
 
 def _image(graph: GraphProgram, values: dict) -> torch.Tensor:

@@ -43,6 +43,9 @@ def test_each_example_graph_trains_evaluates_and_draws(tmp_path, example):
     code, out, err = run_cli(["sample", run, "-n", "20"])
     assert code == 0, err
     assert Path(out.strip()).read_bytes().startswith(PNG_MAGIC)
+    code, out, err = run_cli(["interpolate", run, "--pairs", "2", "--steps", "3"])
+    assert code == 0, err
+    assert Path(out.strip()).read_bytes().startswith(PNG_MAGIC)
     code, _, err = run_cli(["train", "--resume", run, "--train.epochs", "2", "--quiet"])
     assert code == 0, err
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -113,3 +116,24 @@ def test_graph_and_program_runs_end_with_their_pictures(tmp_path):
         "cvae",
     )
     assert (tmp_path / "program" / "curves.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_graph_draws_the_declared_model_and_guide(tmp_path):
+    pytest.importorskip("graphviz")
+    code, out, err = run_cli(
+        ["graph", GRAPHS / "gmvae.toml", "--data.name", "digits", "--out", tmp_path / "g.gv"]
+    )
+    assert code == 0, err
+    model, guide = (Path(line).read_text() for line in out.split())
+    assert "y -> z" in model and "z -> x" in model and "x [label=x fillcolor=gray" in model  # x observed
+    assert "y -> z" in guide and "x [" not in guide  # the guide draws the latents only
+    code, _, err = run_cli(["graph", GRAPHS / "gmvae.toml", "--out", tmp_path / "g.jpg"])
+    assert code == 2 and "unknown format '.jpg'; allowed: .png, .svg, .pdf, .gv" in err
+
+
+def test_a_picture_of_the_graph_without_graphviz_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    code, _, err = run_cli(
+        ["graph", GRAPHS / "gmvae.toml", "--data.name", "digits", "--out", tmp_path / "g.png"]
+    )
+    assert code == 2 and "needs Graphviz's dot program (apt install graphviz); --out FILE.gv" in err

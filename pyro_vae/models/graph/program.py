@@ -36,6 +36,7 @@ from pyro_vae.core.options import show
 from pyro_vae.core.registry import FAMILIES, GUIDES, NETWORKS
 from pyro_vae.models.graph.bindings import label_column, part_columns
 from pyro_vae.models.graph.families import classes, features
+from pyro_vae.models.vae import center
 
 #: the ``infer`` key that marks a model site as an auxiliary training term (value 0, never in a bound)
 AUXILIARY = "pyro_vae_auxiliary"
@@ -182,6 +183,21 @@ class GraphProgram(nn.Module):
                 part.mean(out) if observed and mean and hasattr(part, "mean") else part(out).sample()
             )
         return values
+
+    @torch.no_grad()
+    def encode(self, row: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The rows' inputs and a code for each latent, in the guide's order: the centre of q for a
+        continuous one, the most probable class for a discrete one (one-hot)."""
+        values = self.bound_values(row)
+        given = {n: values[n] for n, v in self.variables.items() if v.family is None}
+        for name in self.guide_order:
+            out = self._q_params(name, values)
+            if self.variables[name].discrete:
+                values[name] = nn.functional.one_hot(out.argmax(-1), out.shape[-1]).to(out.dtype)
+            else:
+                values[name] = center(self.q[name](out))
+            given[name] = values[name]
+        return given
 
     def image(self, values: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The data point the values make: the variable bound to ``"x"``, or the image put
