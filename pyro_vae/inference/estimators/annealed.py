@@ -37,6 +37,7 @@ import torch
 from pyro import poutine
 from pyro.distributions import constraints
 
+from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import PositiveFloat, PositiveInt, Range
 from pyro_vae.inference.estimators.base import MarginalLikelihood, register_estimator, require_density
 from pyro_vae.inference.estimators.pooled_tail import TailFit
@@ -87,7 +88,10 @@ def _initial_latents(guide, x, chains, nesting, seed, first_point, plate):
         while isinstance(support, constraints.independent):
             support = support.base_constraint
         if support is not constraints.real:
-            raise NotImplementedError(f"AIS needs latent sites with real support; {name!r} has {support}")
+            raise ConfigError(
+                f"the estimator ais moves latents of real support by Hamiltonian Monte Carlo, and {name!r} "
+                f"has {support}: use the estimator is (which sums a class exactly)"
+            )
     return {name: site["value"].detach() for name, site in sites.items()}, sites
 
 
