@@ -193,11 +193,14 @@ def first_line(e: BaseException) -> str:
 
 
 def _where(e: BaseException) -> str:
-    """``, at FILE:LINE in FUNCTION``: the innermost frame of the traceback outside torch and Pyro."""
+    """``, at FILE:LINE in FUNCTION``: the innermost frame of the traceback in the user's code
+    (outside torch, Pyro and pyro-vae), else the innermost outside torch and Pyro."""
     libraries = tuple(str(Path(str(m.__file__)).parent) for m in (torch, pyro))
+    ours = str(Path(__file__).resolve().parents[1])
     frames = traceback.extract_tb(e.__traceback__)
     outside = [f for f in frames if not f.filename.startswith(libraries) and not f.filename.startswith("<")]
+    users = [f for f in outside if not str(Path(f.filename).resolve()).startswith(ours)]
     if not outside:
         return ""
-    f = outside[-1]
+    f = (users or outside)[-1]
     return f", at {Path(f.filename).name}:{f.lineno} in {f.name}"

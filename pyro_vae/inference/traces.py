@@ -31,6 +31,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
+from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.numeric import masked
 from pyro_vae.inference.enumeration import enumerated_dims, per_config
 from pyro_vae.inference.enumeration import reduce as reduce_enumerated
@@ -100,7 +101,11 @@ def site_scale(sites) -> float:
         raise NotImplementedError("per-data-point bounds need a scalar scale at every site")
     floats = {s for s in scales if s is not None}  # all of them, after the check above
     if len(floats) > 1:
-        raise NotImplementedError(f"per-data-point bounds need one scale for all sites, got {sorted(floats)}")
+        raise ConfigError(
+            f"per-data-point bounds need one scale for all sites, got {sorted(floats)} (poutine.scale): a "
+            "term that only trains, such as a classifier's α log q(y|x), is a factor of value 0, "
+            "pyro.factor(name, a * (t - t.detach()), has_rsample=True); see docs/models.md"
+        )
     return floats.pop() if floats else 1.0
 
 
