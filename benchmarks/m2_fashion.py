@@ -13,7 +13,8 @@ batches of 100, the same epochs:
 * ``plain Pyro``: the M2 of Pyro's ``examples/vae/ss_vae_M2.py`` written the usual way: a model
   and a guide with ``config_enumerate``, ``TraceEnum_ELBO``, one SVI step for the unlabelled rows
   of a batch and one for its labelled rows, and the auxiliary classification loss
-  (``poutine.scale(scale=α)`` on log q(y|x)) as a third SVI;
+  (``poutine.scale(scale=α)`` on log q(y|x)) as a third SVI, on the same rows (the labelled ones
+  repeated by the example's data.labelled_share, as often as pyro-vae sees them);
 * ``classifier alone``: the q(y|x) network trained by cross-entropy on the labelled points only
   (Adam, the epoch with the best validation accuracy kept).
 
@@ -41,6 +42,7 @@ from pyro_vae.config.run_config import load_config
 from pyro_vae.config.sections import DataConfig
 from pyro_vae.data.datasets import load_data
 from pyro_vae.data.labelled import kept_labels
+from pyro_vae.training.build import graph_data
 
 EXAMPLE = "examples/graphs/m2_semi_supervised.toml"
 ALPHA, HIDDEN, Z, C = 50.0, 256, 16, 10
@@ -90,7 +92,9 @@ def accuracy(classify, x, labels) -> float:
         return (classify(x).argmax(-1) == labels).float().mean().item()
 
 
-def plain_pyro(data, kept, epochs: int, seed: int):
+def plain_pyro(data, rows, epochs: int, seed: int):
+    """``rows``: the training rows pyro-vae's M2 trains on (the label column last, −1 where hidden,
+    the labelled rows repeated by data.labelled_share), so that both see the same labels as often."""
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     m2 = PlainM2(data.dim)
@@ -103,14 +107,14 @@ def plain_pyro(data, kept, epochs: int, seed: int):
     )
     sup = SVI(m2.model, m2.guide, adam, loss=Trace_ELBO())
     aux = SVI(m2.model_classify, m2.guide_classify, adam, loss=Trace_ELBO())
-    labelled = torch.zeros(len(data.train), dtype=torch.bool)
-    labelled[kept] = True
-    one_hot = nn.functional.one_hot(data.train_labels, C).float()
+    images, label = rows[:, :-1], rows[:, -1].long()
+    labelled = label >= 0
+    one_hot = nn.functional.one_hot(label.clamp(min=0), C).float()
     seconds = []
     for _ in range(epochs):
         start = time.perf_counter()
-        for batch in torch.randperm(len(data.train)).split(100):
-            x, known = data.train[batch], labelled[batch]
+        for batch in torch.randperm(len(rows)).split(100):
+            x, known = images[batch], labelled[batch]
             if (~known).any():
                 unsup.step(x[~known])
             if known.any():
@@ -165,16 +169,19 @@ def main() -> None:
     parser.add_argument("--run-dir", default="runs/m2-fashion")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = DataConfig(name="fashion_mnist", labels=args.labels)
-    data = load_data(config)
-    kept = kept_labels(data.train_labels, args.labels, config.split_seed)
-    print(f"Fashion-MNIST, {args.labels} labels, {args.epochs} epochs, seed {args.seed}, 1 thread")
+    config = load_config(EXAMPLE, {"data.name": "fashion_mnist", "data.labels": args.labels})
+    data = load_data(config.data)
+    kept = kept_labels(data.train_labels, args.labels, config.data.split_seed)
+    rows = graph_data(config, data).train
+    share = config.data.labelled_share
+    print(f"Fashion-MNIST, {args.labels} labels (repeated to a share of {share}: {len(rows)} rows), ", end="")
+    print(f"{args.epochs} epochs, seed {args.seed}, 1 thread")
     acc, log_px, stderr, ours_s = ours(
-        config, args.epochs, args.labels, args.seed, args.samples, args.run_dir
+        config.data, args.epochs, args.labels, args.seed, args.samples, args.run_dir
     )
     print(f"pyro-vae M2       test accuracy {acc:.3f}   test log p(x) {log_px:.1f} ± {stderr:.1f}", end="")
     print(f"   {ours_s:.1f} s/epoch")
-    plain_acc, plain_s = plain_pyro(data, kept, args.epochs, args.seed)
+    plain_acc, plain_s = plain_pyro(data, rows, args.epochs, args.seed)
     print(f"plain-Pyro M2     test accuracy {plain_acc:.3f}   {plain_s:.1f} s/epoch", end="")
     print(f"   (pyro-vae {ours_s / plain_s:.2f}x its time)")
     alone = classifier_alone(data, kept, args.epochs, args.seed)

@@ -330,6 +330,11 @@ class DataConfig(_Section):
     #: a semi-supervised run: keep this many training labels, balanced over the classes and
     #: chosen by data.split_seed, and hide the others from training (unset: every label is kept)
     labels: PositiveInt | None = None
+    #: with data.labels: the labelled rows are repeated so that they make up about this share of
+    #: the training rows each epoch, as Kingma et al. (2014) draw labelled points into every
+    #: minibatch (unset: each row once, so that 100 labels among 54 000 rows are rarely seen;
+    #: without data.labels every row is labelled, and nothing is repeated)
+    labelled_share: Annotated[float, Range(lo=0, hi=1, lo_open=True, hi_open=True)] | None = None
 
     @property
     def label(self) -> str:

@@ -6,6 +6,8 @@ column (:mod:`pyro_vae.models.graph.bindings`), −1 where hidden. Which labels 
 * a label the model *models* (M2's y: observed where known, summed where not) is shown on the
   training rows that keep one, ``data.labels`` of them balanced over the classes (every one when
   unset), and hidden on the validation and test rows, whose bounds are then log p(x);
+* ``data.labelled_share`` repeats the kept labelled training rows (:func:`repeated`), as
+  Kingma et al. (2014) put labelled points into every minibatch;
 * a label that is only an *input* (a conditional VAE's y) is shown on every row, and cannot be
   hidden.
 
@@ -52,6 +54,22 @@ def kept_labels(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
             missing -= 1
             kept.append(i)
     return torch.tensor(sorted(kept), dtype=torch.long)
+
+
+def repeated(data: Data, kept: torch.Tensor, share: float) -> Data:
+    """The training rows with the ``kept`` labelled ones repeated r times in all, r chosen so that
+    they make up about ``share`` of the rows: r = round(share · U / ((1 − share) · L)) for U
+    unlabelled and L labelled rows, at least once. The repeats are appended, each a row of its
+    own (its own noise and binarization draws); the other splits are left as they are."""
+    unlabelled = len(data.train) - len(kept)
+    times = max(1, round(share * unlabelled / ((1 - share) * len(kept))))
+    extra = kept.repeat(times - 1)
+    grown: dict[str, Any] = {
+        name: torch.cat([getattr(data, name), getattr(data, name)[extra]])
+        for name in ("train", "train_labels", "train_probs")
+        if getattr(data, name) is not None
+    }
+    return dataclasses.replace(data, **grown)
 
 
 def with_labels(

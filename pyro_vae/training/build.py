@@ -12,7 +12,7 @@ from torch import nn
 from pyro_vae.config.run_config import Config
 from pyro_vae.core.errors import ConfigError, DataError
 from pyro_vae.data.datasets import Data
-from pyro_vae.data.labelled import with_labels
+from pyro_vae.data.labelled import repeated, with_labels
 from pyro_vae.inference.objectives import check_guide, make_objective
 from pyro_vae.inference.sites import point_mass_sites
 from pyro_vae.models.graph.program import GraphProgram
@@ -114,7 +114,9 @@ def graph_data(config: Config, data: Data) -> Data:
         if keep is not None:
             raise ConfigError(f'data.labels = {keep} but no variable of the model is bound to "label"')
         return data
-    rows, _ = with_labels(data, modelled=label.family is not None, keep=keep, seed=config.data.split_seed)
+    rows, kept = with_labels(data, modelled=label.family is not None, keep=keep, seed=config.data.split_seed)
+    if kept is not None and config.data.labelled_share is not None:
+        rows = repeated(rows, kept, config.data.labelled_share)
     return rows
 
 

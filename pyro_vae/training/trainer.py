@@ -88,7 +88,7 @@ def train(
         signals = hold.enter_context(interrupts.catching())
         history = _open_run_dir(run, built, hold, overwrite=overwrite)
         quiet = quiet or not run.world.main
-        _announce(run, built.state, quiet)
+        _announce(run, built.data, built.state, quiet)
         step = _compiled_step(run, built, history, quiet)
         result, callbacks = _result_and_callbacks(run, built, step, history, quiet)
         # Loop: from the checkpoint's random state, when resumed.
@@ -221,17 +221,19 @@ def _why(config: Config, step: CompiledStep, e: Diverged) -> str:
     return f"try a smaller --train.lr (now {e.lr:g})"
 
 
-def _announce(run: Resolved, state: TrainState, quiet: bool) -> None:
+def _announce(run: Resolved, data: Data, state: TrainState, quiet: bool) -> None:
+    """The start line: what trains on which points (``data`` as the steps read them: a
+    semi-supervised graph's repeated labelled rows counted), where."""
     if quiet:
         return
-    config, data, world = run.config, run.data, run.world
+    config, world = run.config, run.world
     doing = f"resuming from epoch {state.epoch}, step {state.step}" if state.step else "training"
     where = (
         f"{world.size} processes (batch {config.train.batch_size} in all)" if world.size > 1 else run.device
     )
     print(
         f"pyro-vae: {doing} on {config.data.label} ({len(data.train)} train / {len(data.valid)} valid "
-        f"points, {data.dim} values each) on {where or run.device}, objective {config.objective.kind}; "
+        f"points, {run.data.dim} values each) on {where or run.device}, objective {config.objective.kind}; "
         f"run: {config.train.run_dir}",
         file=sys.stderr,
     )

@@ -96,3 +96,18 @@ def test_hidden_labels_never_reach_training(tmp_path):
     config = Config.from_dict({**M2, "train": {**M2["train"], "run_dir": str(tmp_path / "other")}})
     other = pyro_vae.train(config, data=dataclasses.replace(data, train_labels=relabelled), quiet=True)
     assert not torch.equal(next(other.graph.parameters()), next(runs[0].graph.parameters()))
+
+
+def test_a_labelled_share_repeats_the_kept_rows_and_nothing_else():
+    from pyro_vae.data.labelled import repeated
+
+    data = load_data(DataConfig())
+    rows, kept = with_labels(data, modelled=True, keep=50, seed=0)
+    grown = repeated(rows, kept, 0.2)
+    labelled = grown.train[:, -1] >= 0
+    times = round(0.2 * (len(data.train) - 50) / (0.8 * 50))
+    assert labelled.sum() == 50 * times and abs(labelled.float().mean() - 0.2) < 0.01
+    assert torch.equal(grown.train[: len(rows.train)], rows.train)  # the repeats come after
+    assert torch.equal(grown.train[len(rows.train) :], rows.train[kept.repeat(times - 1)])
+    assert torch.equal(grown.train_labels[len(rows.train) :], data.train_labels[kept.repeat(times - 1)])
+    assert torch.equal(grown.valid, rows.valid)
