@@ -60,7 +60,7 @@ class StraightThrough(dist.OneHotCategorical):
         scores = self.logits + g
         hard = nn.functional.one_hot(scores.argmax(-1), scores.shape[-1]).to(scores.dtype)
         soft = torch.softmax(scores / self.temperature, -1)
-        return hard + soft - soft.detach()
+        return hard + (soft - soft.detach())  # exactly the one-hot forward: soft − soft is 0
 
 
 def one_hot_from_uniform(fn: dist.OneHotCategorical, u: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from pyro_vae.core.errors import ConfigError
 from pyro_vae.inference.objectives import make_objective
 from pyro_vae.inference.traces import local_terms
 from pyro_vae.models.graph.program import GraphProgram
+from pyro_vae.training.step import Loss
 
 C, D, B = 4, 6, 8
 
@@ -69,3 +70,20 @@ def test_a_site_scaled_apart_is_refused_with_what_to_do_instead():
 
     with pytest.raises(ConfigError, match=r"got \[1\.0, 50\.0\] \(poutine\.scale\): a term that only trains"):
         local_terms(model, guide, torch.randn(5), nesting=1)
+
+
+@pytest.mark.parametrize("estimator", ["enumerate", "relaxed"])
+def test_a_batchs_loss_is_the_sum_of_its_shares_for_a_semi_supervised_graph(estimator):
+    """What several processes rest on (tests/core/test_distributed.py), for M2: with every draw
+    keyed by a row's dataset index, a batch's loss is the sum of its shares' in any split."""
+    p = m2()
+    p.q["y"].estimator = estimator
+    label = torch.tensor([2, -1, 0, -1, -1, 3, -1, 1])
+    row = torch.cat([torch.bernoulli(torch.full((B, D), 0.5)), label.float().unsqueeze(1)], 1)
+    loss = Loss(make_objective("elbo", classify=5.0), p.model, p.guide)
+    index = torch.arange(B)
+    whole = loss(row, index, 123)
+    a, b = torch.tensor([5, 0, 3]), torch.tensor([1, 2, 4, 6, 7])
+    torch.testing.assert_close(
+        loss(row[a], index[a], 123) + loss(row[b], index[b], 123), whole, rtol=1e-5, atol=1e-4
+    )
