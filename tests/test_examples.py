@@ -65,7 +65,8 @@ def tiny(config: Config) -> list[str]:
     """Overrides for one epoch of a model made of small parts."""
     words = ["--train.epochs", "1"]
     for name, family in PARTS.items():
-        for key, value in TINY_PARTS.get((family, getattr(config.model, name).kind), {}).items():
+        part = getattr(config.model, name)  # None: a part left unset (model.program)
+        for key, value in TINY_PARTS.get((family, part.kind if part else None), {}).items():
             words += [f"--model.{name}.{key}", value]
     return words
 
