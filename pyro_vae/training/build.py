@@ -101,6 +101,7 @@ def build_graph(config: Config, data: Data, device: torch.device) -> tuple[Graph
     data = graph_data(config, data)
     for split in ("train", "valid"):
         program.check_data(getattr(data, split), f"the {split} data of {config.data.label!r}")
+    program.initialize(data.train)
     return program.to(device), data
 
 

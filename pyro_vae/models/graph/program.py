@@ -131,6 +131,17 @@ class GraphProgram(nn.Module):
         inputs = [n for n, v in self.variables.items() if v.family is None]
         return f"log p({', '.join(observed)}" + (f" | {', '.join(inputs)})" if inputs else ")")
 
+    @torch.no_grad()
+    def initialize(self, row: torch.Tensor) -> None:
+        """Give each observed variable's family that defines ``initialize`` its training values
+        (a learned σ starts at the data's spread), as the VAE does its parts."""
+        values = self.bound_values(row)
+        for name, v in self.variables.items():
+            part = self.families[name] if name in self.families else None  # noqa: SIM401 (a ModuleDict)
+            start = getattr(part, "initialize", None)
+            if start is not None and not v.latent:
+                start(values[name])
+
     def check_data(self, row: torch.Tensor, name: str) -> None:
         """Each observed variable's family checks its values (a Bernoulli's are 0 or 1)."""
         values = self.bound_values(row)
