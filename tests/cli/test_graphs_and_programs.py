@@ -36,10 +36,8 @@ def test_each_example_graph_trains_evaluates_and_draws(tmp_path, example):
     record = evaluate(run)
     measured = {"cvae_label": "log p(x | y)", "cvae_completion": "log p(bottom | top)"}
     assert record["measures"] == measured.get(example, "log p(x)")
-    assert (
-        np.isfinite(record["log_px"])
-        and record["log_px"] <= record["elbo"] + 4 * record["log_px_stderr"] + 50
-    )
+    # importance sampling's bound is the ELBO's with K samples: above it, up to the spread over points
+    assert np.isfinite(record["log_px"]) and record["log_px"] >= record["elbo"] - 4 * record["elbo_stderr"]
     code, out, err = run_cli(["sample", run, "-n", "20"])
     assert code == 0, err
     assert Path(out.strip()).read_bytes().startswith(PNG_MAGIC)
