@@ -73,6 +73,7 @@ from tqdm.auto import tqdm
 from pyro_vae.comparison import one_run, report
 from pyro_vae.comparison.plan import MAX_EPOCHS, Plan, PlannedRun, plan_comparison
 from pyro_vae.comparison.side_by_side import write_side_by_side
+from pyro_vae.config.graph import measured
 from pyro_vae.config.run_config import Config
 from pyro_vae.core import distributed
 from pyro_vae.core.files import atomic_write
@@ -230,6 +231,7 @@ def _report(plan: Plan, rows: list[dict], histories: dict[str, list[list[dict]]]
         "eval_points": len(plan.x),
         "device": str(plan.device),
         "memory": one_run.memory_measure(plan.device),
+        "measures": measured(plan.base.model.variables),  # log p(x), or a conditional graph's
     }
     markdown = report.markdown(about, summary)
     plan.base.save(out / BASE_CONFIG)
@@ -238,7 +240,7 @@ def _report(plan: Plan, rows: list[dict], histories: dict[str, list[list[dict]]]
     _write(out / JSON, json.dumps({**about, "summary": summary, "runs": rows}, indent=2) + "\n")
     diverged = {(r["objective"], r["seed"]): r["diverged_epoch"] for r in rows if _diverged(r)}
     report.comparison_curves(histories, out / CURVES, key=("valid_elbo", "valid_recon"), diverged=diverged)
-    title = f"log p̂(x) by {report.estimator_words(about)}, on {len(plan.x)} validation points"
+    title = f"{about['measures']} by {report.estimator_words(about)}, on {len(plan.x)} validation points"
     report.log_likelihood_bars(summary, out / LOG_LIKELIHOOD, title=title)
     shown: dict[str, Path] = {}  # each objective's first seed that did not diverge
     for r in rows:

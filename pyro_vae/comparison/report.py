@@ -120,12 +120,14 @@ def _divergence_notes(about: dict, summary: list[dict]) -> list[str]:
 
 def markdown(about: dict, summary: list[dict]) -> str:
     """The table, with a paragraph saying how every number was measured and what ± is."""
-    header = ["objective", "seeds", *(h for _, h, _ in METRICS_SHOWN)]
+    measures = about.get("measures", "log p(x)")  # a conditional graph's is log p(x | y) …
+    cell = measures.replace("|", r"\|")  # a Markdown table's cell
+    header = ["objective", "seeds", *(cell if k == "log_px" else h for k, h, _ in METRICS_SHOWN)]
     if about["seeds"] == 1:
         seeds = "seed 0"
         errors = (
             f"1 seed: ± is the standard error over the {about['eval_points']} points (sd / √N), "
-            "given for log p(x) and the ELBO; the other figures are the one run's."
+            f"given for {measures} and the ELBO; the other figures are the one run's."
         )
     else:
         seeds = f"seeds 0..{about['seeds'] - 1}"
@@ -135,7 +137,7 @@ def markdown(about: dict, summary: list[dict]) -> str:
         "",
         f"Every run: the same network and data, {about['budget']}, {seeds} "
         f"(the same initialization for each seed). Measured on {about['eval_points']} validation points: "
-        f"log p(x) is {estimator_words(about)}; the ELBO, "
+        f"{measures} is {estimator_words(about)}; the ELBO, "
         f"its reconstruction and KL terms use one sample; nats per data point. Peak memory: "
         f"{about['memory']}. {errors}",
         "",

@@ -213,6 +213,16 @@ def parse_guide(values) -> dict[str, GuideVariable]:
     return {name: GuideVariable.parse(name, v) for name, v in values.items()}
 
 
+def measured(variables: dict[str, Variable] | None) -> str:
+    """What a model's bounds and estimates are of, in words: ``log p(x)``, or for a graph with
+    inputs ``log p(bottom | top)``."""
+    if variables is None:
+        return "log p(x)"
+    observed = [n for n, v in variables.items() if v.family is not None and v.data not in (None, "label")]
+    inputs = [n for n, v in variables.items() if v.family is None]
+    return f"log p({', '.join(observed)}" + (f" | {', '.join(inputs)})" if inputs else ")")
+
+
 def topological(parents: dict[str, list[str]], where: str) -> list[str]:
     """The names in an order where each comes after its parents (declaration order otherwise),
     or one line naming a cycle."""

@@ -62,6 +62,11 @@ def test_a_class_is_drawn_on_demand(tmp_path):
     assert code == 2 and "--given y=10 is not allowed: expected a class from 0 to 9" in err
     code, _, err = run_cli(["sample", run, "--given", "z=1"])
     assert code == 2 and "z is not a class of the model; its classes: y" in err
+    compared = tmp_path / "cmp"
+    words = ["--objectives", "elbo", "--seeds", "1", "--eval-samples", "10", "--out", compared]
+    code, _, err = run_cli(["compare", "--config", GRAPHS / "cvae_label.toml", *words, *TINY])
+    assert code == 0, err
+    assert "| objective | seeds | log p(x \\| y) | ELBO |" in (compared / "comparison.md").read_text()
 
 
 @pytest.mark.usefixtures("scoped_registries")

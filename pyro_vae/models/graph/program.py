@@ -30,7 +30,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from pyro_vae.config.graph import GuideVariable, Variable, topological
+from pyro_vae.config.graph import GuideVariable, Variable, measured, topological
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.options import show
 from pyro_vae.core.registry import FAMILIES, GUIDES, NETWORKS
@@ -123,13 +123,8 @@ class GraphProgram(nn.Module):
 
     @property
     def measured(self) -> str:
-        """What the bounds and estimates of this graph are of, in words: ``log p(x)``, or for a
-        conditional model ``log p(bottom | top)``."""
-        observed = [
-            n for n, v in self.variables.items() if v.family is not None and v.data not in (None, "label")
-        ]
-        inputs = [n for n, v in self.variables.items() if v.family is None]
-        return f"log p({', '.join(observed)}" + (f" | {', '.join(inputs)})" if inputs else ")")
+        """What the bounds and estimates of this graph are of: ``log p(x)``, ``log p(bottom | top)``."""
+        return measured(self.variables)
 
     @torch.no_grad()
     def initialize(self, row: torch.Tensor) -> None:
