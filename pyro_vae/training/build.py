@@ -46,6 +46,11 @@ def build(run: Resolved, model, guide) -> Built:
     pyro.set_rng_seed(tc.seed)
     data = run.data
     vae: nn.Module | None = None
+    if config.data.labels is not None and (model is not None or config.model.variables is None):
+        raise ConfigError(
+            f"data.labels = {config.data.labels} keeps labels for a model that reads them: a graph with a "
+            'variable bound to "label" ([model.variables]); this model reads no labels'
+        )
     if model is None and config.model.variables is not None:
         vae, data = build_graph(config, data, device)
         model, guide = vae.model, vae.guide  # no param sites: the optimizer holds its parameters

@@ -117,3 +117,10 @@ def test_a_network_whose_output_does_not_fit_its_family_is_one_line(tmp_path):
             match=r"x\.network = \{ kind = \"three\" \} gives 3 numbers per point; its family needs 64",
         ):
             pyro_vae.train(config, quiet=True)
+
+
+def test_labels_for_a_model_that_reads_none_are_refused(tmp_path):
+    config = Config().override({"data.labels": 50, "train.run_dir": str(tmp_path / "run"), "train.epochs": 1})
+    with pytest.raises(ConfigError, match=r"data\.labels = 50 keeps labels for a model that reads them"):
+        pyro_vae.train(config, quiet=True)
+    assert not (tmp_path / "run").exists()
