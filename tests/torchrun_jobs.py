@@ -4,6 +4,7 @@
 import contextlib
 import os
 import queue
+import random
 import socket
 import subprocess
 import sys
@@ -24,9 +25,19 @@ TIMEOUT = 240
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port to name on a command line, free now and below the kernel's ephemeral range (32768
+    and up on Linux), from which every bind to port 0 is served: the other test worker's torchrun
+    jobs (--standalone) take theirs there, and could take this one between its choice and its use,
+    joining the wrong job, which then waits forever (seen once under pytest-xdist)."""
+    for _ in range(100):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 32000")
 
 
 def torchrun(
