@@ -37,6 +37,7 @@ from pyro_vae.config.run_config import load_config
 from pyro_vae.data.array_files import read_idx
 from pyro_vae.data.datasets import Data
 from pyro_vae.inference.estimators.importance import importance_sampling
+from pyro_vae.models.graph.ancestral import encode
 from pyro_vae.training.graph_figures import draws
 
 GRAPHS = Path(__file__).resolve().parents[1] / "examples" / "graphs"
@@ -112,7 +113,7 @@ def clustering(data: Data, args, out: Path) -> None:
     run = train("gmvae", data, args.epochs, out, **{"model.variables.x.family": "bernoulli"})
     graph = run.graph
     with torch.no_grad():
-        clusters = torch.cat([graph.encode(x)["y"].argmax(-1) for x in data.test.split(1000)])
+        clusters = torch.cat([encode(graph, x)["y"].argmax(-1) for x in data.test.split(1000)])
     labels = data.test_labels
     correct = 0
     for c in clusters.unique():

@@ -13,6 +13,7 @@ from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.files import atomic_write, make_dir
 from pyro_vae.core.options import show
 from pyro_vae.evaluation.checks import data_of, split_of, where
+from pyro_vae.models.graph.ancestral import classes_of
 from pyro_vae.training.build import graph_data
 from pyro_vae.training.graph_figures import draws
 from pyro_vae.training.run import Run
@@ -21,7 +22,7 @@ from pyro_vae.training.run import Run
 def classes_given(run: Run, given: dict[str, int], n: int) -> dict[str, torch.Tensor]:
     """``--given NAME=CLASS`` as one-hot values ``(n, C)``, each checked against the model."""
     assert run.graph is not None
-    classes = run.graph.classes_of
+    classes = classes_of(run.graph)
     fixed = {}
     for name, value in given.items():
         if name not in classes:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from pyro_vae.core.errors import DataError
+from pyro_vae.models.graph.ancestral import classes_of, draw, encode, image
 from pyro_vae.models.graph.program import GraphProgram
 from pyro_vae.models.vae import center
 from pyro_vae.pictures.latent_paths import Interpolation
@@ -51,7 +52,7 @@ def draws(
     if inputs:
         rows = rows[:n]
         bound = graph.bound_values(rows)
-        completed = _image(graph, graph.draw(len(rows), {k: bound[k] for k in inputs}))
+        completed = _image(graph, draw(graph, len(rows), {k: bound[k] for k in inputs}))
         truth = rows[:, : graph.data_dim]
         drawn = [
             k for k, v in graph.variables.items() if v.family is not None and (v.data or "").startswith("x.")
@@ -62,20 +63,20 @@ def draws(
         return Drawn(
             x, lambda path, shape: reconstructions(x[:m], x[m:], shape, path, title=title, what="completion")
         )
-    free = [k for k in graph.classes_of if k not in given]
+    free = [k for k in classes_of(graph) if k not in given]
     if free:
-        name, classes = free[0], graph.classes_of[free[0]]
+        name, classes = free[0], classes_of(graph)[free[0]]
         per = max(1, n // classes)
         device = rows.device
         images = []
         for c in range(classes):
             one_hot = torch.nn.functional.one_hot(torch.tensor(c, device=device), classes).to(rows.dtype)
             fixed = {**{k: v[:per] for k, v in given.items()}, name: one_hot.expand(per, -1)}
-            images.append(_image(graph, graph.draw(per, fixed)))
+            images.append(_image(graph, draw(graph, per, fixed)))
         x = torch.cat(images).cpu().numpy()
         title = f"{per} samples of each class of {name} (a row each: {name} = 0 … {classes - 1})"
         return Drawn(x, lambda path, shape: image_grid(x, shape, path, title=title, ncols=per))
-    x = _image(graph, graph.draw(n, given)).cpu().numpy()
+    x = _image(graph, draw(graph, n, given)).cpu().numpy()
     title = f"{n} samples" + (f" given {', '.join(given)}" if given else "")
     return Drawn(x, lambda path, shape: image_grid(x, shape, path, title=title))
 
@@ -86,7 +87,7 @@ def interpolate_graph(
 ) -> Interpolation:
     """Decoded straight paths between the continuous latents' codes of pairs of rows ``xa``, ``xb``
     (P, D'), each path holding its first row's classes and inputs (:meth:`GraphProgram.encode`)."""
-    a, b = graph.encode(xa), graph.encode(xb)
+    a, b = encode(graph, xa), encode(graph, xb)
     moving = [n for n in graph.guide_order if not graph.variables[n].discrete]
     if not moving:
         raise DataError("the model has no continuous latent to move along a path")
@@ -94,7 +95,7 @@ def interpolate_graph(
     images, codes = [], []
     for step in t:
         fixed = {**a, **{n: (1 - step) * a[n] + step * b[n] for n in moving}}
-        images.append(_image(graph, graph.draw(len(xa), fixed)))
+        images.append(_image(graph, draw(graph, len(xa), fixed)))
         codes.append(torch.cat([fixed[n] for n in moving], -1))
     d = graph.data_dim
     return Interpolation(
@@ -107,10 +108,10 @@ def interpolate_graph(
 
 
 def _image(graph: GraphProgram, values: dict) -> torch.Tensor:
-    image = graph.image(values)
-    if image is None:
+    made = image(graph, values)
+    if made is None:
         raise DataError('the model has no variable bound to the data point (data = "x" or a part of it)')
-    return image
+    return made
 
 
 @torch.no_grad()
@@ -125,9 +126,9 @@ def write_graph_figures(run, data) -> list[Path]:
     if latents:
         steps.append((LATENT, lambda: _latent(graph, latents[0], data, out / LATENT)))
     written = []
-    for name, draw in steps:
+    for name, picture in steps:
         try:
-            written.append(draw())
+            written.append(picture())
         except (ValueError, DataError) as e:
             print(f"pyro-vae: skipped {name}: {e}", file=sys.stderr)
     return written

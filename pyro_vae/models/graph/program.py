@@ -36,7 +36,6 @@ from pyro_vae.core.options import show
 from pyro_vae.core.registry import FAMILIES, GUIDES, NETWORKS
 from pyro_vae.models.graph.bindings import label_column, part_columns
 from pyro_vae.models.graph.families import classes, features
-from pyro_vae.models.vae import center
 
 #: the ``infer`` key that marks a model site as an auxiliary training term (value 0, never in a bound)
 AUXILIARY = "pyro_vae_auxiliary"
@@ -154,75 +153,7 @@ class GraphProgram(nn.Module):
             return None
         if any(p in self.guide_spec for p in self.guide_spec[name].given or []):
             return None
-        return self._q_params(name, self.bound_values(row))
-
-    # -- drawing -------------------------------------------------------------------------------
-
-    @property
-    def classes_of(self) -> dict[str, int]:
-        """The discrete variables (latent or input) and their numbers of classes."""
-        return {
-            n: self.sizes[n]
-            for n, v in self.variables.items()
-            if v.discrete or (v.data == "label" and v.family is None)
-        }
-
-    @torch.no_grad()
-    def draw(self, n: int, given: dict[str, torch.Tensor] | None = None, *, mean: bool = True) -> dict:
-        """Ancestral draws of every variable, ``(n, size)`` each, the ``given`` values held fixed
-        (a class one-hot); an observed variable is its family's mean where ``mean`` (what pictures
-        show). Every input must be given."""
-        values = dict(given or {})
-        for name in self.order:
-            v = self.variables[name]
-            if name in values:
-                continue
-            if v.family is None:
-                raise ConfigError(f"{name} is an input of the model: give its value to draw the others")
-            part: Any = self.families[name]
-            if not v.given:
-                values[name] = part.root().sample((n,))
-                continue
-            out = self.nets[name](joined([values[p] for p in v.given]))
-            observed = not v.latent
-            values[name] = (
-                part.mean(out) if observed and mean and hasattr(part, "mean") else part(out).sample()
-            )
-        return values
-
-    @torch.no_grad()
-    def encode(self, row: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The rows' inputs and a code for each latent, in the guide's order: the centre of q for a
-        continuous one, the most probable class for a discrete one (one-hot)."""
-        values = self.bound_values(row)
-        given = {n: values[n] for n, v in self.variables.items() if v.family is None}
-        for name in self.guide_order:
-            out = self._q_params(name, values)
-            if self.variables[name].discrete:
-                values[name] = nn.functional.one_hot(out.argmax(-1), out.shape[-1]).to(out.dtype)
-            else:
-                values[name] = center(self.q[name](out))
-            given[name] = values[name]
-        return given
-
-    def image(self, values: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        """The data point the values make: the variable bound to ``"x"``, or the image put
-        together from its parts; None where no variable is bound to the data point."""
-        name = self._image_variable()
-        if name is not None:
-            return values[name]
-        parts = [
-            (n, getattr(self, f"columns_{n}"))
-            for n, v in self.variables.items()
-            if (v.data or "").startswith("x.")
-        ]
-        if not parts:
-            return None
-        first = values[parts[0][0]]
-        image = first.new_zeros(*first.shape[:-1], self.data_dim)
-        for n, columns in parts:
-            image[..., columns] = values[n]
-        return image
+        return self.q_params(name, self.bound_values(row))
 
     # -- building ------------------------------------------------------------------------------
 
@@ -248,7 +179,7 @@ class GraphProgram(nn.Module):
         spec = decl.network  # filled in by the config (pyro_vae.config.graph.DEFAULT_NETWORK)
         given = list(decl.given)
         n_in: int | tuple[int, ...] = sum(width[p] for p in given)
-        if given == [self._image_variable()] and self.image_shape is not None:
+        if given == [self.image_variable()] and self.image_shape is not None:
             n_in = self._image()
         n_out: int | tuple[int, ...] = out
         if isinstance(decl, Variable) and decl.data == "x" and self.image_shape is not None:
@@ -270,7 +201,7 @@ class GraphProgram(nn.Module):
         shape = tuple(self.image_shape)  # type: ignore[arg-type]
         return shape if len(shape) == 3 else (1, *shape)
 
-    def _image_variable(self) -> str | None:
+    def image_variable(self) -> str | None:
         return next((n for n, v in self.variables.items() if v.data == "x"), None)
 
     def _guide_part(self, name: str, width: dict[str, int]) -> None:
@@ -322,14 +253,14 @@ class GraphProgram(nn.Module):
         values = self.bound_values(row)
         with pyro.plate("data", row.shape[0], device=row.device):  # type: ignore[arg-type]
             for name in self.guide_order:
-                out = self._q_params(name, values)
+                out = self.q_params(name, values)
                 if self.variables[name].data == "label":
                     out = at_label(out, label_column(row, self.data_dim))
                 q = self.q[name]
                 infer: Any = dict(getattr(q, "infer", {}))  # Pyro types infer as its InferDict
                 values[name] = pyro.sample(name, q(out), infer=infer)
 
-    def _q_params(self, name: str, values: dict[str, torch.Tensor]) -> torch.Tensor:
+    def q_params(self, name: str, values: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.q_nets[name](joined([values[p] for p in self.guide_spec[name].given or []]))
 
     def _classify(self, row: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
@@ -339,7 +270,7 @@ class GraphProgram(nn.Module):
             if v.data != "label" or v.family is None or any(p in self.guide_spec for p in given or []):
                 continue  # a label the guide infers from other latents has no classifier to train
             label = label_column(row, self.data_dim)
-            log_q = torch.log_softmax(self._q_params(name, values), -1)  # (B, C)
+            log_q = torch.log_softmax(self.q_params(name, values), -1)  # (B, C)
             term = log_q.gather(-1, label.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (label >= 0)
             pyro.sample(
                 f"{name}.classify",
