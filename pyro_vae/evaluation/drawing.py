@@ -19,7 +19,7 @@ from pyro_vae.core.errors import ConfigError, DataError
 from pyro_vae.core.files import atomic_write, make_dir
 from pyro_vae.core.options import PositiveInt, Range, check_value
 from pyro_vae.evaluation.checks import check_seed, check_writable, data_of, refuse_directory, split_of, where
-from pyro_vae.evaluation.graph_drawing import sample_graph
+from pyro_vae.evaluation.graph_drawing import graph_draws
 from pyro_vae.pictures import plots
 from pyro_vae.pictures.latent_paths import interpolate_pairs, pick_pairs
 from pyro_vae.pictures.latent_plots import interpolation_grid
@@ -71,7 +71,13 @@ def sample_run(
     run = Run.load(run_dir, device=resolve_device(device, key="--device"), checkpoint=checkpoint)
     if run.graph is not None:
         check_writable(out, where(out, run_dir))
-        return sample_graph(run, n, out, given=given or {}, seed=seed, run_dir=run_dir)
+        drawn = graph_draws(run, n, given=given or {}, seed=seed)
+        make_dir(out.parent, where(out, run_dir))
+        if out.suffix == ".npy":
+            atomic_write(out, lambda tmp: _write_npy(tmp, len(drawn.x), [drawn.x]))
+            return out
+        shape = run.config.data.image_shape
+        return drawn.picture(out, tuple(shape) if shape else None)
     if given:
         raise ConfigError(
             f"--given {next(iter(given))}=...: the run's model is not a declared graph; it has no classes"

@@ -3,19 +3,15 @@ completions of validation points, a row for each class of a model with a class, 
 draws (:func:`pyro_vae.training.graph_figures.draws`), with ``--given NAME=CLASS`` holding a class
 fixed."""
 
-from pathlib import Path
-
-import numpy as np
 import pyro
 import torch
 
 from pyro_vae.core.errors import ConfigError
-from pyro_vae.core.files import atomic_write, make_dir
 from pyro_vae.core.options import show
-from pyro_vae.evaluation.checks import data_of, split_of, where
+from pyro_vae.evaluation.checks import data_of, split_of
 from pyro_vae.models.graph.ancestral import classes_of
 from pyro_vae.training.build import graph_data
-from pyro_vae.training.graph_figures import draws
+from pyro_vae.training.graph_figures import Drawn, draws
 from pyro_vae.training.run import Run
 
 
@@ -38,23 +34,12 @@ def classes_given(run: Run, given: dict[str, int], n: int) -> dict[str, torch.Te
     return fixed
 
 
-def sample_graph(run: Run, n: int, out: Path, *, given: dict[str, int], seed: int, run_dir) -> Path:
-    """Draw ``n`` from a graph's run and write ``out``: a ``.png`` picture or a ``.npy`` array."""
+def graph_draws(run: Run, n: int, *, given: dict[str, int], seed: int) -> Drawn:
+    """What ``pyro-vae sample`` draws from a graph's run: ``n`` draws, ``given`` classes fixed."""
     graph = run.graph
     assert graph is not None
     fixed = classes_given(run, given, n)
     rows = split_of(graph_data(run.config, data_of(run)), "valid")
     device = next(graph.buffers(), rows).device
     pyro.set_rng_seed(seed)
-    drawn = draws(graph, n, rows.to(device), {k: v.to(device) for k, v in fixed.items()})
-    make_dir(out.parent, where(out, run_dir))
-    if out.suffix == ".npy":
-        atomic_write(out, lambda tmp: _save(tmp, drawn.x))
-        return out
-    shape = run.config.data.image_shape
-    return drawn.picture(out, tuple(shape) if shape else None)
-
-
-def _save(path: Path, x: np.ndarray) -> None:
-    with open(path, "wb") as f:  # np.save given a name would add ".npy" to the temporary one
-        np.save(f, x)
+    return draws(graph, n, rows.to(device), {k: v.to(device) for k, v in fixed.items()})

@@ -86,7 +86,8 @@ def interpolate_graph(
     graph: GraphProgram, xa: torch.Tensor, xb: torch.Tensor, *, steps: int = 10
 ) -> Interpolation:
     """Decoded straight paths between the continuous latents' codes of pairs of rows ``xa``, ``xb``
-    (P, D'), each path holding its first row's classes and inputs (:meth:`GraphProgram.encode`)."""
+    (P, D'), each path holding its first row's classes and inputs
+    (:func:`~pyro_vae.models.graph.ancestral.encode`)."""
     a, b = encode(graph, xa), encode(graph, xb)
     moving = [n for n in graph.guide_order if not graph.variables[n].discrete]
     if not moving:

@@ -74,7 +74,6 @@ class GraphProgram(nn.Module):
         self.guide_order = topological(
             {n: [p for p in g.given or [] if p in guide] for n, g in guide.items()}, "[guide]"
         )
-        self.has_label = any(v.data == "label" for v in variables.values())
         self.sizes = {n: self._size(n, v, label_classes) for n, v in variables.items()}
         self.families = nn.ModuleDict()
         self.nets = nn.ModuleDict()
